@@ -1,0 +1,252 @@
+//! The error body of SPEC 1.4: `{"error":{"code","message","type","param"}}`, with
+//! each code's HTTP status and type.
+
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum ErrorCode {
+    InvalidRequest,
+    InvalidTaskId,
+    Unauthorized,
+    InsufficientQuota,
+    ModelAccessDenied,
+    TaskNotFound,
+    NotFound,
+    MethodNotAllowed,
+    IdempotencyConflict,
+    PayloadTooLarge,
+    RateLimitExceeded,
+    InternalError,
+    UpstreamError,
+    ServiceUnavailable,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> u16 {
+        match self {
+            Self::InvalidRequest | Self::InvalidTaskId => 400,
+            Self::Unauthorized => 401,
+            Self::InsufficientQuota => 402,
+            Self::ModelAccessDenied => 403,
+            Self::TaskNotFound | Self::NotFound => 404,
+            Self::MethodNotAllowed => 405,
+            Self::IdempotencyConflict => 409,
+            Self::PayloadTooLarge => 413,
+            Self::RateLimitExceeded => 429,
+            Self::InternalError => 500,
+            Self::UpstreamError => 502,
+            Self::ServiceUnavailable => 503,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::InvalidRequest => "invalid_request",
+            Self::InvalidTaskId => "invalid_task_id",
+            Self::Unauthorized => "unauthorized",
+            Self::InsufficientQuota => "insufficient_quota",
+            Self::ModelAccessDenied => "model_access_denied",
+            Self::TaskNotFound => "task_not_found",
+            Self::NotFound => "not_found",
+            Self::MethodNotAllowed => "method_not_allowed",
+            Self::IdempotencyConflict => "idempotency_conflict",
+            Self::PayloadTooLarge => "payload_too_large",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
+            Self::InternalError => "internal_error",
+            Self::UpstreamError => "upstream_error",
+            Self::ServiceUnavailable => "service_unavailable",
+        }
+    }
+
+    pub fn error_type(self) -> &'static str {
+        match self {
+            Self::Unauthorized => "authentication_error",
+            Self::InsufficientQuota => "insufficient_quota",
+            Self::RateLimitExceeded => "rate_limit_error",
+            Self::InternalError => "api_error",
+            Self::UpstreamError | Self::ServiceUnavailable => "upstream_error",
+            _ => "invalid_request_error",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: String,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// The offending field, when one is at fault.
+    pub param: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+impl ErrorBody {
+    pub fn new(code: ErrorCode, message: impl Into<String>, param: Option<String>) -> Self {
+        Self {
+            error: ErrorDetail {
+                code: code.as_str().to_owned(),
+                message: message.into(),
+                kind: code.error_type().to_owned(),
+                param,
+            },
+        }
+    }
+}
+
+impl From<&crate::create::FieldError> for ErrorBody {
+    /// A rejected create field: `400 invalid_request` naming the field in `param`.
+    fn from(e: &crate::create::FieldError) -> Self {
+        Self::new(
+            ErrorCode::InvalidRequest,
+            e.message.clone(),
+            Some(e.param.clone()),
+        )
+    }
+}
+
+impl ErrorCode {
+    pub const ALL: [ErrorCode; 14] = [
+        Self::InvalidRequest,
+        Self::InvalidTaskId,
+        Self::Unauthorized,
+        Self::InsufficientQuota,
+        Self::ModelAccessDenied,
+        Self::TaskNotFound,
+        Self::NotFound,
+        Self::MethodNotAllowed,
+        Self::IdempotencyConflict,
+        Self::PayloadTooLarge,
+        Self::RateLimitExceeded,
+        Self::InternalError,
+        Self::UpstreamError,
+        Self::ServiceUnavailable,
+    ];
+
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|c| c.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_the_spec_table() {
+        let b = ErrorBody::new(ErrorCode::InsufficientQuota, "no", None);
+        assert_eq!(
+            serde_json::to_string(&b).ok().as_deref(),
+            Some(
+                r#"{"error":{"code":"insufficient_quota","message":"no","type":"insufficient_quota","param":null}}"#
+            )
+        );
+        assert_eq!(ErrorCode::TaskNotFound.status(), 404);
+        assert_eq!(ErrorCode::UpstreamError.error_type(), "upstream_error");
+    }
+
+    #[test]
+    fn every_code_has_the_spec_status_and_type() {
+        use ErrorCode::*;
+        let table = [
+            (
+                InvalidRequest,
+                400,
+                "invalid_request",
+                "invalid_request_error",
+            ),
+            (
+                InvalidTaskId,
+                400,
+                "invalid_task_id",
+                "invalid_request_error",
+            ),
+            (Unauthorized, 401, "unauthorized", "authentication_error"),
+            (
+                InsufficientQuota,
+                402,
+                "insufficient_quota",
+                "insufficient_quota",
+            ),
+            (
+                ModelAccessDenied,
+                403,
+                "model_access_denied",
+                "invalid_request_error",
+            ),
+            (TaskNotFound, 404, "task_not_found", "invalid_request_error"),
+            (NotFound, 404, "not_found", "invalid_request_error"),
+            (
+                MethodNotAllowed,
+                405,
+                "method_not_allowed",
+                "invalid_request_error",
+            ),
+            (
+                IdempotencyConflict,
+                409,
+                "idempotency_conflict",
+                "invalid_request_error",
+            ),
+            (
+                PayloadTooLarge,
+                413,
+                "payload_too_large",
+                "invalid_request_error",
+            ),
+            (
+                RateLimitExceeded,
+                429,
+                "rate_limit_exceeded",
+                "rate_limit_error",
+            ),
+            (InternalError, 500, "internal_error", "api_error"),
+            (UpstreamError, 502, "upstream_error", "upstream_error"),
+            (
+                ServiceUnavailable,
+                503,
+                "service_unavailable",
+                "upstream_error",
+            ),
+        ];
+        assert_eq!(table.len(), ErrorCode::ALL.len());
+        for (code, status, s, kind) in table {
+            assert_eq!(
+                (code.status(), code.as_str(), code.error_type()),
+                (status, s, kind),
+                "{code:?}"
+            );
+            assert_eq!(ErrorCode::parse(s), Some(code));
+        }
+    }
+
+    #[test]
+    fn a_field_error_becomes_a_400_naming_the_field() {
+        let fe = crate::create::FieldError {
+            param: "duration".to_owned(),
+            message: "bad".to_owned(),
+        };
+        let body = ErrorBody::from(&fe);
+        assert_eq!(
+            ErrorCode::parse(&body.error.code).map(ErrorCode::status),
+            Some(400)
+        );
+        assert_eq!(
+            serde_json::to_string(&body).ok().as_deref(),
+            Some(
+                r#"{"error":{"code":"invalid_request","message":"bad","type":"invalid_request_error","param":"duration"}}"#
+            )
+        );
+    }
+}

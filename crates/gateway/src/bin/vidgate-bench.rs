@@ -1,0 +1,452 @@
+//! `vidgate-bench`: starts the release `vidgate` (SQLite, workers paused so no
+//! rendering competes with the API path) and, in the same run, a bare hyper server
+//! answering a constant (the ceiling), then drives each from loopback with a
+//! closed-loop load generator on keep-alive connections and prints requests/s and
+//! latency percentiles for the ceiling, task creation and task polling.
+
+#![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::{Method, Request, Response};
+use hyper_util::rt::TokioIo;
+
+struct Args {
+    connections: usize,
+    seconds: f64,
+    vidgate: std::path::PathBuf,
+    /// With N > 0: instead of the API phases, measure the CPU a vidgate spends
+    /// keeping N upstream tasks in flight (polled every 30 s).
+    inflight: usize,
+    steady_secs: f64,
+}
+
+fn parse_args() -> Result<(Args, bool), String> {
+    let mut it = std::env::args().skip(1);
+    let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+    let mut args =
+        Args { connections: 24, seconds: 5.0, vidgate: exe.with_file_name("vidgate"), inflight: 0, steady_secs: 60.0 };
+    let mut ceiling = false;
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "ceiling" => ceiling = true,
+            "--connections" => args.connections = it.next().and_then(|v| v.parse().ok()).ok_or("--connections N")?,
+            "--seconds" => args.seconds = it.next().and_then(|v| v.parse().ok()).ok_or("--seconds S")?,
+            "--vidgate" => args.vidgate = it.next().ok_or("--vidgate PATH")?.into(),
+            "--inflight" => args.inflight = it.next().and_then(|v| v.parse().ok()).ok_or("--inflight N")?,
+            "--steady-secs" => args.steady_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--steady-secs S")?,
+            other => return Err(format!("unknown argument {other}")),
+        }
+    }
+    Ok((args, ceiling))
+}
+
+/// The ceiling: a bare hyper HTTP/1 server answering a constant, in its own process.
+async fn run_ceiling() -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    println!("port {}", listener.local_addr()?.port());
+    loop {
+        let (stream, _) = listener.accept().await?;
+        tokio::spawn(async move {
+            let service = hyper::service::service_fn(|_req| async {
+                Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from_static(br#"{"status":"ok"}"#))))
+            });
+            let _ = hyper::server::conn::http1::Builder::new().serve_connection(TokioIo::new(stream), service).await;
+        });
+    }
+}
+
+struct Phase {
+    name: &'static str,
+    requests: usize,
+    errors: usize,
+    secs: f64,
+    latencies_us: Vec<u64>,
+    bodies: Vec<Bytes>,
+}
+
+impl Phase {
+    fn rps(&self) -> f64 {
+        self.requests as f64 / self.secs
+    }
+    fn pct(&self, p: f64) -> f64 {
+        if self.latencies_us.is_empty() {
+            return 0.0;
+        }
+        let i = ((self.latencies_us.len() - 1) as f64 * p).round() as usize;
+        self.latencies_us[i] as f64 / 1000.0
+    }
+}
+
+/// Drives `make(i)` requests over `connections` keep-alive connections for `secs`
+/// (after a 1 s warm-up that is not counted).
+async fn drive(
+    name: &'static str,
+    port: u16,
+    connections: usize,
+    secs: f64,
+    keep_bodies: bool,
+    make: impl Fn(usize) -> Request<Full<Bytes>> + Send + Sync + Clone + 'static,
+) -> Result<Phase, Box<dyn std::error::Error + Send + Sync>> {
+    let start = Instant::now() + Duration::from_secs(1);
+    let end = start + Duration::from_secs_f64(secs);
+    let mut handles = Vec::new();
+    for c in 0..connections {
+        let make = make.clone();
+        handles.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            stream.set_nodelay(true)?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            let mut lat = Vec::new();
+            let mut errors = 0usize;
+            let mut bodies = Vec::new();
+            let mut i = c;
+            loop {
+                let t0 = Instant::now();
+                if t0 >= end {
+                    break;
+                }
+                let resp = sender.send_request(make(i)).await?;
+                let ok = resp.status().is_success();
+                let body = resp.into_body().collect().await?.to_bytes();
+                let t1 = Instant::now();
+                if t0 >= start {
+                    lat.push((t1 - t0).as_micros() as u64);
+                    if !ok {
+                        errors += 1;
+                    }
+                    if keep_bodies && ok {
+                        bodies.push(body);
+                    }
+                }
+                i += connections;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>((lat, errors, bodies))
+        }));
+    }
+    let mut phase = Phase { name, requests: 0, errors: 0, secs, latencies_us: Vec::new(), bodies: Vec::new() };
+    for h in handles {
+        let (lat, errors, bodies) = h.await??;
+        phase.requests += lat.len();
+        phase.errors += errors;
+        phase.latencies_us.extend(lat);
+        phase.bodies.extend(bodies);
+    }
+    phase.latencies_us.sort_unstable();
+    Ok(phase)
+}
+
+/// Reads a started child's stdout until `pred` finds what it needs.
+fn read_until(child: &mut Child, mut pred: impl FnMut(&str) -> bool) -> Result<(), String> {
+    let stdout = child.stdout.take().ok_or("no stdout")?;
+    let mut lines = BufReader::new(stdout).lines();
+    loop {
+        let line = lines.next().ok_or("the process exited early")?.map_err(|e| e.to_string())?;
+        if pred(&line) {
+            std::thread::spawn(move || for _ in lines {});
+            return Ok(());
+        }
+    }
+}
+
+struct Kill(Child);
+
+impl Drop for Kill {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let (args, ceiling) = parse_args()?;
+    if ceiling {
+        return Ok(run_ceiling().await?);
+    }
+    if args.inflight > 0 {
+        return inflight(&args).await;
+    }
+    let exe = std::env::current_exe()?;
+    let mut ceiling_child = Kill(Command::new(&exe).arg("ceiling").stdout(Stdio::piped()).spawn()?);
+    let mut ceiling_port = 0u16;
+    read_until(&mut ceiling_child.0, |l| {
+        ceiling_port = l.strip_prefix("port ").and_then(|p| p.trim().parse().ok()).unwrap_or(0);
+        ceiling_port != 0
+    })?;
+
+    let data = std::env::temp_dir().join(format!("vidgate-bench-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut server = Kill(
+        Command::new(&args.vidgate)
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&data)
+            .env("VIDGATE_WORKERS", "0")
+            .env("VIDGATE_SIGNUP_CREDITS", "100000000")
+            .env("RUST_LOG", "warn")
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| {
+                format!("cannot start {}: {e} (build it with cargo build --release -p vidgate)", args.vidgate.display())
+            })?,
+    );
+    let mut key = String::new();
+    let mut port = 0u16;
+    read_until(&mut server.0, |l| {
+        if let Some(k) = l.trim().strip_prefix("API key:") {
+            key = k.trim().to_owned();
+        }
+        if let Some(u) = l.trim().strip_prefix("playground:") {
+            port = u.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        }
+        port != 0
+    })?;
+    println!(
+        "vidgate-bench: {} connections, {} s per phase after 1 s warm-up; vidgate on SQLite with workers paused \
+         (VIDGATE_WORKERS=0), so no rendering competes with the API",
+        args.connections, args.seconds
+    );
+
+    let ceiling = drive("ceiling (bare hyper)", ceiling_port, args.connections, args.seconds, false, |_| {
+        Request::builder().uri("/").header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap_or_default()
+    })
+    .await?;
+    drop(ceiling_child);
+
+    let auth = format!("Bearer {key}");
+    let body = Bytes::from_static(br#"{"model":"kling-v3-text-to-video","prompt":"bench","duration":3}"#);
+    let create = {
+        let auth = auth.clone();
+        drive("create  POST /v1/videos/generations", port, args.connections, args.seconds, true, move |_| {
+            Request::builder()
+                .method(Method::POST)
+                .uri("/v1/videos/generations")
+                .header("host", "127.0.0.1")
+                .header("authorization", &auth)
+                .header("content-type", "application/json")
+                .body(Full::new(body.clone()))
+                .unwrap_or_default()
+        })
+        .await?
+    };
+    let ids: Vec<String> = create
+        .bodies
+        .iter()
+        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
+        .filter_map(|v| v["id"].as_str().map(str::to_owned))
+        .collect();
+    if ids.is_empty() {
+        return Err("no task was created".into());
+    }
+    let poll = {
+        let auth = auth.clone();
+        let ids = std::sync::Arc::new(ids);
+        drive("poll    GET /v1/tasks/{id}", port, args.connections, args.seconds, false, move |i| {
+            Request::builder()
+                .uri(format!("/v1/tasks/{}", ids[i % ids.len()]))
+                .header("host", "127.0.0.1")
+                .header("authorization", &auth)
+                .body(Full::new(Bytes::new()))
+                .unwrap_or_default()
+        })
+        .await?
+    };
+    drop(server);
+    let _ = std::fs::remove_dir_all(&data);
+
+    println!("{:<40} {:>10} {:>12} {:>9} {:>9} {:>7}", "phase", "requests", "req/s", "p50 ms", "p99 ms", "errors");
+    for p in [&ceiling, &create, &poll] {
+        println!(
+            "{:<40} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>7}",
+            p.name,
+            p.requests,
+            p.rps(),
+            p.pct(0.50),
+            p.pct(0.99),
+            p.errors
+        );
+    }
+    let ratio = poll.rps() / ceiling.rps() * 100.0;
+    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
+    println!("polling = {ratio:.1}% of the ceiling (target >= 40%): {}", verdict(ratio >= 40.0));
+    println!(
+        "create = {:.0} req/s, p99 {:.2} ms (target >= 3000 req/s, p99 < 20 ms): {}",
+        create.rps(),
+        create.pct(0.99),
+        verdict(create.rps() >= 3000.0 && create.pct(0.99) < 20.0)
+    );
+    Ok(())
+}
+
+/// Starts `vidgate serve` with `env` and a fresh data folder; returns it, its
+/// port and its first API key.
+fn start_vidgate(args: &Args, name: &str, env: &[(&str, String)]) -> Result<(Kill, u16, String), String> {
+    let data = std::env::temp_dir().join(format!("vidgate-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&data);
+    let mut cmd = Command::new(&args.vidgate);
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = Kill(cmd.spawn().map_err(|e| format!("cannot start {}: {e}", args.vidgate.display()))?);
+    let mut key = String::new();
+    let mut port = 0u16;
+    read_until(&mut child.0, |l| {
+        if let Some(k) = l.trim().strip_prefix("API key:") {
+            key = k.trim().to_owned();
+        }
+        if let Some(u) = l.trim().strip_prefix("playground:") {
+            port = u.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+        }
+        port != 0
+    })?;
+    Ok((child, port, key))
+}
+
+/// CPU seconds (user + system) a process has used so far.
+fn cpu_secs(pid: u32) -> Result<f64, String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).map_err(|e| e.to_string())?;
+    let after = stat.rsplit_once(')').map(|(_, a)| a).ok_or("bad /proc stat")?;
+    let fields: Vec<&str> = after.split_whitespace().collect();
+    let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    // Fields 14 and 15 of /proc/pid/stat (utime, stime), counted after the ")".
+    Ok((ticks(11) + ticks(12)) / 100.0)
+}
+
+async fn get_text(port: u16, path: &str) -> Result<String, Box<dyn std::error::Error + Send + Sync>> {
+    let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let req = Request::builder().uri(path).header("host", "127.0.0.1").body(Full::new(Bytes::new()))?;
+    let body = sender.send_request(req).await?.into_body().collect().await?.to_bytes();
+    Ok(String::from_utf8_lossy(&body).into_owned())
+}
+
+fn metric(text: &str, prefix: &str) -> f64 {
+    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+}
+
+/// Issue: 10000 in-flight upstream tasks must cost little CPU in the steady state.
+/// A second vidgate with paused workers is the upstream (its tasks never end), the
+/// measured vidgate routes to it as an `evolink` provider and polls every 30 s.
+async fn inflight(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let n = args.inflight;
+    let (upstream, up_port, up_key) = start_vidgate(
+        args,
+        "upstream",
+        &[("VIDGATE_WORKERS", "0".to_owned()), ("VIDGATE_SIGNUP_CREDITS", "100000000".to_owned())],
+    )?;
+    let dir = std::env::temp_dir().join(format!("vidgate-bench-cfg-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("up.key"), &up_key)?;
+    let config = format!(
+        "upstream_poll_min_ms = 30000\nupstream_poll_max_ms = 30000\nworkers = 4\n\
+         [providers.up]\nkind = \"evolink\"\nbase_url = \"http://127.0.0.1:{up_port}\"\n\
+         api_key_file = \"{}\"\nmax_concurrent_polls = 64\n\
+         [[routes]]\nmodel = \"kling-v3-text-to-video\"\nprovider = \"up\"\nupstream_model = \"kling-v3-text-to-video\"\n\
+         cost_usd_per_second = {{ \"720p\" = 0.05, \"720p_sound\" = 0.05, \"1080p\" = 0.05, \"1080p_sound\" = 0.05 }}\n",
+        dir.join("up.key").display()
+    );
+    std::fs::write(dir.join("front.toml"), config)?;
+    let (front, port, key) = {
+        let data = std::env::temp_dir().join(format!("vidgate-bench-front-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&data);
+        let mut child = Kill(
+            Command::new(&args.vidgate)
+                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
+                .arg(dir.join("front.toml"))
+                .arg("--data-dir")
+                .arg(&data)
+                .env("RUST_LOG", "warn")
+                .env("VIDGATE_SIGNUP_CREDITS", "100000000")
+                .stdout(Stdio::piped())
+                .spawn()?,
+        );
+        let mut key = String::new();
+        let mut port = 0u16;
+        read_until(&mut child.0, |l| {
+            if let Some(k) = l.trim().strip_prefix("API key:") {
+                key = k.trim().to_owned();
+            }
+            if let Some(u) = l.trim().strip_prefix("playground:") {
+                port = u.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
+            }
+            port != 0
+        })?;
+        (child, port, key)
+    };
+    println!("vidgate-bench --inflight {n}: creating {n} tasks routed to an upstream that never finishes them");
+    let auth = format!("Bearer {key}");
+    let body = Bytes::from_static(br#"{"model":"kling-v3-text-to-video","prompt":"inflight","duration":3}"#);
+    let per = n.div_ceil(16);
+    let mut handles = Vec::new();
+    for _ in 0..16 {
+        let (auth, body) = (auth.clone(), body.clone());
+        handles.push(tokio::spawn(async move {
+            let stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+            let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream)).await?;
+            tokio::spawn(conn);
+            for _ in 0..per {
+                let req = Request::builder()
+                    .method(Method::POST)
+                    .uri("/v1/videos/generations")
+                    .header("host", "127.0.0.1")
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(Full::new(body.clone()))?;
+                sender.send_request(req).await?.into_body().collect().await?;
+            }
+            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+        }));
+    }
+    for h in handles {
+        h.await??;
+    }
+    // Wait until every task is in flight upstream.
+    let started = Instant::now();
+    loop {
+        let m = get_text(up_port, "/metrics").await?;
+        if metric(&m, "vidgate_tasks_created_total") >= (per * 16) as f64 {
+            break;
+        }
+        if started.elapsed() > Duration::from_secs(300) {
+            return Err("the tasks did not all reach the upstream in 5 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    println!(
+        "all {} tasks in flight after {:.1} s; measuring {} s of steady state",
+        per * 16,
+        started.elapsed().as_secs_f64(),
+        args.steady_secs
+    );
+    let pid = front.0.id();
+    let polls = |m: &str| metric(m, "vidgate_http_requests_total{method=\"GET\",route=\"/v1/tasks/{task_id}\"");
+    let p0 = polls(&get_text(up_port, "/metrics").await?);
+    let c0 = cpu_secs(pid)?;
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(args.steady_secs)).await;
+    let c1 = cpu_secs(pid)?;
+    let dt = t0.elapsed().as_secs_f64();
+    let p1 = polls(&get_text(up_port, "/metrics").await?);
+    println!(
+        "{} upstream tasks in flight: {:.0} polls/s, vidgate used {:.2} CPU-s in {:.0} s = {:.1}% of one core",
+        per * 16,
+        (p1 - p0) / dt,
+        c1 - c0,
+        dt,
+        (c1 - c0) / dt * 100.0
+    );
+    drop(front);
+    drop(upstream);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}

@@ -1,0 +1,40 @@
+//! The janitor: deletes files whose links have expired and forgets idempotency
+//! keys older than their 24-hour window.
+
+use tokio_util::sync::CancellationToken;
+
+use crate::state::AppState;
+use crate::util;
+
+/// One sweep; returns how many files it deleted.
+pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
+    let now = util::now_ms();
+    let mut deleted = 0;
+    loop {
+        let batch = state.store.expired_files(now, 500).await?;
+        if batch.is_empty() {
+            break;
+        }
+        for file in &batch {
+            state.blobs.delete(&file.id).await?;
+            state.store.delete_file(&file.id).await?;
+            deleted += 1;
+        }
+    }
+    state.store.delete_idempotency_before(now - 24 * 3600 * 1000).await?;
+    Ok(deleted)
+}
+
+pub async fn run_janitor(state: AppState, shutdown: CancellationToken) {
+    loop {
+        match sweep(&state).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(deleted = n, "janitor deleted expired files"),
+            Err(e) => tracing::warn!(error = ?e, "janitor sweep failed"),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(state.config.janitor_interval) => {}
+        }
+    }
+}

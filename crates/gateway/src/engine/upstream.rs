@@ -1,0 +1,314 @@
+//! One step of a task on a remote provider: submit it to the best route left, or
+//! poll the attempt in flight. Submit errors move to the next route at once; a
+//! server-side failure after acceptance resubmits to the next route (up to the
+//! configured number of routes); a client-side failure is final. Between polls the
+//! task is put down with its next poll time, so no worker waits on it and any
+//! replica can take the next poll. The client sees one task, charged once.
+
+use std::time::Duration;
+
+use vidgate_api::task::TaskErrorCode;
+
+use super::{Output, TaskFailure, finish, load_optional};
+use crate::providers::{Handle, Job, Poll, ProviderError};
+use crate::routing::Route;
+use crate::state::AppState;
+use crate::store::{FileRow, TaskRow, UpstreamAttempt};
+use crate::tasks::StoredRequest;
+use crate::util;
+
+/// Largest upstream video we copy into storage.
+const MAX_RESULT_BYTES: usize = 512 * 1024 * 1024;
+
+/// A request's start and end frames, as bytes.
+type Frames = (Option<Vec<u8>>, Option<Vec<u8>>);
+
+/// What the engine should do with a claimed task.
+pub(super) enum Step {
+    /// Render it here, on this route.
+    Local,
+    /// Done for now (submitted, polled, re-routed or finished).
+    Handled,
+}
+
+/// The wait before poll number `polls + 1`: grows while a task runs long.
+pub fn poll_delay(state: &AppState, polls: i64) -> Duration {
+    let min = state.config.upstream_poll_min.as_secs_f64();
+    let max = state.config.upstream_poll_max.as_secs_f64();
+    Duration::from_secs_f64((min * 1.5f64.powi(polls.clamp(0, 30) as i32)).min(max))
+}
+
+pub(super) async fn step(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &str,
+    request: &StoredRequest,
+) -> anyhow::Result<Step> {
+    let attempts = state.store.upstream_attempts(&task.id).await?;
+    if let Some(active) = attempts.iter().find(|a| a.status == "running") {
+        return poll(state, task, owner, request, active, &attempts).await;
+    }
+    submit_next(state, task, owner, request, &attempts).await
+}
+
+/// The provider an element pins its tasks to.
+async fn pinned_provider(state: &AppState, request: &StoredRequest) -> anyhow::Result<Option<String>> {
+    if request.element_ids.is_empty() {
+        return Ok(None);
+    }
+    let elements = state.store.get_elements(&request.element_ids).await?;
+    Ok(elements.first().map(|e| e.provider.clone()))
+}
+
+/// The whole story of a task's attempts, for its final error.
+fn story(attempts: &[UpstreamAttempt]) -> String {
+    attempts
+        .iter()
+        .map(|a| format!("{}: {}", a.provider, a.error_message.as_deref().unwrap_or(&a.status)))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn submit_next(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &str,
+    request: &StoredRequest,
+    attempts: &[UpstreamAttempt],
+) -> anyhow::Result<Step> {
+    let mut attempts = attempts.to_vec();
+    let pinned = pinned_provider(state, request).await?;
+    let candidates: Vec<Route> = state
+        .routing
+        .candidates(request, pinned.as_deref())
+        .into_iter()
+        .filter(|r| !attempts.iter().any(|a| a.route_index == r.index as i64))
+        .cloned()
+        .collect();
+    // The request's frames, loaded once for however many routes are tried.
+    let mut images: Option<Frames> = None;
+    for route in candidates {
+        if attempts.len() >= state.routing.max_routes {
+            break;
+        }
+        if route.is_local() {
+            return Ok(Step::Local);
+        }
+        let Some(client) = route.client.clone() else { continue };
+        if images.is_none() {
+            let start = load_optional(state, "image_start", request.image_start.as_ref()).await;
+            let end = load_optional(state, "image_end", request.image_end.as_ref()).await;
+            match (start, end) {
+                (Ok(s), Ok(e)) => images = Some((s, e)),
+                (Err(f), _) | (_, Err(f)) => {
+                    finish(state, task, owner, Err(f)).await?;
+                    return Ok(Step::Handled);
+                }
+            }
+        }
+        let (start, end) = images.as_ref().map(|(s, e)| (s.as_deref(), e.as_deref())).unwrap_or((None, None));
+        let job = Job { request, upstream_model: &route.upstream_model, start_image: start, end_image: end };
+        let seq = attempts.len() as i64 + 1;
+        let mut attempt = UpstreamAttempt {
+            id: format!("att-{}", util::random_lower_alnum(16)),
+            task_id: task.id.clone(),
+            seq,
+            route_index: route.index as i64,
+            provider: route.provider.clone(),
+            upstream_model: route.upstream_model.clone(),
+            upstream_id: None,
+            handle: None,
+            status: "running".to_owned(),
+            error_code: None,
+            error_message: None,
+            polls: 0,
+            cost_micro_usd: 0,
+            created_at: util::now_ms(),
+            finished_at: None,
+        };
+        match client.submit(&job).await {
+            Ok(handle) => {
+                state.routing.record(&route.provider, true);
+                attempt.upstream_id = Some(handle.id.clone());
+                attempt.handle = Some(serde_json::to_string(&handle)?);
+                state.store.insert_upstream_attempt(&attempt).await?;
+                state.store.set_provider(&task.id, owner, &route.provider).await?;
+                tracing::info!(task_id = %task.id, provider = %route.provider, upstream_id = %handle.id, "submitted upstream");
+                let until = util::now_ms() + poll_delay(state, 0).as_millis() as i64;
+                state.store.defer_task(&task.id, owner, until, 5).await?;
+                state.task_cache.forget(&task.id);
+                return Ok(Step::Handled);
+            }
+            Err(ProviderError::Transient(msg)) => {
+                state.routing.record(&route.provider, false);
+                tracing::warn!(task_id = %task.id, provider = %route.provider, error = %msg, "submit failed; trying the next route");
+                attempt.status = "error".to_owned();
+                attempt.error_code = Some("service_unavailable".to_owned());
+                attempt.error_message = Some(msg);
+                attempt.finished_at = Some(util::now_ms());
+                state.store.insert_upstream_attempt(&attempt).await?;
+                attempts.push(attempt);
+            }
+            Err(ProviderError::Rejected { code, message }) => {
+                state.routing.record(&route.provider, true);
+                attempt.status = "failed".to_owned();
+                attempt.error_code = Some(code.as_str().to_owned());
+                attempt.error_message = Some(message.clone());
+                attempt.finished_at = Some(util::now_ms());
+                state.store.insert_upstream_attempt(&attempt).await?;
+                finish(state, task, owner, Err(TaskFailure::new(code, message))).await?;
+                return Ok(Step::Handled);
+            }
+        }
+    }
+    // No route left: fail with the last upstream's code, and every route's story.
+    let last_code = attempts
+        .iter()
+        .rev()
+        .find_map(|a| a.error_code.as_deref().and_then(TaskErrorCode::parse))
+        .unwrap_or(TaskErrorCode::ServiceUnavailable);
+    let message = if attempts.is_empty() {
+        "No provider can serve this request right now.".to_owned()
+    } else {
+        format!("Every provider failed: {}", story(&attempts))
+    };
+    finish(state, task, owner, Err(TaskFailure::new(last_code, message))).await?;
+    Ok(Step::Handled)
+}
+
+async fn poll(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &str,
+    request: &StoredRequest,
+    active: &UpstreamAttempt,
+    attempts: &[UpstreamAttempt],
+) -> anyhow::Result<Step> {
+    let route = state.routing.route(active.route_index as usize).cloned();
+    let handle: Option<Handle> = active.handle.as_deref().and_then(|h| serde_json::from_str(h).ok());
+    let (Some(route), Some(handle)) = (route, handle) else {
+        // The route is gone from the configuration: treat the attempt as lost.
+        return reroute(state, task, owner, request, active, attempts, "the route is no longer configured").await;
+    };
+    let Some(client) = route.client.clone() else {
+        return reroute(state, task, owner, request, active, attempts, "the route is no longer remote").await;
+    };
+    let _slot = match state.routing.poll_slots(&route.provider) {
+        Some(s) => Some(s.acquire_owned().await?),
+        None => None,
+    };
+    let polled = client.poll(&handle).await;
+    state.store.count_poll(&active.id).await?;
+    match polled {
+        Ok(Poll::Running { progress }) => {
+            let guess = (10 + active.polls * 5).min(90);
+            let p = progress.map(i64::from).unwrap_or(guess).clamp(5, 95);
+            let until = util::now_ms() + poll_delay(state, active.polls + 1).as_millis() as i64;
+            state.store.defer_task(&task.id, owner, until, p).await?;
+            state.task_cache.forget(&task.id);
+            Ok(Step::Handled)
+        }
+        Ok(Poll::Succeeded { video_url }) => {
+            state.routing.record(&route.provider, true);
+            match keep_result(state, task, &video_url).await {
+                Ok(file) => {
+                    let cost = route.cost_for(request);
+                    state.store.end_upstream_attempt(&active.id, "succeeded", None, cost).await?;
+                    state.store.set_task_cost(&task.id, owner, cost).await?;
+                    finish(state, task, owner, Ok(Output { file: Some(file), data: None })).await?;
+                    Ok(Step::Handled)
+                }
+                Err(msg) => reroute(state, task, owner, request, active, attempts, &msg).await,
+            }
+        }
+        Ok(Poll::Failed { code, message }) | Err(ProviderError::Rejected { code, message }) => {
+            if code.is_client_side() {
+                state.routing.record(&route.provider, true);
+                state.store.end_upstream_attempt(&active.id, "failed", Some((code.as_str(), &message)), 0).await?;
+                finish(state, task, owner, Err(TaskFailure::new(code, message))).await?;
+                Ok(Step::Handled)
+            } else {
+                state.routing.record(&route.provider, false);
+                state.store.end_upstream_attempt(&active.id, "failed", Some((code.as_str(), &message)), 0).await?;
+                let mut done = attempts.to_vec();
+                if let Some(a) = done.iter_mut().find(|a| a.id == active.id) {
+                    a.status = "failed".to_owned();
+                    a.error_code = Some(code.as_str().to_owned());
+                    a.error_message = Some(message);
+                }
+                submit_next(state, task, owner, request, &done).await
+            }
+        }
+        Err(ProviderError::Transient(msg)) => {
+            // A poll that failed says little about the task: poll again later (the
+            // task deadline bounds how long).
+            tracing::warn!(task_id = %task.id, provider = %route.provider, error = %msg, "poll failed; will poll again");
+            state.routing.record(&route.provider, false);
+            let until = util::now_ms() + poll_delay(state, active.polls + 1).as_millis() as i64;
+            state.store.defer_task(&task.id, owner, until, 0).await?;
+            Ok(Step::Handled)
+        }
+    }
+}
+
+async fn reroute(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &str,
+    request: &StoredRequest,
+    active: &UpstreamAttempt,
+    attempts: &[UpstreamAttempt],
+    why: &str,
+) -> anyhow::Result<Step> {
+    state.store.end_upstream_attempt(&active.id, "failed", Some(("service_error", why)), 0).await?;
+    let mut done = attempts.to_vec();
+    if let Some(a) = done.iter_mut().find(|a| a.id == active.id) {
+        a.status = "failed".to_owned();
+        a.error_code = Some("service_error".to_owned());
+        a.error_message = Some(why.to_owned());
+    }
+    submit_next(state, task, owner, request, &done).await
+}
+
+/// Copies the upstream's video into our storage (through the guarded client: the
+/// URL came from the upstream), so the client's link never points upstream.
+async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<FileRow, String> {
+    let bytes =
+        state.guard.fetch(url, MAX_RESULT_BYTES).await.map_err(|e| format!("could not fetch the result: {e}"))?;
+    if bytes.is_empty() {
+        return Err("the upstream result is empty".to_owned());
+    }
+    let id = crate::blobs::Blobs::new_id();
+    state.blobs.put(&id, &bytes).await.map_err(|e| format!("could not store the result: {e}"))?;
+    let now = util::now_ms();
+    let file = FileRow {
+        id,
+        account_id: Some(task.account_id.clone()),
+        kind: "result".to_owned(),
+        content_type: "video/mp4".to_owned(),
+        bytes: bytes.len() as i64,
+        created_at: now,
+        expires_at: now + state.config.link_ttl.as_millis() as i64,
+    };
+    state.store.insert_file(&file).await.map_err(|e| format!("could not record the result: {e}"))?;
+    Ok(file)
+}
+
+/// After a client's cancel: ends the task's running attempt and asks its provider
+/// to stop. Failures only cost upstream money, never the client's.
+pub async fn cancel_upstream(state: AppState, task_id: String) {
+    let Ok(attempts) = state.store.upstream_attempts(&task_id).await else { return };
+    for a in attempts.iter().filter(|a| a.status == "running") {
+        let _ = state
+            .store
+            .end_upstream_attempt(&a.id, "failed", Some(("request_cancelled", "cancelled by the client")), 0)
+            .await;
+        let handle: Option<Handle> = a.handle.as_deref().and_then(|h| serde_json::from_str(h).ok());
+        let client = state.routing.route(a.route_index as usize).and_then(|r| r.client.clone());
+        if let (Some(handle), Some(client)) = (handle, client)
+            && let Err(e) = client.cancel(&handle).await
+        {
+            tracing::warn!(task_id, provider = %a.provider, error = %e, "upstream cancel failed");
+        }
+    }
+}

@@ -1,0 +1,75 @@
+//! The one error type of the service core. It carries a stable wire code, a message
+//! fit for the client, the offending field, and (for 5xx) the internal cause, which
+//! is logged but never shown. `http::error` turns it into the SPEC 1.4 JSON body.
+
+use vidgate_api::error::ErrorCode;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub param: Option<String>,
+    /// Internal cause of a server-side error; logged, never sent.
+    pub source: Option<anyhow::Error>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        Self { code, message: message.into(), param: None, source: None }
+    }
+
+    pub fn with_param(mut self, param: impl Into<String>) -> Self {
+        self.param = Some(param.into());
+        self
+    }
+
+    /// A 400 naming the field at fault.
+    pub fn invalid(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidRequest, message).with_param(param)
+    }
+
+    pub fn task_not_found() -> Self {
+        Self::new(ErrorCode::TaskNotFound, "No task with this id exists for this API key.").with_param("task_id")
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::new(ErrorCode::Unauthorized, "Missing or invalid API key. Send it as 'Authorization: Bearer <key>'.")
+    }
+
+    /// A server-side failure: the client sees a generic message only.
+    pub fn internal(cause: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: ErrorCode::InternalError,
+            message: "The server failed to handle the request. Try again later.".to_owned(),
+            param: None,
+            source: Some(cause.into()),
+        }
+    }
+
+    pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
+        Self {
+            code: ErrorCode::ServiceUnavailable,
+            message: "The service is temporarily unavailable. Try again later.".to_owned(),
+            param: None,
+            source: Some(cause.into()),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code.as_str(), self.message)
+    }
+}
+
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+impl From<std::io::Error> for ApiError {
+    fn from(e: std::io::Error) -> Self {
+        Self::internal(e)
+    }
+}

@@ -1,0 +1,45 @@
+//! `ApiError` on the wire: the SPEC 1.4 body and status. A 5xx logs its cause
+//! chain here and shows the client nothing internal.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use vidgate_api::error::{ErrorBody, ErrorCode};
+
+use crate::error::ApiError;
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let status = StatusCode::from_u16(self.code.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        if status.is_server_error() {
+            match &self.source {
+                Some(cause) => tracing::error!(code = self.code.as_str(), error = ?cause, "request failed"),
+                None => tracing::error!(code = self.code.as_str(), "request failed"),
+            }
+        }
+        let body = ErrorBody::new(self.code, self.message, self.param);
+        let mut resp = (status, axum::Json(body)).into_response();
+        if self.code == ErrorCode::Unauthorized {
+            resp.headers_mut()
+                .insert(axum::http::header::WWW_AUTHENTICATE, axum::http::HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+/// Maps a body that could not be read (too large, cut off) to our error.
+pub fn body_error(e: &axum::extract::rejection::BytesRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.").with_param("body")
+    } else {
+        ApiError::invalid("body", "The request body could not be read.")
+    }
+}
+
+/// Maps a JSON body rejection (admin routes) to our error.
+pub fn json_error(e: &axum::extract::rejection::JsonRejection) -> ApiError {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.").with_param("body")
+    } else {
+        ApiError::invalid("body", e.body_text())
+    }
+}

@@ -1,0 +1,28 @@
+//! `GET /`: the playground page, embedded in the binary (no CDN, no internet).
+
+use axum::Router;
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::routing::get;
+
+use crate::state::AppState;
+
+const PAGE: &str = include_str!("../../assets/playground.html");
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/", get(page))
+}
+
+/// The playground: try a model in the browser.
+#[utoipa::path(get, path = "/", operation_id = "playground", tag = "ops",
+    responses((status = 200, description = "The playground page.", content_type = "text/html")))]
+pub async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        PAGE,
+    )
+}

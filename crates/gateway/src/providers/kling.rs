@@ -1,0 +1,206 @@
+//! The official Kling API (legacy routes): `POST /v1/videos/{image2video|text2video}`
+//! with `model_name: "kling-v3"`, polled at `GET /v1/videos/{kind}/{task_id}`; auth
+//! is a JWT (HS256, iss = AccessKey, exp = now + 1800, nbf = now - 5) signed with the
+//! SecretKey, or a static API key. Service codes arrive in the body, sometimes with
+//! HTTP 200 (1303: concurrency), and are mapped here.
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::{Value, json};
+use vidgate_api::catalog::{ModelId, Quality, Sound};
+use vidgate_api::create::MultiShot;
+use vidgate_api::task::TaskErrorCode;
+
+use super::{BoxFuture, Handle, Job, Poll, Provider, ProviderError, send_json};
+use crate::util;
+
+#[derive(Clone)]
+pub enum KlingAuth {
+    Jwt { access_key: String, secret_key: String },
+    ApiKey(String),
+}
+
+impl std::fmt::Debug for KlingAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Credentials never reach logs.
+        f.write_str(match self {
+            KlingAuth::Jwt { .. } => "Jwt(..)",
+            KlingAuth::ApiKey(_) => "ApiKey(..)",
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Kling {
+    pub base_url: String,
+    pub auth: KlingAuth,
+    pub client: reqwest::Client,
+}
+
+/// An HS256 JWT for Kling: `iss` = access key, valid from 5 s ago for 30 minutes.
+pub fn jwt(access_key: &str, secret_key: &str, now_secs: i64) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let claims = json!({ "iss": access_key, "exp": now_secs + 1800, "nbf": now_secs - 5 });
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let signing_input = format!("{header}.{payload}");
+    let sig = URL_SAFE_NO_PAD.encode(util::hmac_sha256(secret_key.as_bytes(), signing_input.as_bytes()));
+    format!("{signing_input}.{sig}")
+}
+
+impl Kling {
+    fn bearer(&self) -> String {
+        match &self.auth {
+            KlingAuth::Jwt { access_key, secret_key } => jwt(access_key, secret_key, util::now_ms() / 1000),
+            KlingAuth::ApiKey(k) => k.clone(),
+        }
+    }
+
+    fn body(job: &Job<'_>) -> (&'static str, Value) {
+        let r = job.request;
+        let kind = if r.model == ModelId::KlingV3TextToVideo { "text2video" } else { "image2video" };
+        let mut body = json!({
+            "model_name": job.upstream_model,
+            "prompt": r.prompt.clone().unwrap_or_default(),
+            "duration": r.duration.to_string(),
+            "mode": if r.quality == Quality::P1080 { "pro" } else { "std" },
+            "sound": if r.sound == Sound::On { "on" } else { "off" },
+            "callback_url": "",
+        });
+        if let Some(n) = &r.negative_prompt {
+            body["negative_prompt"] = json!(n);
+        }
+        if kind == "text2video" {
+            body["aspect_ratio"] = json!(r.aspect_ratio.as_str());
+        }
+        if let Some(img) = job.start_image {
+            // Kling takes raw base64 (no data: prefix) or a URL.
+            body["image"] = json!(STANDARD.encode(img));
+        }
+        if let Some(img) = job.end_image {
+            body["image_tail"] = json!(STANDARD.encode(img));
+        }
+        match &r.multi_shot {
+            Some(MultiShot::Customize(shots)) => {
+                body["multi_shot"] = json!(true);
+                body["shot_type"] = json!("customize");
+                body["multi_prompt"] = json!(
+                    shots
+                        .iter()
+                        .map(|s| json!({"index": s.index, "prompt": s.prompt, "duration": s.duration.to_string()}))
+                        .collect::<Vec<_>>()
+                );
+            }
+            Some(MultiShot::Intelligence) => {
+                body["multi_shot"] = json!(true);
+                body["shot_type"] = json!("intelligence");
+            }
+            None => {}
+        }
+        if r.watermark {
+            body["watermark_info"] = json!({ "enabled": true });
+        }
+        (kind, body)
+    }
+}
+
+/// Maps a Kling service code (non-zero) to our error kind.
+pub fn service_code_error(code: i64, message: &str) -> ProviderError {
+    match code {
+        // Auth (1000-1004), account/balance (1100-1103), rate and concurrency
+        // (1302-1304), server (5000-5002): not the request's fault.
+        1000..=1004 | 1100..=1103 | 1302..=1304 | 5000..=5002 => {
+            ProviderError::transient(format!("kling service code {code}: {message}"))
+        }
+        1200..=1203 => ProviderError::Rejected { code: TaskErrorCode::InvalidParameters, message: message.to_owned() },
+        1300 | 1301 => {
+            ProviderError::Rejected { code: TaskErrorCode::ContentPolicyViolation, message: message.to_owned() }
+        }
+        _ => ProviderError::transient(format!("kling service code {code}: {message}")),
+    }
+}
+
+fn envelope(status: reqwest::StatusCode, v: &Value) -> Result<&Value, ProviderError> {
+    let code = v.get("code").and_then(Value::as_i64).ok_or_else(|| ProviderError::transient("malformed kling body"))?;
+    if code != 0 {
+        let msg = v.get("message").and_then(Value::as_str).unwrap_or("");
+        return Err(service_code_error(code, msg));
+    }
+    if !status.is_success() {
+        return Err(ProviderError::transient(format!("kling answered {status}")));
+    }
+    v.get("data").ok_or_else(|| ProviderError::transient("kling body without data"))
+}
+
+impl Provider for Kling {
+    fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
+        Box::pin(async move {
+            let (kind, body) = Self::body(job);
+            let url = format!("{}/v1/videos/{kind}", self.base_url.trim_end_matches('/'));
+            let (status, v) = send_json(self.client.post(url).bearer_auth(self.bearer()).json(&body)).await?;
+            let data = envelope(status, &v)?;
+            let id = data
+                .get("task_id")
+                .and_then(Value::as_str)
+                .ok_or_else(|| ProviderError::transient("kling answer without task_id"))?;
+            Ok(Handle { id: id.to_owned(), kind: kind.to_owned(), ..Default::default() })
+        })
+    }
+
+    fn poll<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Poll, ProviderError>> {
+        Box::pin(async move {
+            let url = format!("{}/v1/videos/{}/{}", self.base_url.trim_end_matches('/'), handle.kind, handle.id);
+            let (status, v) = send_json(self.client.get(url).bearer_auth(self.bearer())).await?;
+            let data = envelope(status, &v)?;
+            match data.get("task_status").and_then(Value::as_str) {
+                Some("submitted") => Ok(Poll::Running { progress: Some(5) }),
+                Some("processing") => Ok(Poll::Running { progress: None }),
+                Some("succeed") => data
+                    .pointer("/task_result/videos/0/url")
+                    .and_then(Value::as_str)
+                    .map(|u| Poll::Succeeded { video_url: u.to_owned() })
+                    .ok_or_else(|| ProviderError::transient("kling succeeded without a video")),
+                Some("failed") => {
+                    let msg = data.get("task_status_msg").and_then(Value::as_str).unwrap_or("generation failed");
+                    Ok(Poll::Failed { code: super::classify_message(msg), message: msg.to_owned() })
+                }
+                _ => Err(ProviderError::transient("kling sent an unknown task status")),
+            }
+        })
+    }
+
+    fn cancel<'a>(&'a self, _handle: &'a Handle) -> BoxFuture<'a, Result<(), ProviderError>> {
+        // The legacy API has no cancel: the task runs out upstream; we stop polling.
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_jwt_is_hs256_with_iss_exp_nbf() {
+        let t = jwt("ak", "sk", 1000);
+        let parts: Vec<&str> = t.split('.').collect();
+        assert_eq!(parts.len(), 3);
+        let claims: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+        assert_eq!(claims, json!({"iss": "ak", "exp": 2800, "nbf": 995}));
+        let sig = URL_SAFE_NO_PAD.encode(util::hmac_sha256(b"sk", format!("{}.{}", parts[0], parts[1]).as_bytes()));
+        assert_eq!(parts[2], sig);
+    }
+
+    #[test]
+    fn service_codes_map_to_retry_or_final() {
+        assert!(matches!(service_code_error(1303, "busy"), ProviderError::Transient(_)));
+        assert!(matches!(service_code_error(5001, "x"), ProviderError::Transient(_)));
+        assert!(matches!(service_code_error(1102, "balance"), ProviderError::Transient(_)));
+        assert!(matches!(
+            service_code_error(1301, "nsfw"),
+            ProviderError::Rejected { code: TaskErrorCode::ContentPolicyViolation, .. }
+        ));
+        assert!(matches!(
+            service_code_error(1201, "bad"),
+            ProviderError::Rejected { code: TaskErrorCode::InvalidParameters, .. }
+        ));
+    }
+}

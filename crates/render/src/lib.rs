@@ -1,0 +1,367 @@
+//! vidgate's local preview renderer: images and a shot plan in, an H.264 MP4 out.
+//! It is not an AI model: it moves a camera over the start image (or over a
+//! procedural scene seeded by the prompt), fades into the end image, and encodes
+//! yuv420p at 24 fps with exactly 24 x duration frames. Frames are streamed
+//! through the encoder one at a time; the same spec always gives the same bytes.
+
+pub mod inspect;
+mod mp4;
+mod scene;
+
+use std::io::Write;
+use std::ops::ControlFlow;
+
+use openh264::OpenH264API;
+use openh264::encoder::{BitRate, Encoder, EncoderConfig, FrameRate, FrameType, IntraFramePeriod, RateControlMode};
+use openh264::formats::YUVBuffer;
+
+pub use scene::Motion;
+
+pub const FPS: u32 = 24;
+
+#[derive(Debug, Clone)]
+pub struct VideoSpec {
+    /// 720 or 1080: the output's short side.
+    pub short_side: u32,
+    /// `Some((16, 9))` etc. for text-to-video; `None` follows the start image.
+    pub aspect: Option<(u32, u32)>,
+    /// 3..=15 seconds; the output has exactly 24 x this many frames.
+    pub duration_secs: u32,
+    pub prompt: String,
+    pub start_image: Option<Vec<u8>>,
+    pub end_image: Option<Vec<u8>>,
+    pub element_images: Vec<Vec<u8>>,
+    pub shots: ShotPlan,
+    pub sound: bool,
+    pub watermark: bool,
+}
+
+#[derive(Debug, Clone)]
+pub enum ShotPlan {
+    Single,
+    Customize(Vec<ShotSpec>),
+    Intelligence,
+}
+
+#[derive(Debug, Clone)]
+pub struct ShotSpec {
+    pub prompt: String,
+    pub duration_secs: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RenderOutput {
+    pub width: u32,
+    pub height: u32,
+    pub frames: u32,
+    pub has_audio: bool,
+    pub bytes: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RenderError {
+    #[error("the render was cancelled")]
+    Cancelled,
+    #[error("invalid image: {0}")]
+    InvalidImage(String),
+    #[error("invalid spec: {0}")]
+    InvalidSpec(String),
+    #[error("encoder error: {0}")]
+    Encode(String),
+    #[error("write error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Output size for a short side and an aspect (w, h): the short side exact, the
+/// long side rounded to an even number.
+pub fn output_size(short_side: u32, aspect: (u32, u32)) -> (u32, u32) {
+    let (aw, ah) = (aspect.0.max(1), aspect.1.max(1));
+    let even = |v: u64| (v.div_ceil(2) * 2) as u32;
+    if aw >= ah {
+        (even((u64::from(short_side) * u64::from(aw) + u64::from(ah) / 2) / u64::from(ah)), short_side)
+    } else {
+        (short_side, even((u64::from(short_side) * u64::from(ah) + u64::from(aw) / 2) / u64::from(aw)))
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<image::RgbImage, RenderError> {
+    image::load_from_memory(bytes).map(|i| i.to_rgb8()).map_err(|e| RenderError::InvalidImage(e.to_string()))
+}
+
+/// Renders the video described by `spec` into `out`.
+pub fn render(
+    spec: &VideoSpec,
+    out: &mut dyn Write,
+    progress: &mut dyn FnMut(u32, u32) -> ControlFlow<()>,
+) -> Result<RenderOutput, RenderError> {
+    if !(1..=60).contains(&spec.duration_secs) || !(144..=2160).contains(&spec.short_side) {
+        return Err(RenderError::InvalidSpec("duration or size out of range".to_owned()));
+    }
+    let start = spec.start_image.as_deref().map(decode).transpose()?;
+    let end = spec.end_image.as_deref().map(decode).transpose()?;
+    let aspect = match (&spec.aspect, &start) {
+        (Some(a), _) => *a,
+        (None, Some(img)) => (img.width(), img.height()),
+        (None, None) => (16, 9),
+    };
+    let (width, height) = output_size(spec.short_side, aspect);
+    let total = FPS * spec.duration_secs;
+    let plan = scene::Plan::new(spec, start, end, width, height)?;
+
+    let bitrate = if spec.short_side >= 1080 { 6_000_000 } else { 3_000_000 };
+    let config = EncoderConfig::new()
+        .bitrate(BitRate::from_bps(bitrate))
+        .max_frame_rate(FrameRate::from_hz(FPS as f32))
+        .rate_control_mode(RateControlMode::Bitrate)
+        .skip_frames(false)
+        .intra_frame_period(IntraFramePeriod::from_num_frames(FPS * 2));
+    let mut encoder =
+        Encoder::with_api_config(OpenH264API::from_source(), config).map_err(|e| RenderError::Encode(e.to_string()))?;
+
+    let (w, h) = (width as usize, height as usize);
+    let mut yuv = vec![0u8; w * h * 3 / 2];
+    let mut data: Vec<u8> = Vec::new();
+    let mut samples = Vec::with_capacity(total as usize);
+    let mut sps: Option<Vec<u8>> = None;
+    let mut pps: Option<Vec<u8>> = None;
+    for i in 0..total {
+        if progress(i, total).is_break() {
+            return Err(RenderError::Cancelled);
+        }
+        plan.frame_yuv(i, total, &mut yuv);
+        let buf = YUVBuffer::from_vec(std::mem::take(&mut yuv), w, h);
+        let encoded = encoder.encode(&buf).map_err(|e| RenderError::Encode(e.to_string()))?;
+        let sync = matches!(encoded.frame_type(), FrameType::IDR | FrameType::I);
+        let before = data.len();
+        for l in 0..encoded.num_layers() {
+            let Some(layer) = encoded.layer(l) else { continue };
+            for n in 0..layer.nal_count() {
+                let Some(nal) = layer.nal_unit(n) else { continue };
+                let nal = strip_start_code(nal);
+                match nal.first().map(|b| b & 0x1f) {
+                    Some(7) => sps = Some(nal.to_vec()),
+                    Some(8) => pps = Some(nal.to_vec()),
+                    Some(_) => {
+                        data.extend_from_slice(&(nal.len() as u32).to_be_bytes());
+                        data.extend_from_slice(nal);
+                    }
+                    None => {}
+                }
+            }
+        }
+        if data.len() == before {
+            return Err(RenderError::Encode(format!("frame {i} produced no picture")));
+        }
+        samples.push(mp4::Sample { size: (data.len() - before) as u32, sync });
+        yuv = buf_into_vec(buf);
+    }
+    let _ = progress(total, total);
+    let (Some(sps), Some(pps)) = (sps, pps) else {
+        return Err(RenderError::Encode("the encoder produced no SPS/PPS".to_owned()));
+    };
+    let info = mp4::TrackInfo { width, height, fps: FPS, sps: &sps, pps: &pps };
+    let bytes = mp4::write_mp4(out, &info, &samples, &data)?;
+    Ok(RenderOutput { width, height, frames: total, has_audio: false, bytes })
+}
+
+fn buf_into_vec(buf: YUVBuffer) -> Vec<u8> {
+    use openh264::formats::YUVSource;
+    let (w, h) = buf.dimensions();
+    let mut v = Vec::with_capacity(w * h * 3 / 2);
+    v.extend_from_slice(buf.y());
+    v.extend_from_slice(buf.u());
+    v.extend_from_slice(buf.v());
+    v
+}
+
+fn strip_start_code(nal: &[u8]) -> &[u8] {
+    if nal.starts_with(&[0, 0, 0, 1]) {
+        &nal[4..]
+    } else if nal.starts_with(&[0, 0, 1]) {
+        &nal[3..]
+    } else {
+        nal
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]));
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    fn spec() -> VideoSpec {
+        VideoSpec {
+            short_side: 720,
+            aspect: None,
+            duration_secs: 3,
+            prompt: "slow zoom in".to_owned(),
+            start_image: Some(png(800, 600)),
+            end_image: None,
+            element_images: Vec::new(),
+            shots: ShotPlan::Single,
+            sound: false,
+            watermark: false,
+        }
+    }
+
+    fn run(spec: &VideoSpec) -> (Vec<u8>, RenderOutput) {
+        let mut out = Vec::new();
+        let r = render(spec, &mut out, &mut |_, _| ControlFlow::Continue(())).unwrap();
+        (out, r)
+    }
+
+    #[test]
+    fn sizes_keep_the_short_side_and_are_even() {
+        assert_eq!(output_size(720, (16, 9)), (1280, 720));
+        assert_eq!(output_size(1080, (9, 16)), (1080, 1920));
+        assert_eq!(output_size(720, (1, 1)), (720, 720));
+        assert_eq!(output_size(720, (801, 600)), (962, 720));
+    }
+
+    #[test]
+    fn an_image_to_video_render_is_a_faststart_mp4_with_exact_frames() {
+        let (bytes, r) = run(&spec());
+        assert_eq!((r.width, r.height, r.frames), (960, 720, 72));
+        let info = inspect::inspect(&bytes).unwrap();
+        assert_eq!((info.width, info.height, info.video_frames), (960, 720, 72));
+        assert_eq!(info.codec, "avc1");
+        assert!(info.moov_before_mdat);
+        assert!((info.duration_secs - 3.0).abs() < 1e-9);
+        assert!((info.fps - 24.0).abs() < 1e-9);
+        assert!(!info.has_audio);
+    }
+
+    #[test]
+    fn the_same_spec_gives_the_same_bytes() {
+        let mut s = spec();
+        s.end_image = Some(png(600, 600));
+        assert_eq!(run(&s).0, run(&s).0);
+    }
+
+    #[test]
+    fn text_to_video_follows_the_aspect_and_differs_by_prompt() {
+        let mut s = spec();
+        s.start_image = None;
+        s.aspect = Some((9, 16));
+        s.prompt = "ocean".to_owned();
+        let (a, r) = run(&s);
+        assert_eq!((r.width, r.height), (720, 1280));
+        s.prompt = "desert".to_owned();
+        assert_ne!(a, run(&s).0);
+    }
+
+    /// Decodes the first and last frames' luma back from an MP4 we wrote.
+    fn first_and_last_luma(bytes: &[u8]) -> (Vec<u8>, Vec<u8>, usize, usize) {
+        use openh264::decoder::Decoder;
+        use openh264::formats::YUVSource;
+        let inspect::VideoSamples { sps, pps, samples } = inspect::video_samples(bytes).unwrap();
+        let annexb = |avcc: &[u8]| {
+            let mut out = Vec::new();
+            let mut i = 0;
+            while i + 4 <= avcc.len() {
+                let n = u32::from_be_bytes([avcc[i], avcc[i + 1], avcc[i + 2], avcc[i + 3]]) as usize;
+                out.extend_from_slice(&[0, 0, 0, 1]);
+                out.extend_from_slice(&avcc[i + 4..i + 4 + n]);
+                i += 4 + n;
+            }
+            out
+        };
+        let mut dec = Decoder::new().unwrap();
+        let mut head = vec![0, 0, 0, 1];
+        head.extend_from_slice(&sps);
+        head.extend_from_slice(&[0, 0, 0, 1]);
+        head.extend_from_slice(&pps);
+        let _ = dec.decode(&head);
+        let mut frames = Vec::new();
+        for s in &samples {
+            if let Some(yuv) = dec.decode(&annexb(s)).unwrap() {
+                let (w, h) = yuv.dimensions();
+                let stride = yuv.strides().0;
+                let y: Vec<u8> = (0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect();
+                frames.push((y, w, h));
+            }
+        }
+        for yuv in dec.flush_remaining().unwrap() {
+            let (w, h) = yuv.dimensions();
+            let stride = yuv.strides().0;
+            frames.push(((0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect(), w, h));
+        }
+        assert_eq!(frames.len(), samples.len(), "every frame decodes");
+        let (first, w, h) = frames.first().cloned().unwrap();
+        let (last, _, _) = frames.last().cloned().unwrap();
+        (first, last, w, h)
+    }
+
+    fn psnr(a: &[u8], b: &[u8]) -> f64 {
+        let mse = a.iter().zip(b).map(|(x, y)| (f64::from(*x) - f64::from(*y)).powi(2)).sum::<f64>() / a.len() as f64;
+        if mse == 0.0 { 99.0 } else { 10.0 * (255.0f64 * 255.0 / mse).log10() }
+    }
+
+    /// The image fitted to the output size, as BT.601 luma.
+    fn fitted_luma(bytes: &[u8], w: usize, h: usize) -> Vec<u8> {
+        let img = image::load_from_memory(bytes).unwrap().to_rgb8();
+        let scale = (w as f32 / img.width() as f32).max(h as f32 / img.height() as f32);
+        let (sw, sh) = ((img.width() as f32 * scale).ceil() as u32, (img.height() as f32 * scale).ceil() as u32);
+        let r = image::imageops::resize(&img, sw, sh, image::imageops::FilterType::Triangle);
+        let c = image::imageops::crop_imm(&r, (sw - w as u32) / 2, (sh - h as u32) / 2, w as u32, h as u32).to_image();
+        c.pixels().map(|p| { let [r, g, b] = p.0.map(i32::from); (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8 }).collect()
+    }
+
+    #[test]
+    fn the_first_frame_is_the_start_image_and_the_last_the_end_image() {
+        let mut s = spec();
+        let end = png(600, 600);
+        s.end_image = Some(end.clone());
+        let (bytes, r) = run(&s);
+        let (first, last, w, h) = first_and_last_luma(&bytes);
+        assert_eq!((w as u32, h as u32), (r.width, r.height));
+        let p_first = psnr(&first, &fitted_luma(s.start_image.as_ref().unwrap(), w, h));
+        let p_last = psnr(&last, &fitted_luma(&end, w, h));
+        assert!(p_first >= 30.0, "first frame PSNR {p_first:.1} dB");
+        assert!(p_last >= 30.0, "last frame PSNR {p_last:.1} dB");
+    }
+
+    #[test]
+    fn a_custom_element_appears_in_the_video() {
+        let mut s = spec();
+        let plain = run(&s).0;
+        s.element_images = vec![png(400, 400)];
+        let (with, r) = run(&s);
+        assert_ne!(plain, with);
+        assert_eq!(r.frames, 72);
+    }
+
+    #[test]
+    fn the_watermark_changes_the_frames() {
+        let mut s = spec();
+        let plain = run(&s).0;
+        s.watermark = true;
+        assert_ne!(plain, run(&s).0);
+    }
+
+    #[test]
+    fn a_break_from_progress_cancels() {
+        let mut out = Vec::new();
+        let r = render(&spec(), &mut out, &mut |i, _| {
+            if i >= 5 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+        });
+        assert!(matches!(r, Err(RenderError::Cancelled)));
+    }
+
+    #[test]
+    fn a_broken_image_is_an_invalid_image() {
+        let mut s = spec();
+        s.start_image = Some(b"\x89PNG\r\n\x1a\nnope".to_vec());
+        let mut out = Vec::new();
+        assert!(matches!(
+            render(&s, &mut out, &mut |_, _| ControlFlow::Continue(())),
+            Err(RenderError::InvalidImage(_))
+        ));
+    }
+}
