@@ -60,12 +60,17 @@ async fn worker_loop(state: AppState, owner: String, shutdown: CancellationToken
         if shutdown.is_cancelled() {
             return;
         }
-        match try_execute_one(&state, &owner, &shutdown).await {
-            Ok(Outcome::Done) => continue,
-            Ok(Outcome::Empty) => {}
-            Err(e) => {
-                tracing::error!(error = ?e, "worker step failed");
-            }
+        // Each step runs as its own task, so a bug that panics in one task's step
+        // is logged and costs that step's lease, not the worker.
+        let step = {
+            let (state, owner, shutdown) = (state.clone(), owner.clone(), shutdown.clone());
+            tokio::spawn(async move { try_execute_one(&state, &owner, &shutdown).await })
+        };
+        match step.await {
+            Ok(Ok(Outcome::Done)) => continue,
+            Ok(Ok(Outcome::Empty)) => {}
+            Ok(Err(e)) => tracing::error!(error = ?e, "worker step failed"),
+            Err(e) => tracing::error!(error = %e, "worker step panicked"),
         }
         tokio::select! {
             () = shutdown.cancelled() => return,

@@ -1,13 +1,19 @@
 //! A small cache of serialized task objects for the polling path, the hottest
 //! route of the API. Every change this process makes to a task (create, claim,
-//! progress, cancel, finish) drops or replaces its entry at once. A final task
-//! never changes, so it is kept until evicted. When this process is the only
+//! progress, cancel, finish) replaces its entry with a tombstone at once. A final
+//! task never changes, so it is kept until evicted. When this process is the only
 //! writer (SQLite: one process per data folder) the cache is exact and open tasks
 //! stay cached too; with shared PostgreSQL, where another replica may change a
 //! task, an open task is served at most `OPEN_TTL` late.
+//!
+//! A reader that misses takes a [`Ticket`] before it reads the database and may
+//! only fill the entry if nothing changed it meanwhile: otherwise a read taken
+//! just before a change could be cached just after it, and (as sole writer) be
+//! served forever.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -16,45 +22,124 @@ const OPEN_TTL: Duration = Duration::from_millis(250);
 const MAX_ENTRIES: usize = 50_000;
 
 struct Entry {
+    stamp: u64,
+    /// `None` for a tombstone: the task changed and must be read again.
+    value: Option<Value>,
+}
+
+struct Value {
     account_id: String,
     body: Bytes,
     at: Instant,
     is_final: bool,
 }
 
+/// What a missed lookup saw: the entry's stamp, or `None` when there was none.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Ticket(Option<u64>);
+
 #[derive(Default)]
 pub struct TaskCache {
     entries: Mutex<HashMap<String, Entry>>,
+    next_stamp: AtomicU64,
     /// True when no other process writes tasks (SQLite).
     sole_writer: bool,
 }
 
 impl TaskCache {
     pub fn new(sole_writer: bool) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), sole_writer }
+        Self { entries: Mutex::new(HashMap::new()), next_stamp: AtomicU64::new(1), sole_writer }
     }
 
-    /// The cached JSON of the account's task, if fresh.
-    pub fn get(&self, account_id: &str, id: &str) -> Option<Bytes> {
-        let entries = self.entries.lock().ok()?;
-        let e = entries.get(id)?;
-        let fresh = e.is_final || self.sole_writer || e.at.elapsed() < OPEN_TTL;
-        (e.account_id == account_id && fresh).then(|| e.body.clone())
+    fn stamp(&self) -> u64 {
+        self.next_stamp.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub fn put(&self, account_id: &str, id: &str, body: Bytes, is_final: bool) {
-        if let Ok(mut entries) = self.entries.lock() {
-            if entries.len() >= MAX_ENTRIES {
-                entries.clear();
+    /// The cached JSON of the account's task if fresh; otherwise the ticket to
+    /// fill it with after reading the database.
+    pub fn get(&self, account_id: &str, id: &str) -> Result<Bytes, Ticket> {
+        let Ok(entries) = self.entries.lock() else { return Err(Ticket(Some(0))) };
+        let Some(e) = entries.get(id) else { return Err(Ticket(None)) };
+        match &e.value {
+            Some(v) if v.account_id == account_id && (v.is_final || self.sole_writer || v.at.elapsed() < OPEN_TTL) => {
+                Ok(v.body.clone())
             }
-            entries
-                .insert(id.to_owned(), Entry { account_id: account_id.to_owned(), body, at: Instant::now(), is_final });
+            _ => Err(Ticket(Some(e.stamp))),
         }
     }
 
-    pub fn forget(&self, id: &str) {
-        if let Ok(mut entries) = self.entries.lock() {
-            entries.remove(id);
+    /// The ticket for a task about to be created (it has no entry yet).
+    pub fn ticket(&self, id: &str) -> Ticket {
+        match self.entries.lock() {
+            Ok(entries) => Ticket(entries.get(id).map(|e| e.stamp)),
+            Err(_) => Ticket(Some(0)),
         }
+    }
+
+    /// Fills the entry, unless it changed since `ticket` was taken.
+    pub fn put(&self, ticket: Ticket, account_id: &str, id: &str, body: Bytes, is_final: bool) {
+        let stamp = self.stamp();
+        let Ok(mut entries) = self.entries.lock() else { return };
+        if entries.get(id).map(|e| e.stamp) != ticket.0 {
+            return;
+        }
+        if entries.len() >= MAX_ENTRIES {
+            // Dropping everything is safe: a ticket taken before sees a missing
+            // entry only if it saw none, and then nothing changed in between.
+            entries.retain(|_, e| e.value.is_none());
+            if entries.len() >= MAX_ENTRIES {
+                return;
+            }
+        }
+        let value = Value { account_id: account_id.to_owned(), body, at: Instant::now(), is_final };
+        entries.insert(id.to_owned(), Entry { stamp, value: Some(value) });
+    }
+
+    /// The task changed: whatever is cached, or being read, is stale.
+    pub fn forget(&self, id: &str) {
+        let stamp = self.stamp();
+        if let Ok(mut entries) = self.entries.lock() {
+            entries.insert(id.to_owned(), Entry { stamp, value: None });
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_read_taken_before_a_change_is_not_cached_after_it() {
+        let cache = TaskCache::new(true);
+        let ticket = cache.get("acc", "t").err().unwrap_or(Ticket(Some(u64::MAX)));
+        // The worker finishes the task between the reader's DB read and its put.
+        cache.forget("t");
+        cache.put(ticket, "acc", "t", Bytes::from_static(b"processing"), false);
+        let ticket = match cache.get("acc", "t") {
+            Ok(body) => panic!("a stale body was served: {body:?}"),
+            Err(t) => t,
+        };
+        cache.put(ticket, "acc", "t", Bytes::from_static(b"completed"), true);
+        assert_eq!(cache.get("acc", "t").ok(), Some(Bytes::from_static(b"completed")));
+        // Another account never sees it.
+        assert!(cache.get("other", "t").is_err());
+    }
+
+    #[test]
+    fn a_create_racing_a_claim_does_not_cache_the_pending_body() {
+        let cache = TaskCache::new(true);
+        let ticket = cache.ticket("t");
+        cache.forget("t");
+        cache.put(ticket, "acc", "t", Bytes::from_static(b"pending"), false);
+        assert!(cache.get("acc", "t").is_err());
+    }
+
+    #[test]
+    fn open_tasks_expire_when_other_replicas_write() {
+        let cache = TaskCache::new(false);
+        cache.put(cache.ticket("t"), "acc", "t", Bytes::from_static(b"open"), false);
+        assert!(cache.get("acc", "t").is_ok());
+        std::thread::sleep(OPEN_TTL + Duration::from_millis(20));
+        assert!(cache.get("acc", "t").is_err());
     }
 }

@@ -169,10 +169,11 @@ async fn persist(
         body_hash: util::sha256_hex(body),
         not_before: now - IDEMPOTENCY_WINDOW_MS,
     });
+    let ticket = state.task_cache.ticket(&new.id);
     match state.store.create_task(&new, idem.as_ref(), &response).await? {
         CreateOutcome::Created => {
             state.metrics.task_created(&new.model);
-            state.task_cache.put(&new.account_id, &new.id, bytes::Bytes::from(response), false);
+            state.task_cache.put(ticket, &new.account_id, &new.id, bytes::Bytes::from(response), false);
             state.wake.notify_one();
             Ok(Created::New(Box::new(object)))
         }
@@ -278,12 +279,13 @@ pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<TaskObje
 
 /// The task object as JSON bytes, from the cache when fresh (the polling path).
 pub async fn get_json(state: &AppState, caller: &Caller, id: &str) -> Result<bytes::Bytes, ApiError> {
-    if let Some(body) = state.task_cache.get(&caller.account_id, id) {
-        return Ok(body);
-    }
+    let ticket = match state.task_cache.get(&caller.account_id, id) {
+        Ok(body) => return Ok(body),
+        Err(ticket) => ticket,
+    };
     let task = get(state, caller, id).await?;
     let body = bytes::Bytes::from(serde_json::to_vec(&task).map_err(ApiError::internal)?);
-    state.task_cache.put(&caller.account_id, id, body.clone(), task.status.is_final());
+    state.task_cache.put(ticket, &caller.account_id, id, body.clone(), task.status.is_final());
     Ok(body)
 }
 

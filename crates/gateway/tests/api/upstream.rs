@@ -40,10 +40,13 @@ async fn attempts(app: &TestApp, id: &str) -> Value {
     b
 }
 
-/// A port where nothing listens.
-async fn dead_port() -> u16 {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    l.local_addr().unwrap().port()
+/// A port where nothing listens: bound but never listening, so connections are
+/// refused and no other test can take the port while the socket lives.
+fn dead_port() -> (tokio::net::TcpSocket, u16) {
+    let s = tokio::net::TcpSocket::new_v4().unwrap();
+    s.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let port = s.local_addr().unwrap().port();
+    (s, port)
 }
 
 async fn gateway_in_front_of(
@@ -68,7 +71,8 @@ both_backends!(a_task_goes_to_the_cheapest_route_and_falls_over_when_it_is_down,
     let Some(upstream) = TestApp::spawn(backend).await else { return };
     let key_file = upstream.data_dir.path().join("upstream.key");
     std::fs::write(&key_file, &upstream.api_key).unwrap();
-    let dead = format!("http://127.0.0.1:{}", dead_port().await);
+    let (_dead_socket, port) = dead_port();
+    let dead = format!("http://127.0.0.1:{port}");
     // "cheap" is the cheapest but down; "live" is dearer and up.
     let Some(app) = gateway_in_front_of(
         backend,
@@ -220,7 +224,8 @@ both_backends!(provider_health_is_visible_to_the_admin_and_in_metrics, |backend|
     let dir = tempfile::tempdir().unwrap();
     let key = dir.path().join("k");
     std::fs::write(&key, "sk-none").unwrap();
-    let dead = format!("http://127.0.0.1:{}", dead_port().await);
+    let (_dead_socket, port) = dead_port();
+    let dead = format!("http://127.0.0.1:{port}");
     let Some(app) = gateway_in_front_of(backend, vec![("down", dead, 0.01)], &key, |_| {}).await else { return };
     for _ in 0..5 {
         let (_, t) = app.create(&json!({"model": "kling-v3-text-to-video", "prompt": "x", "duration": 3})).await;
