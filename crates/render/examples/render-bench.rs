@@ -76,7 +76,10 @@ fn main() {
     std::fs::write(dir.join("start.jpg"), photo(2400, 1600, 1)).unwrap();
     std::fs::write(dir.join("end.jpg"), photo(2400, 1600, 7)).unwrap();
     let exe = std::env::current_exe().unwrap();
-    println!("{:<12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>6} {:>9}", "clip", "ours s", "ffmpeg s", "time", "ours MB", "ffmpeg MB", "size", "peak MB");
+    println!(
+        "{:<12} {:>9} {:>9} {:>7} {:>10} {:>10} {:>6} {:>9}",
+        "clip", "ours s", "ffmpeg s", "time", "ours MB", "ffmpeg MB", "size", "peak MB"
+    );
     for (short, secs, w, h) in [(720u32, 5u32, 1080u32, 720u32), (1080, 15, 1620, 1080)] {
         let child = Command::new(&exe).args(["one", &short.to_string(), &secs.to_string()]).output().unwrap();
         let line = String::from_utf8_lossy(&child.stdout);
@@ -98,7 +101,18 @@ fn main() {
             .arg(dir.join("start.jpg"))
             .args(["-loop", "1", "-framerate", "24", "-t", &secs.to_string(), "-i"])
             .arg(dir.join("end.jpg"))
-            .args(["-filter_complex", &filter, "-map", "[v]", "-c:v", "libx264", "-preset", "veryfast", "-t", &secs.to_string()])
+            .args([
+                "-filter_complex",
+                &filter,
+                "-map",
+                "[v]",
+                "-c:v",
+                "libx264",
+                "-preset",
+                "veryfast",
+                "-t",
+                &secs.to_string(),
+            ])
             .arg(&ff_out)
             .status()
             .expect("ffmpeg (Debian's) is needed as the yardstick");

@@ -3,7 +3,9 @@
 //! procedural scene seeded by the prompt), fades into the end image, and encodes
 //! yuv420p at 24 fps with exactly 24 x duration frames. Frames are streamed
 //! through the encoder one at a time; the same spec always gives the same bytes.
+//! With `sound`, an Opus ambience seeded by the prompt runs exactly as long.
 
+mod audio;
 pub mod inspect;
 mod mp4;
 mod scene;
@@ -32,6 +34,8 @@ pub struct VideoSpec {
     pub end_image: Option<Vec<u8>>,
     pub element_images: Vec<Vec<u8>>,
     pub shots: ShotPlan,
+    /// Adds a 48 kHz stereo Opus ambience seeded by the prompt, exactly as long
+    /// as the video.
     pub sound: bool,
     pub watermark: bool,
 }
@@ -155,13 +159,16 @@ pub fn render(
         samples.push(mp4::Sample { size: (data.len() - before) as u32, sync });
         yuv = buf_into_vec(buf);
     }
-    let _ = progress(total, total);
     let (Some(sps), Some(pps)) = (sps, pps) else {
         return Err(RenderError::Encode("the encoder produced no SPS/PPS".to_owned()));
     };
-    let info = mp4::TrackInfo { width, height, fps: FPS, sps: &sps, pps: &pps };
-    let bytes = mp4::write_mp4(out, &info, &samples, &data)?;
-    Ok(RenderOutput { width, height, frames: total, has_audio: false, bytes })
+    // The whole track is a few hundred kilobytes and takes a fraction of the
+    // video's time, so it is made in one go once the frames are done.
+    let sound = if spec.sound { Some(audio::encode(&spec.prompt, spec.duration_secs)?) } else { None };
+    let _ = progress(total, total);
+    let video = mp4::VideoTrack { width, height, fps: FPS, sps: &sps, pps: &pps, samples: &samples, data: &data };
+    let bytes = mp4::write_mp4(out, &video, sound.as_ref())?;
+    Ok(RenderOutput { width, height, frames: total, has_audio: sound.is_some(), bytes })
 }
 
 fn buf_into_vec(buf: YUVBuffer) -> Vec<u8> {
@@ -192,6 +199,24 @@ mod tests {
         let img = image::RgbImage::from_fn(w, h, |x, y| image::Rgb([(x * 255 / w) as u8, (y * 255 / h) as u8, 128]));
         let mut out = std::io::Cursor::new(Vec::new());
         img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// A checkerboard: fine detail, so any change of framing shows.
+    fn checker_png(w: u32, h: u32) -> Vec<u8> {
+        let img = image::RgbImage::from_fn(w, h, |x, y| {
+            let v = if (x / 6 + y / 6) % 2 == 0 { 40 } else { 210 };
+            image::Rgb([v, (x * 255 / w) as u8, v])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    /// A flat grey picture, nothing like `png`'s gradient.
+    fn flat_png(w: u32, h: u32, v: u8) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        image::RgbImage::from_pixel(w, h, image::Rgb([v, v, v])).write_to(&mut out, image::ImageFormat::Png).unwrap();
         out.into_inner()
     }
 
@@ -310,7 +335,12 @@ mod tests {
         let (sw, sh) = ((img.width() as f32 * scale).ceil() as u32, (img.height() as f32 * scale).ceil() as u32);
         let r = image::imageops::resize(&img, sw, sh, image::imageops::FilterType::Triangle);
         let c = image::imageops::crop_imm(&r, (sw - w as u32) / 2, (sh - h as u32) / 2, w as u32, h as u32).to_image();
-        c.pixels().map(|p| { let [r, g, b] = p.0.map(i32::from); (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8 }).collect()
+        c.pixels()
+            .map(|p| {
+                let [r, g, b] = p.0.map(i32::from);
+                (((66 * r + 129 * g + 25 * b + 128) >> 8) + 16) as u8
+            })
+            .collect()
     }
 
     #[test]
@@ -337,12 +367,234 @@ mod tests {
         assert_eq!(r.frames, 72);
     }
 
+    /// The smallest clip the API allows: 1 s, 256x144 text-to-video.
+    fn tiny() -> VideoSpec {
+        VideoSpec {
+            short_side: 144,
+            aspect: Some((16, 9)),
+            duration_secs: 1,
+            prompt: "a lighthouse on a cliff".to_owned(),
+            start_image: None,
+            ..spec()
+        }
+    }
+
     #[test]
-    fn the_watermark_changes_the_frames() {
-        let mut s = spec();
-        let plain = run(&s).0;
+    fn the_watermark_marks_the_corner_and_leaves_the_rest() {
+        let mut s = tiny();
+        let (plain, _, w, h) = first_and_last_luma(&run(&s).0);
         s.watermark = true;
-        assert_ne!(plain, run(&s).0);
+        let (marked, _, _, _) = first_and_last_luma(&run(&s).0);
+        // The mark's box (see scene::mark), and a macroblock of slack around it
+        // for the encoder's own differences.
+        let size = (h / 12).max(24);
+        let (x0, y0) = (w - size * 2 - size / 2, h - size - size / 2);
+        let (mut corner, mut rest) = ((Vec::new(), Vec::new()), (Vec::new(), Vec::new()));
+        for y in 0..h {
+            for x in 0..w {
+                let i = y * w + x;
+                if x >= x0 && y >= y0 && x < x0 + 2 * size && y < y0 + size {
+                    corner.0.push(plain[i]);
+                    corner.1.push(marked[i]);
+                } else if x + 16 < x0 || y + 16 < y0 {
+                    rest.0.push(plain[i]);
+                    rest.1.push(marked[i]);
+                }
+            }
+        }
+        let p_corner = psnr(&corner.0, &corner.1);
+        let p_rest = psnr(&rest.0, &rest.1);
+        assert!(p_corner < 20.0, "the corner changes: {p_corner:.1} dB");
+        assert!(p_rest > 35.0, "the rest stays: {p_rest:.1} dB");
+    }
+
+    #[test]
+    fn the_prompt_picks_the_camera_move_over_a_start_image() {
+        assert_eq!(Motion::from_prompt("Slow ZOOM IN on the face"), Motion::ZoomIn);
+        assert_eq!(Motion::from_prompt("pan left across the valley"), Motion::PanLeft);
+        let mut s = tiny();
+        s.aspect = None;
+        s.start_image = Some(checker_png(320, 180));
+        s.prompt = "zoom in".to_owned();
+        let (zoom_first, zoom_last, _, _) = first_and_last_luma(&run(&s).0);
+        s.prompt = "pan left".to_owned();
+        let (pan_first, pan_last, _, _) = first_and_last_luma(&run(&s).0);
+        // Both moves start from the same framing and end somewhere else.
+        assert!(psnr(&zoom_first, &pan_first) > 45.0);
+        let p = psnr(&zoom_last, &pan_last);
+        assert!(p < 20.0, "last frames differ: {p:.1} dB");
+    }
+
+    #[test]
+    fn an_end_image_changes_the_end_only() {
+        let mut s = tiny();
+        s.aspect = None;
+        s.start_image = Some(png(320, 180));
+        let (first, last, _, _) = first_and_last_luma(&run(&s).0);
+        s.end_image = Some(flat_png(200, 200, 30));
+        let (first_e, last_e, _, _) = first_and_last_luma(&run(&s).0);
+        assert_eq!(first, first_e, "the start is untouched");
+        let p = psnr(&last, &last_e);
+        assert!(p < 20.0, "the last frame becomes the end image: {p:.1} dB");
+    }
+
+    #[test]
+    fn a_shot_plan_changes_the_motion_per_shot() {
+        let mut s = tiny();
+        s.aspect = None;
+        s.start_image = Some(checker_png(320, 180));
+        s.duration_secs = 2;
+        s.prompt = "zoom in".to_owned();
+        let (single_bytes, r) = run(&s);
+        let (_, single_last, _, _) = first_and_last_luma(&single_bytes);
+        s.shots = ShotPlan::Customize(vec![
+            ShotSpec { prompt: "zoom in".to_owned(), duration_secs: 1 },
+            ShotSpec { prompt: "pan left".to_owned(), duration_secs: 1 },
+        ]);
+        let (custom_bytes, rc) = run(&s);
+        let (_, custom_last, _, _) = first_and_last_luma(&custom_bytes);
+        assert_eq!((r.frames, rc.frames), (48, 48));
+        let p = psnr(&single_last, &custom_last);
+        assert!(p < 20.0, "the second shot pans instead: {p:.1} dB");
+        s.shots = ShotPlan::Intelligence;
+        let smart = run(&s).0;
+        assert_ne!(smart, single_bytes);
+        assert_ne!(smart, custom_bytes);
+        s.shots = ShotPlan::Customize(vec![ShotSpec { prompt: "pan left".to_owned(), duration_secs: 1 }]);
+        let mut out = Vec::new();
+        assert!(matches!(
+            render(&s, &mut out, &mut |_, _| ControlFlow::Continue(())),
+            Err(RenderError::InvalidSpec(_))
+        ));
+    }
+
+    #[test]
+    fn the_quality_sets_the_short_side() {
+        let mut s = tiny();
+        for (short, size) in [(144, (256, 144)), (288, (512, 288))] {
+            s.short_side = short;
+            let (bytes, r) = run(&s);
+            let info = inspect::inspect(&bytes).unwrap();
+            assert_eq!((r.width, r.height), size);
+            assert_eq!((info.width, info.height), size);
+        }
+    }
+
+    #[test]
+    fn the_duration_sets_the_frame_count() {
+        let mut s = tiny();
+        for secs in [1, 2] {
+            s.duration_secs = secs;
+            let (bytes, r) = run(&s);
+            let info = inspect::inspect(&bytes).unwrap();
+            assert_eq!((r.frames, info.video_frames), (24 * secs, 24 * secs));
+            assert!((info.duration_secs - f64::from(secs)).abs() < 1e-9);
+        }
+    }
+
+    #[test]
+    fn the_aspect_sets_the_text_to_video_size() {
+        let mut s = tiny();
+        for (aspect, size) in [((16, 9), (256, 144)), ((9, 16), (144, 256)), ((1, 1), (144, 144))] {
+            s.aspect = Some(aspect);
+            let info = inspect::inspect(&run(&s).0).unwrap();
+            assert_eq!((info.width, info.height), size, "{aspect:?}");
+        }
+    }
+
+    /// One audio frame (20 ms) in seconds: the tolerance for "as long as".
+    const AUDIO_FRAME_SECS: f64 = 960.0 / 48_000.0;
+
+    #[test]
+    fn sound_adds_an_opus_track_exactly_as_long_as_the_video() {
+        let mut s = tiny();
+        s.duration_secs = 2;
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio);
+        let info = inspect::inspect(&bytes).unwrap();
+        assert!(info.has_audio && info.moov_before_mdat);
+        assert_eq!(info.audio_codec.as_deref(), Some("Opus"));
+        assert_eq!((info.audio_sample_rate, info.audio_channels), (Some(48_000), Some(2)));
+        let audio = info.audio_duration_secs.unwrap();
+        assert!(
+            (audio - info.duration_secs).abs() <= AUDIO_FRAME_SECS,
+            "audio {audio} s, video {} s",
+            info.duration_secs
+        );
+        // Enough 20 ms packets for the pre-skip plus the whole clip, and no more.
+        let pre_skip = u32::from(info.audio_pre_skip.unwrap());
+        assert!(pre_skip > 0);
+        assert_eq!(info.audio_packets, Some((2 * 48_000 + pre_skip).div_ceil(960)));
+        assert_eq!(inspect::audio_samples(&bytes).unwrap().len() as u32, info.audio_packets.unwrap());
+        assert_eq!(info.video_frames, 48);
+    }
+
+    #[test]
+    fn without_sound_there_is_no_audio_track() {
+        let (bytes, r) = run(&tiny());
+        assert!(!r.has_audio);
+        let info = inspect::inspect(&bytes).unwrap();
+        assert!(!info.has_audio);
+        assert_eq!((info.audio_codec, info.audio_packets), (None, None));
+        assert!(inspect::audio_samples(&bytes).is_err());
+    }
+
+    /// Decodes the file's Opus track back to interleaved stereo, pre-skip and
+    /// padding removed.
+    fn decoded_sound(bytes: &[u8]) -> Vec<f32> {
+        let info = inspect::inspect(bytes).unwrap();
+        let mut dec = opus_pure::OpusDecoder::new(48_000, 2).unwrap();
+        let mut buf = vec![0.0f32; 960 * 2];
+        let mut pcm = Vec::new();
+        for p in inspect::audio_samples(bytes).unwrap() {
+            let n = dec.decode(p, 960, &mut buf).unwrap();
+            pcm.extend_from_slice(&buf[..n * 2]);
+        }
+        let skip = usize::from(info.audio_pre_skip.unwrap()) * 2;
+        let len = (info.audio_duration_secs.unwrap() * 48_000.0).round() as usize * 2;
+        pcm[skip..skip + len].to_vec()
+    }
+
+    fn rms(x: &[f32]) -> f64 {
+        (x.iter().map(|v| f64::from(*v).powi(2)).sum::<f64>() / x.len().max(1) as f64).sqrt()
+    }
+
+    #[test]
+    fn the_sound_is_an_ambience_that_fades_in_and_out() {
+        let mut s = tiny();
+        s.duration_secs = 3;
+        s.sound = true;
+        let bytes = run(&s).0;
+        let sizes: Vec<usize> = inspect::audio_samples(&bytes).unwrap().iter().map(|p| p.len()).collect();
+        // Silence codes as a few bytes a packet; this needs real bits, and VBR
+        // makes them vary with the content.
+        assert!(sizes.iter().sum::<usize>() / sizes.len() > 40, "{sizes:?}");
+        assert!(sizes.iter().any(|n| *n != sizes[0]));
+        let pcm = decoded_sound(&bytes);
+        assert_eq!(pcm.len(), 3 * 48_000 * 2);
+        let window = |sec: f64, len: f64| {
+            let a = (sec * 48_000.0) as usize * 2;
+            rms(&pcm[a..a + (len * 48_000.0) as usize * 2])
+        };
+        let (start, middle, end) = (window(0.0, 0.02), window(1.0, 1.0), window(2.98, 0.02));
+        assert!(middle > 0.01, "audible: {middle}");
+        assert!(start < middle / 4.0 && end < middle / 4.0, "fades: {start} {middle} {end}");
+        // Not a constant tone: the level wanders from one tenth of a second to the next.
+        let levels: Vec<f64> = (0..10).map(|i| window(1.0 + 0.1 * f64::from(i), 0.1)).collect();
+        let (lo, hi) = levels.iter().fold((f64::MAX, 0.0f64), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+        assert!(hi / lo > 1.05, "levels {levels:?}");
+    }
+
+    #[test]
+    fn the_sound_follows_the_prompt_and_repeats_exactly() {
+        let mut s = tiny();
+        s.sound = true;
+        let (a, _) = run(&s);
+        assert_eq!(a, run(&s).0, "the same spec gives the same bytes");
+        s.prompt = "a busy night market".to_owned();
+        let b = run(&s).0;
+        assert_ne!(inspect::audio_samples(&a).unwrap(), inspect::audio_samples(&b).unwrap());
     }
 
     #[test]

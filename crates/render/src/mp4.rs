@@ -1,8 +1,15 @@
-//! A minimal MP4 writer for one H.264 video track: ftyp, then moov (so players can
-//! start before the whole file arrives: "faststart"), then mdat. Samples are
-//! length-prefixed NAL units; SPS and PPS go into the avcC box.
+//! A minimal MP4 writer: ftyp, then moov (so players can start before the whole
+//! file arrives: "faststart"), then mdat. One H.264 video track (length-prefixed
+//! NAL units; SPS and PPS in avcC) and optionally one Opus audio track (per
+//! "Encapsulation of Opus in ISO Base Media File Format": an `Opus` entry with
+//! `dOps`, an edit list that trims the encoder's pre-skip and end padding, and a
+//! `roll` sample group). The media is interleaved in one-second chunks, so a
+//! progressive download has both tracks' data for the first seconds early.
 
 use std::io::Write;
+use std::ops::Range;
+
+use crate::audio::{self, AudioTrack};
 
 /// One encoded frame: its AVCC bytes (4-byte lengths) and whether it is a sync frame.
 pub struct Sample {
@@ -10,16 +17,24 @@ pub struct Sample {
     pub sync: bool,
 }
 
-pub struct TrackInfo<'a> {
+pub struct VideoTrack<'a> {
     pub width: u32,
     pub height: u32,
     pub fps: u32,
     pub sps: &'a [u8],
     pub pps: &'a [u8],
+    pub samples: &'a [Sample],
+    /// All samples back to back, in order.
+    pub data: &'a [u8],
 }
 
-/// Media timescale: 24 fps gives a whole number of ticks per frame.
-const TIMESCALE: u32 = 24_000;
+/// Video media timescale: 24 fps gives a whole number of ticks per frame.
+const VIDEO_TIMESCALE: u32 = 24_000;
+/// Movie timescale: the audio's, as the Opus mapping recommends, so the edit
+/// list is sample-exact; it divides the video's frame duration too.
+const MOVIE_TIMESCALE: u32 = audio::SAMPLE_RATE;
+/// Opus needs 80 ms of decoding before a random access point sounds right.
+const OPUS_PREROLL_MS: u32 = 80;
 
 fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
@@ -43,58 +58,116 @@ fn u32s(v: &[u32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_be_bytes()).collect()
 }
 
-fn moov(info: &TrackInfo<'_>, samples: &[Sample], mdat_data_offset: u32) -> Vec<u8> {
-    let n = samples.len() as u32;
-    let delta = TIMESCALE / info.fps.max(1);
-    let media_duration = n * delta;
-    let movie_duration = (u64::from(media_duration) * 1000 / u64::from(TIMESCALE)) as u32;
+/// Where a track's chunks go: their samples, their bytes within the track's
+/// data, and their offsets in the file.
+struct Chunks {
+    ranges: Vec<Range<usize>>,
+    bytes: Vec<Range<usize>>,
+    offsets: Vec<u32>,
+}
 
-    let mut mvhd = u32s(&[0, 0, 1000, movie_duration, 0x0001_0000]);
-    mvhd.extend_from_slice(&[0x01, 0x00, 0, 0]);
-    mvhd.extend_from_slice(&[0; 8]);
-    mvhd.extend_from_slice(&u32s(&MATRIX));
-    mvhd.extend_from_slice(&[0; 24]);
-    mvhd.extend_from_slice(&2u32.to_be_bytes());
-    let mvhd = full(b"mvhd", 0, 0, &mvhd);
+impl Chunks {
+    fn new(sizes: impl Iterator<Item = usize>, ranges: Vec<Range<usize>>) -> Self {
+        // Where each sample starts in the track's data: [0, a, a+b, ...].
+        let starts: Vec<usize> = std::iter::once(0)
+            .chain(sizes.scan(0, |sum, s| {
+                *sum += s;
+                Some(*sum)
+            }))
+            .collect();
+        let bytes = ranges.iter().map(|r| starts[r.start]..starts[r.end]).collect();
+        Self { offsets: vec![0; ranges.len()], ranges, bytes }
+    }
+}
 
-    let mut tkhd = u32s(&[0, 0, 1, 0, movie_duration, 0, 0]);
-    tkhd.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 0]);
-    tkhd.extend_from_slice(&u32s(&MATRIX));
-    tkhd.extend_from_slice(&u32s(&[info.width << 16, info.height << 16]));
-    let tkhd = full(b"tkhd", 0, 3, &tkhd);
+/// Splits `n` samples into `count` chunks of `per` samples, the last taking the
+/// rest; empty chunks are left out (they cannot be described in `stsc`).
+fn split(n: usize, per: usize, count: usize) -> Vec<Range<usize>> {
+    (0..count)
+        .map(|k| {
+            let end = if k + 1 == count { n } else { ((k + 1) * per).min(n) };
+            (k * per).min(n)..end
+        })
+        .filter(|r| !r.is_empty())
+        .collect()
+}
 
-    let mut mdhd = u32s(&[0, 0, TIMESCALE, media_duration]);
-    mdhd.extend_from_slice(&[0x55, 0xc4, 0, 0]); // language "und"
-    let mdhd = full(b"mdhd", 0, 0, &mdhd);
-    let mut hdlr = u32s(&[0]);
-    hdlr.extend_from_slice(b"vide");
-    hdlr.extend_from_slice(&[0; 12]);
-    hdlr.extend_from_slice(b"VideoHandler\0");
-    let hdlr = full(b"hdlr", 0, 0, &hdlr);
+/// `stsc`: one entry per run of chunks with the same sample count.
+fn stsc(chunks: &Chunks) -> Vec<u8> {
+    let mut entries: Vec<u32> = Vec::new();
+    let mut last = None;
+    for (i, r) in chunks.ranges.iter().enumerate() {
+        let n = r.len() as u32;
+        if last != Some(n) {
+            entries.extend_from_slice(&[i as u32 + 1, n, 1]);
+            last = Some(n);
+        }
+    }
+    full(b"stsc", 0, 0, &[&((entries.len() / 3) as u32).to_be_bytes()[..], &u32s(&entries)].concat())
+}
 
-    let vmhd = full(b"vmhd", 0, 1, &[0; 8]);
+fn stco(chunks: &Chunks) -> Vec<u8> {
+    full(b"stco", 0, 0, &[&(chunks.offsets.len() as u32).to_be_bytes()[..], &u32s(&chunks.offsets)].concat())
+}
+
+fn stsz(sizes: impl ExactSizeIterator<Item = u32>) -> Vec<u8> {
+    let mut body = u32s(&[0, sizes.len() as u32]);
+    for s in sizes {
+        body.extend_from_slice(&s.to_be_bytes());
+    }
+    full(b"stsz", 0, 0, &body)
+}
+
+fn dinf() -> Vec<u8> {
     let dref = full(b"dref", 0, 0, &[&1u32.to_be_bytes()[..], &full(b"url ", 0, 1, &[])].concat());
-    let dinf = bx(b"dinf", &dref);
+    bx(b"dinf", &dref)
+}
 
-    let mut avcc = vec![
-        1,
-        *info.sps.get(1).unwrap_or(&66),
-        *info.sps.get(2).unwrap_or(&0),
-        *info.sps.get(3).unwrap_or(&31),
-        0xFF,
-        0xE1,
-    ];
-    avcc.extend_from_slice(&(info.sps.len() as u16).to_be_bytes());
-    avcc.extend_from_slice(info.sps);
+fn hdlr(kind: &[u8; 4], name: &str) -> Vec<u8> {
+    let mut body = u32s(&[0]);
+    body.extend_from_slice(kind);
+    body.extend_from_slice(&[0; 12]);
+    body.extend_from_slice(name.as_bytes());
+    body.push(0);
+    full(b"hdlr", 0, 0, &body)
+}
+
+fn mdhd(timescale: u32, duration: u32) -> Vec<u8> {
+    let mut body = u32s(&[0, 0, timescale, duration]);
+    body.extend_from_slice(&[0x55, 0xc4, 0, 0]); // language "und"
+    full(b"mdhd", 0, 0, &body)
+}
+
+/// Track header; `volume` is 8.8 fixed point (0 for video, 1.0 for audio).
+fn tkhd(id: u32, duration: u32, volume: u16, width: u32, height: u32) -> Vec<u8> {
+    let mut body = u32s(&[0, 0, id, 0, duration, 0, 0]);
+    body.extend_from_slice(&[0, 0, 0, 0]); // layer, alternate group
+    body.extend_from_slice(&volume.to_be_bytes());
+    body.extend_from_slice(&[0, 0]);
+    body.extend_from_slice(&u32s(&MATRIX));
+    body.extend_from_slice(&u32s(&[width << 16, height << 16]));
+    full(b"tkhd", 0, 3, &body)
+}
+
+fn video_trak(v: &VideoTrack<'_>, chunks: &Chunks) -> Vec<u8> {
+    let n = v.samples.len() as u32;
+    let delta = VIDEO_TIMESCALE / v.fps.max(1);
+    let media_duration = n * delta;
+    let movie_duration = (u64::from(media_duration) * u64::from(MOVIE_TIMESCALE) / u64::from(VIDEO_TIMESCALE)) as u32;
+
+    let mut avcc =
+        vec![1, *v.sps.get(1).unwrap_or(&66), *v.sps.get(2).unwrap_or(&0), *v.sps.get(3).unwrap_or(&31), 0xFF, 0xE1];
+    avcc.extend_from_slice(&(v.sps.len() as u16).to_be_bytes());
+    avcc.extend_from_slice(v.sps);
     avcc.push(1);
-    avcc.extend_from_slice(&(info.pps.len() as u16).to_be_bytes());
-    avcc.extend_from_slice(info.pps);
+    avcc.extend_from_slice(&(v.pps.len() as u16).to_be_bytes());
+    avcc.extend_from_slice(v.pps);
     let avcc = bx(b"avcC", &avcc);
     let mut avc1 = vec![0; 6];
     avc1.extend_from_slice(&1u16.to_be_bytes()); // data reference index
     avc1.extend_from_slice(&[0; 16]);
-    avc1.extend_from_slice(&(info.width as u16).to_be_bytes());
-    avc1.extend_from_slice(&(info.height as u16).to_be_bytes());
+    avc1.extend_from_slice(&(v.width as u16).to_be_bytes());
+    avc1.extend_from_slice(&(v.height as u16).to_be_bytes());
     avc1.extend_from_slice(&u32s(&[0x0048_0000, 0x0048_0000, 0]));
     avc1.extend_from_slice(&1u16.to_be_bytes()); // frame count
     avc1.extend_from_slice(&[0; 32]); // compressor name
@@ -104,35 +177,148 @@ fn moov(info: &TrackInfo<'_>, samples: &[Sample], mdat_data_offset: u32) -> Vec<
     let avc1 = bx(b"avc1", &avc1);
     let stsd = full(b"stsd", 0, 0, &[&1u32.to_be_bytes()[..], &avc1].concat());
     let stts = full(b"stts", 0, 0, &u32s(&[1, n, delta]));
-    let sync: Vec<u32> = samples.iter().enumerate().filter(|(_, s)| s.sync).map(|(i, _)| i as u32 + 1).collect();
+    let sync: Vec<u32> = v.samples.iter().enumerate().filter(|(_, s)| s.sync).map(|(i, _)| i as u32 + 1).collect();
     let stss = full(b"stss", 0, 0, &[&(sync.len() as u32).to_be_bytes()[..], &u32s(&sync)].concat());
-    let stsc = full(b"stsc", 0, 0, &u32s(&[1, 1, n, 1]));
-    let sizes: Vec<u32> = samples.iter().map(|s| s.size).collect();
-    let stsz = full(b"stsz", 0, 0, &[&u32s(&[0, n])[..], &u32s(&sizes)].concat());
-    let stco = full(b"stco", 0, 0, &u32s(&[1, mdat_data_offset]));
-    let stbl = bx(b"stbl", &[stsd, stts, stss, stsc, stsz, stco].concat());
-    let minf = bx(b"minf", &[vmhd, dinf, stbl].concat());
-    let mdia = bx(b"mdia", &[mdhd, hdlr, minf].concat());
-    let trak = bx(b"trak", &[tkhd, mdia].concat());
-    bx(b"moov", &[mvhd, trak].concat())
+    let stsz = stsz(v.samples.iter().map(|s| s.size));
+    let stbl = bx(b"stbl", &[stsd, stts, stss, stsc(chunks), stsz, stco(chunks)].concat());
+    let vmhd = full(b"vmhd", 0, 1, &[0; 8]);
+    let minf = bx(b"minf", &[vmhd, dinf(), stbl].concat());
+    let mdia = bx(b"mdia", &[mdhd(VIDEO_TIMESCALE, media_duration), hdlr(b"vide", "VideoHandler"), minf].concat());
+    bx(b"trak", &[tkhd(1, movie_duration, 0, v.width, v.height), mdia].concat())
 }
 
-fn ftyp() -> Vec<u8> {
-    bx(b"ftyp", &[&b"isom"[..], &512u32.to_be_bytes(), b"isomiso2avc1mp41"].concat())
+fn audio_trak(a: &AudioTrack, chunks: &Chunks) -> Vec<u8> {
+    let n = a.sizes.len() as u32;
+    // The presented length: the real samples only, after the pre-skip.
+    let valid = a.valid_samples as u32;
+    // The last packet lasts only as long as its real samples (the rest is the
+    // padding that flushed the encoder), as the Opus mapping specifies.
+    let used = valid + u32::from(a.pre_skip);
+    let last = used - (n.max(1) - 1) * audio::FRAME;
+    let stts =
+        if last == audio::FRAME || n < 2 { u32s(&[1, n, last]) } else { u32s(&[2, n - 1, audio::FRAME, 1, last]) };
+    let stts = full(b"stts", 0, 0, &stts);
+
+    let mut dops = vec![0, a.channels];
+    dops.extend_from_slice(&a.pre_skip.to_be_bytes());
+    dops.extend_from_slice(&audio::SAMPLE_RATE.to_be_bytes()); // input sample rate
+    dops.extend_from_slice(&0i16.to_be_bytes()); // output gain
+    dops.push(0); // channel mapping family 0: mono or stereo, one stream
+    let mut entry = vec![0; 6];
+    entry.extend_from_slice(&1u16.to_be_bytes()); // data reference index
+    entry.extend_from_slice(&[0; 8]);
+    entry.extend_from_slice(&u16::from(a.channels).to_be_bytes());
+    entry.extend_from_slice(&16u16.to_be_bytes()); // sample size
+    entry.extend_from_slice(&[0; 4]);
+    entry.extend_from_slice(&(audio::SAMPLE_RATE << 16).to_be_bytes());
+    entry.extend_from_slice(&bx(b"dOps", &dops));
+    let entry = bx(b"Opus", &entry);
+    let stsd = full(b"stsd", 0, 0, &[&1u32.to_be_bytes()[..], &entry].concat());
+    let stsz = stsz(a.sizes.iter().copied());
+    // Every Opus packet is a sync sample (so no stss) that needs 80 ms of
+    // pre-roll: a `roll` group with a negative distance in packets, for every
+    // packet that has that many before it.
+    let distance = (OPUS_PREROLL_MS * audio::SAMPLE_RATE / 1000).div_ceil(audio::FRAME);
+    let sgpd = full(b"sgpd", 1, 0, &[&b"roll"[..], &u32s(&[2, 1]), &(-(distance as i16)).to_be_bytes()].concat());
+    let head = distance.min(n);
+    let runs = if head < n { vec![2, head, 0, n - head, 1] } else { vec![1, n, 0] };
+    let sbgp = full(b"sbgp", 0, 0, &[&b"roll"[..], &u32s(&runs)].concat());
+    let stbl = bx(b"stbl", &[stsd, stts, stsc(chunks), stsz, stco(chunks), sgpd, sbgp].concat());
+    let smhd = full(b"smhd", 0, 0, &[0; 4]);
+    let minf = bx(b"minf", &[smhd, dinf(), stbl].concat());
+    let mdia = bx(b"mdia", &[mdhd(audio::SAMPLE_RATE, used), hdlr(b"soun", "SoundHandler"), minf].concat());
+    // The edit skips the priming samples and ends at the last real one.
+    let elst = full(b"elst", 0, 0, &u32s(&[1, valid, u32::from(a.pre_skip), 0x0001_0000]));
+    let edts = bx(b"edts", &elst);
+    bx(b"trak", &[tkhd(2, valid, 0x0100, 0, 0), edts, mdia].concat())
 }
 
-/// Writes the whole file: `data` is the concatenation of all samples in order.
-pub fn write_mp4(out: &mut dyn Write, info: &TrackInfo<'_>, samples: &[Sample], data: &[u8]) -> std::io::Result<u64> {
-    let ftyp = ftyp();
-    // The chunk offset depends on the moov's size, which does not depend on the
-    // offset's value: measure once, then write for real.
-    let probe = moov(info, samples, 0);
-    let offset = (ftyp.len() + probe.len() + 8) as u32;
-    let moov = moov(info, samples, offset);
+fn moov(video: &VideoTrack<'_>, vchunks: &Chunks, audio: Option<(&AudioTrack, &Chunks)>) -> Vec<u8> {
+    let video_len = u64::from(VIDEO_TIMESCALE / video.fps.max(1)) * video.samples.len() as u64;
+    let mut duration = video_len * u64::from(MOVIE_TIMESCALE) / u64::from(VIDEO_TIMESCALE);
+    if let Some((a, _)) = audio {
+        duration = duration.max(a.valid_samples);
+    }
+    let mut mvhd = u32s(&[0, 0, MOVIE_TIMESCALE, duration as u32, 0x0001_0000]);
+    mvhd.extend_from_slice(&[0x01, 0x00, 0, 0]);
+    mvhd.extend_from_slice(&[0; 8]);
+    mvhd.extend_from_slice(&u32s(&MATRIX));
+    mvhd.extend_from_slice(&[0; 24]);
+    mvhd.extend_from_slice(&(if audio.is_some() { 3u32 } else { 2 }).to_be_bytes()); // next track id
+    let mut body = full(b"mvhd", 0, 0, &mvhd);
+    body.extend_from_slice(&video_trak(video, vchunks));
+    if let Some((a, c)) = audio {
+        body.extend_from_slice(&audio_trak(a, c));
+    }
+    bx(b"moov", &body)
+}
+
+fn ftyp(with_opus: bool) -> Vec<u8> {
+    let mut body = [&b"isom"[..], &512u32.to_be_bytes(), b"isomiso2avc1mp41"].concat();
+    if with_opus {
+        // The Opus mapping's own brand; iso2 (already listed) covers roll groups.
+        body.extend_from_slice(b"Opus");
+    }
+    bx(b"ftyp", &body)
+}
+
+/// Writes the whole file and returns its size.
+pub fn write_mp4(out: &mut dyn Write, video: &VideoTrack<'_>, audio: Option<&AudioTrack>) -> std::io::Result<u64> {
+    // One-second chunks: `fps` video frames, then the audio packets of that
+    // second (the last chunk also takes the audio's padding packets).
+    let fps = video.fps.max(1) as usize;
+    let seconds = video.samples.len().div_ceil(fps);
+    let per_sec = (audio::SAMPLE_RATE / audio::FRAME) as usize;
+    // (chunks, data) per track: the video, then the audio if any.
+    let mut tracks = vec![(
+        Chunks::new(video.samples.iter().map(|s| s.size as usize), split(video.samples.len(), fps, seconds)),
+        video.data,
+    )];
+    if let Some(a) = audio {
+        let chunks = Chunks::new(a.sizes.iter().map(|s| *s as usize), split(a.sizes.len(), per_sec, seconds));
+        tracks.push((chunks, &a.data));
+    }
+    // The order in mdat: (track, chunk), second by second.
+    let order: Vec<(usize, usize)> = (0..seconds)
+        .flat_map(|k| (0..tracks.len()).map(move |t| (t, k)))
+        .filter(|&(t, k)| k < tracks[t].0.ranges.len())
+        .collect();
+    let index = |tracks: &[(Chunks, &[u8])]| moov(video, &tracks[0].0, audio.zip(tracks.get(1).map(|t| &t.0)));
+
+    // The chunk offsets depend on the moov's size, which does not depend on the
+    // offsets' values: measure once, then fill them in.
+    let ftyp = ftyp(audio.is_some());
+    let head = ftyp.len() + index(&tracks).len() + 8;
+    let data_len: usize = tracks.iter().map(|(_, d)| d.len()).sum();
+    let total = head + data_len;
+    if u32::try_from(total).is_err() {
+        return Err(std::io::Error::new(std::io::ErrorKind::InvalidInput, "the MP4 would exceed 4 GiB"));
+    }
+    let mut at = head;
+    for &(t, k) in &order {
+        let chunks = &mut tracks[t].0;
+        chunks.offsets[k] = at as u32;
+        at += chunks.bytes[k].len();
+    }
     out.write_all(&ftyp)?;
-    out.write_all(&moov)?;
-    out.write_all(&((data.len() + 8) as u32).to_be_bytes())?;
+    out.write_all(&index(&tracks))?;
+    out.write_all(&((data_len + 8) as u32).to_be_bytes())?;
     out.write_all(b"mdat")?;
-    out.write_all(data)?;
-    Ok((ftyp.len() + moov.len() + 8 + data.len()) as u64)
+    for &(t, k) in &order {
+        let (chunks, data) = &tracks[t];
+        out.write_all(&data[chunks.bytes[k].clone()])?;
+    }
+    Ok(total as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chunks_split_by_second_with_the_rest_in_the_last() {
+        assert_eq!(split(72, 24, 3), vec![0..24, 24..48, 48..72]);
+        assert_eq!(split(151, 50, 3), vec![0..50, 50..100, 100..151]);
+        assert_eq!(split(10, 50, 3), vec![0..10]);
+    }
 }

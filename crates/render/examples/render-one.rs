@@ -1,0 +1,48 @@
+//! Renders one text-to-video clip to a file, to look at or to check with other
+//! tools (e.g. `ffprobe -show_streams`, `ffmpeg -v error -i OUT -f null -`):
+//!
+//! `cargo run -p vidgate-render --release --example render-one -- OUT.mp4
+//!  [--sound] [--watermark] [--secs N] [--short N] [--aspect W:H] [--prompt TEXT]`
+
+#![expect(clippy::print_stdout, reason = "a command-line tool")]
+
+use std::ops::ControlFlow;
+
+use vidgate_render::{ShotPlan, VideoSpec, render};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let path = args.next().ok_or("usage: render-one OUT.mp4 [options]")?;
+    let mut spec = VideoSpec {
+        short_side: 720,
+        aspect: Some((16, 9)),
+        duration_secs: 5,
+        prompt: "a quiet harbour at dusk, slow drift".to_owned(),
+        start_image: None,
+        end_image: None,
+        element_images: Vec::new(),
+        shots: ShotPlan::Single,
+        sound: false,
+        watermark: false,
+    };
+    while let Some(flag) = args.next() {
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--sound" => spec.sound = true,
+            "--watermark" => spec.watermark = true,
+            "--secs" => spec.duration_secs = value()?.parse()?,
+            "--short" => spec.short_side = value()?.parse()?,
+            "--prompt" => spec.prompt = value()?,
+            "--aspect" => {
+                let v = value()?;
+                let (w, h) = v.split_once(':').ok_or("--aspect takes W:H")?;
+                spec.aspect = Some((w.parse()?, h.parse()?));
+            }
+            other => return Err(format!("unknown option {other}").into()),
+        }
+    }
+    let mut file = std::io::BufWriter::new(std::fs::File::create(&path)?);
+    let out = render(&spec, &mut file, &mut |_, _| ControlFlow::Continue(()))?;
+    println!("{path}: {out:?}");
+    Ok(())
+}
