@@ -67,7 +67,7 @@ pub struct Config {
 }
 
 /// One upstream API as configured.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProviderConfig {
     /// `kling`, `fal`, `replicate`, `evolink` or `local`.
@@ -80,6 +80,9 @@ pub struct ProviderConfig {
     /// Env variables holding Kling's AccessKey and SecretKey (JWT auth).
     pub access_key_env: Option<String>,
     pub secret_key_env: Option<String>,
+    /// Or files holding them (mounted secrets); read at start.
+    pub access_key_file: Option<PathBuf>,
+    pub secret_key_file: Option<PathBuf>,
     /// Polls in flight at once for this provider.
     pub max_concurrent_polls: Option<usize>,
     pub timeout_secs: Option<u64>,

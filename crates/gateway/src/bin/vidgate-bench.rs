@@ -23,13 +23,24 @@ struct Args {
     /// keeping N upstream tasks in flight (polled every 30 s).
     inflight: usize,
     steady_secs: f64,
+    /// Poll interval in the --inflight mode.
+    poll_secs: u64,
+    /// With N > 0: end-to-end tasks per second through vidgate and the stand-in.
+    e2e: usize,
 }
 
 fn parse_args() -> Result<(Args, bool), String> {
     let mut it = std::env::args().skip(1);
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut args =
-        Args { connections: 24, seconds: 5.0, vidgate: exe.with_file_name("vidgate"), inflight: 0, steady_secs: 60.0 };
+    let mut args = Args {
+        connections: 24,
+        seconds: 5.0,
+        vidgate: exe.with_file_name("vidgate"),
+        inflight: 0,
+        steady_secs: 60.0,
+        poll_secs: 30,
+        e2e: 0,
+    };
     let mut ceiling = false;
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -38,6 +49,8 @@ fn parse_args() -> Result<(Args, bool), String> {
             "--seconds" => args.seconds = it.next().and_then(|v| v.parse().ok()).ok_or("--seconds S")?,
             "--vidgate" => args.vidgate = it.next().ok_or("--vidgate PATH")?.into(),
             "--inflight" => args.inflight = it.next().and_then(|v| v.parse().ok()).ok_or("--inflight N")?,
+            "--poll-secs" => args.poll_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--poll-secs S")?,
+            "--e2e" => args.e2e = it.next().and_then(|v| v.parse().ok()).ok_or("--e2e N")?,
             "--steady-secs" => args.steady_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--steady-secs S")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -172,6 +185,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if args.inflight > 0 {
         return inflight(&args).await;
     }
+    if args.e2e > 0 {
+        return e2e(&args).await;
+    }
     let exe = std::env::current_exe()?;
     let mut ceiling_child = Kill(Command::new(&exe).arg("ceiling").stdout(Stdio::piped()).spawn()?);
     let mut ceiling_port = 0u16;
@@ -285,12 +301,18 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 
 /// Starts `vidgate serve` with `env` and a fresh data folder; returns it, its
 /// port and its first API key.
-fn start_vidgate(args: &Args, name: &str, env: &[(&str, String)]) -> Result<(Kill, u16, String), String> {
+fn start_vidgate_with(
+    args: &Args,
+    name: &str,
+    flags: &[&str],
+    env: &[(&str, String)],
+) -> Result<(Kill, u16, String), String> {
     let data = std::env::temp_dir().join(format!("vidgate-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
     let mut cmd = Command::new(&args.vidgate);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(&data)
+        .args(flags)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped());
     for (k, v) in env {
@@ -334,58 +356,51 @@ fn metric(text: &str, prefix: &str) -> f64 {
     text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
 }
 
-/// Issue: 10000 in-flight upstream tasks must cost little CPU in the steady state.
-/// A second vidgate with paused workers is the upstream (its tasks never end), the
-/// measured vidgate routes to it as an `evolink` provider and polls every 30 s.
-async fn inflight(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
-    let n = args.inflight;
-    let (upstream, up_port, up_key) = start_vidgate(
-        args,
-        "upstream",
-        &[("VIDGATE_WORKERS", "0".to_owned()), ("VIDGATE_SIGNUP_CREDITS", "100000000".to_owned())],
-    )?;
+/// Starts `vidgate-sim` (next to this binary) with `flags`; returns it and its base URL.
+fn start_sim(args: &Args, flags: &[&str]) -> Result<(Kill, String), String> {
+    let exe = args.vidgate.with_file_name("vidgate-sim");
+    let mut child = Kill(Command::new(&exe).args(flags).stdout(Stdio::piped()).spawn().map_err(|e| {
+        format!("cannot start {}: {e} (build it with cargo build --release -p vidgate-sim)", exe.display())
+    })?);
+    let mut base = String::new();
+    read_until(&mut child.0, |l| {
+        base = l.trim().to_owned();
+        base.starts_with("http://")
+    })?;
+    Ok((child, base))
+}
+
+/// A vidgate routing text-to-video to the sim's Kling API, with `extra` config.
+fn start_front(args: &Args, sim: &str, extra: &str) -> Result<(Kill, u16, String, std::path::PathBuf), String> {
     let dir = std::env::temp_dir().join(format!("vidgate-bench-cfg-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    std::fs::write(dir.join("up.key"), &up_key)?;
+    std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+    // The sim's default credentials.
+    std::fs::write(dir.join("ak"), "ak-sim").map_err(|e| e.to_string())?;
+    std::fs::write(dir.join("sk"), "sk-sim").map_err(|e| e.to_string())?;
     let config = format!(
-        "upstream_poll_min_ms = 30000\nupstream_poll_max_ms = 30000\nworkers = 4\n\
-         [providers.up]\nkind = \"evolink\"\nbase_url = \"http://127.0.0.1:{up_port}\"\n\
-         api_key_file = \"{}\"\nmax_concurrent_polls = 64\n\
-         [[routes]]\nmodel = \"kling-v3-text-to-video\"\nprovider = \"up\"\nupstream_model = \"kling-v3-text-to-video\"\n\
+        "{extra}\n[providers.sim]\nkind = \"kling\"\nbase_url = \"{sim}/kling\"\n\
+         access_key_file = \"{ak}\"\nsecret_key_file = \"{sk}\"\nmax_concurrent_polls = 64\n\
+         [[routes]]\nmodel = \"kling-v3-text-to-video\"\nprovider = \"sim\"\nupstream_model = \"kling-v3\"\n\
          cost_usd_per_second = {{ \"720p\" = 0.05, \"720p_sound\" = 0.05, \"1080p\" = 0.05, \"1080p_sound\" = 0.05 }}\n",
-        dir.join("up.key").display()
+        ak = dir.join("ak").display(),
+        sk = dir.join("sk").display(),
     );
-    std::fs::write(dir.join("front.toml"), config)?;
-    let (front, port, key) = {
-        let data = std::env::temp_dir().join(format!("vidgate-bench-front-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&data);
-        let mut child = Kill(
-            Command::new(&args.vidgate)
-                .args(["serve", "--listen", "127.0.0.1:0", "--config"])
-                .arg(dir.join("front.toml"))
-                .arg("--data-dir")
-                .arg(&data)
-                .env("RUST_LOG", "warn")
-                .env("VIDGATE_SIGNUP_CREDITS", "100000000")
-                .stdout(Stdio::piped())
-                .spawn()?,
-        );
-        let mut key = String::new();
-        let mut port = 0u16;
-        read_until(&mut child.0, |l| {
-            if let Some(k) = l.trim().strip_prefix("API key:") {
-                key = k.trim().to_owned();
-            }
-            if let Some(u) = l.trim().strip_prefix("playground:") {
-                port = u.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-            }
-            port != 0
-        })?;
-        (child, port, key)
-    };
-    println!("vidgate-bench --inflight {n}: creating {n} tasks routed to an upstream that never finishes them");
+    let path = dir.join("front.toml");
+    std::fs::write(&path, config).map_err(|e| e.to_string())?;
+    let path_str = path.display().to_string();
+    let (child, port, key) = start_vidgate_with(
+        args,
+        "front",
+        &["--config", &path_str],
+        &[("VIDGATE_SIGNUP_CREDITS", "1000000000".to_owned())],
+    )?;
+    Ok((child, port, key, dir))
+}
+
+/// Creates `n` text-to-video tasks over 16 keep-alive connections.
+async fn create_many(port: u16, key: &str, n: usize) -> Result<usize, Box<dyn std::error::Error + Send + Sync>> {
     let auth = format!("Bearer {key}");
-    let body = Bytes::from_static(br#"{"model":"kling-v3-text-to-video","prompt":"inflight","duration":3}"#);
+    let body = Bytes::from_static(br#"{"model":"kling-v3-text-to-video","prompt":"bench","duration":3}"#);
     let per = n.div_ceil(16);
     let mut handles = Vec::new();
     for _ in 0..16 {
@@ -402,7 +417,11 @@ async fn inflight(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + 
                     .header("authorization", &auth)
                     .header("content-type", "application/json")
                     .body(Full::new(body.clone()))?;
-                sender.send_request(req).await?.into_body().collect().await?;
+                let resp = sender.send_request(req).await?;
+                if !resp.status().is_success() {
+                    return Err(format!("create answered {}", resp.status()).into());
+                }
+                resp.into_body().collect().await?;
             }
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
         }));
@@ -410,43 +429,101 @@ async fn inflight(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + 
     for h in handles {
         h.await??;
     }
-    // Wait until every task is in flight upstream.
+    Ok(per * 16)
+}
+
+async fn sim_stat(base: &str, field: &str) -> Result<f64, Box<dyn std::error::Error + Send + Sync>> {
+    let port: u16 = base.rsplit(':').next().and_then(|p| p.parse().ok()).ok_or("bad sim url")?;
+    let v: serde_json::Value = serde_json::from_str(&get_text(port, "/stats").await?)?;
+    Ok(v[field].as_f64().unwrap_or(0.0))
+}
+
+/// Issue: 10000 in-flight upstream tasks must cost little CPU in the steady state.
+/// The stand-in upstream (`vidgate-sim --stuck-rate 1`) accepts every task and
+/// never finishes it; vidgate polls each at its longest interval.
+async fn inflight(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let n = args.inflight;
+    let (_sim, sim) = start_sim(args, &["--stuck-rate", "1"])?;
+    let interval = args.poll_secs;
+    let extra = format!("upstream_poll_min_ms = {ms}\nupstream_poll_max_ms = {ms}\nworkers = 4", ms = interval * 1000);
+    let (front, port, key, dir) = start_front(args, &sim, &extra)?;
+    println!(
+        "vidgate-bench --inflight {n}: {n} tasks routed to vidgate-sim, which never finishes them; poll every {interval} s"
+    );
+    let n = create_many(port, &key, n).await?;
     let started = Instant::now();
-    loop {
-        let m = get_text(up_port, "/metrics").await?;
-        if metric(&m, "vidgate_tasks_created_total") >= (per * 16) as f64 {
-            break;
-        }
+    while sim_stat(&sim, "accepted").await? < n as f64 {
         if started.elapsed() > Duration::from_secs(300) {
             return Err("the tasks did not all reach the upstream in 5 minutes".into());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+    // Let the first round of polls pass, so the steady state is measured.
+    tokio::time::sleep(Duration::from_secs(interval + 2)).await;
     println!(
-        "all {} tasks in flight after {:.1} s; measuring {} s of steady state",
-        per * 16,
+        "all {n} tasks in flight after {:.1} s; measuring {} s of steady state",
         started.elapsed().as_secs_f64(),
         args.steady_secs
     );
     let pid = front.0.id();
-    let polls = |m: &str| metric(m, "vidgate_http_requests_total{method=\"GET\",route=\"/v1/tasks/{task_id}\"");
-    let p0 = polls(&get_text(up_port, "/metrics").await?);
+    let p0 = sim_stat(&sim, "polls").await?;
     let c0 = cpu_secs(pid)?;
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(args.steady_secs)).await;
     let c1 = cpu_secs(pid)?;
     let dt = t0.elapsed().as_secs_f64();
-    let p1 = polls(&get_text(up_port, "/metrics").await?);
+    let p1 = sim_stat(&sim, "polls").await?;
     println!(
-        "{} upstream tasks in flight: {:.0} polls/s, vidgate used {:.2} CPU-s in {:.0} s = {:.1}% of one core",
-        per * 16,
+        "{n} upstream tasks in flight: {:.0} polls/s, vidgate used {:.2} CPU-s in {:.0} s = {:.1}% of one core ({:.0} us per poll)",
         (p1 - p0) / dt,
         c1 - c0,
         dt,
-        (c1 - c0) / dt * 100.0
+        (c1 - c0) / dt * 100.0,
+        (c1 - c0) / (p1 - p0).max(1.0) * 1e6,
     );
     drop(front);
-    drop(upstream);
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(())
+}
+
+/// End-to-end tasks per second: `n` tasks through vidgate to the stand-in at zero
+/// latency (each finishes on its first poll), from the first create to the last
+/// completion, with the result copied into vidgate's storage.
+async fn e2e(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+    let n = args.e2e;
+    let (_sim, sim) = start_sim(args, &["--polls", "1"])?;
+    let extra = "upstream_poll_min_ms = 200\nupstream_poll_max_ms = 1000\nworkers = 8";
+    let (front, port, key, dir) = start_front(args, &sim, extra)?;
+    println!("vidgate-bench --e2e {n}: tasks through vidgate to vidgate-sim (zero latency, done on the first poll)");
+    let pid = front.0.id();
+    let c0 = cpu_secs(pid)?;
+    let t0 = Instant::now();
+    let n = create_many(port, &key, n).await?;
+    let created = t0.elapsed().as_secs_f64();
+    let completed =
+        |m: &str| metric(m, "vidgate_tasks_finished_total{model=\"kling-v3-text-to-video\",status=\"completed\"");
+    loop {
+        let m = get_text(port, "/metrics").await?;
+        let failed = metric(&m, "vidgate_tasks_finished_total{model=\"kling-v3-text-to-video\",status=\"failed\"");
+        if completed(&m) + failed >= n as f64 {
+            if failed > 0.0 {
+                return Err(format!("{failed} tasks failed").into());
+            }
+            break;
+        }
+        if t0.elapsed() > Duration::from_secs(600) {
+            return Err("the tasks did not finish in 10 minutes".into());
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let cpu = cpu_secs(pid)? - c0;
+    println!(
+        "{n} tasks created in {created:.2} s and completed in {dt:.2} s: {:.0} tasks/s end to end; vidgate used {cpu:.2} CPU-s ({:.2} ms per task)",
+        n as f64 / dt,
+        cpu / n as f64 * 1000.0,
+    );
+    drop(front);
     let _ = std::fs::remove_dir_all(&dir);
     Ok(())
 }

@@ -99,6 +99,8 @@ pub async fn try_execute_one(state: &AppState, owner: &str, shutdown: &Cancellat
             Err(TaskFailure::new(TaskErrorCode::GenerationTimeout, "The task did not finish before its deadline.")),
         )
         .await?;
+        // An upstream attempt still running is told to stop (and costs us no more).
+        upstream::cancel_upstream(state.clone(), task.id.clone()).await;
         return Ok(Outcome::Done);
     }
     let request: StoredRequest = match serde_json::from_str(&task.request) {

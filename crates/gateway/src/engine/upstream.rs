@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use vidgate_api::task::TaskErrorCode;
 
-use super::{Output, TaskFailure, finish, load_optional};
+use super::{Output, TaskFailure, finish, load_image, load_optional};
 use crate::providers::{Handle, Job, Poll, ProviderError};
 use crate::routing::Route;
 use crate::state::AppState;
@@ -19,9 +19,6 @@ use crate::util;
 
 /// Largest upstream video we copy into storage.
 const MAX_RESULT_BYTES: usize = 512 * 1024 * 1024;
-
-/// A request's start and end frames, as bytes.
-type Frames = (Option<Vec<u8>>, Option<Vec<u8>>);
 
 /// What the engine should do with a claimed task.
 pub(super) enum Step {
@@ -51,13 +48,50 @@ pub(super) async fn step(
     submit_next(state, task, owner, request, &attempts).await
 }
 
-/// The provider an element pins its tasks to.
-async fn pinned_provider(state: &AppState, request: &StoredRequest) -> anyhow::Result<Option<String>> {
+/// The provider the request's elements pin it to, with their ids there; an
+/// element lives on the provider that made it.
+struct Pin {
+    provider: Option<String>,
+    refs: Vec<String>,
+}
+
+async fn pinned_provider(state: &AppState, request: &StoredRequest) -> anyhow::Result<Result<Pin, TaskFailure>> {
     if request.element_ids.is_empty() {
-        return Ok(None);
+        return Ok(Ok(Pin { provider: None, refs: Vec::new() }));
     }
     let elements = state.store.get_elements(&request.element_ids).await?;
-    Ok(elements.first().map(|e| e.provider.clone()))
+    let Some(first) = elements.first() else {
+        return Ok(Err(TaskFailure::new(TaskErrorCode::InvalidParameters, "The named elements no longer exist.")));
+    };
+    if elements.iter().any(|e| e.provider != first.provider) {
+        return Ok(Err(TaskFailure::new(
+            TaskErrorCode::InvalidParameters,
+            "The named elements were made on different providers and cannot be used together.",
+        )));
+    }
+    let refs = elements.iter().filter_map(|e| e.upstream_id.clone()).collect();
+    Ok(Ok(Pin { provider: Some(first.provider.clone()), refs }))
+}
+
+/// The request's images: start and end frames, and for an element its frontal
+/// then reference images.
+struct Images {
+    start: Option<Vec<u8>>,
+    end: Option<Vec<u8>>,
+    element: Vec<Vec<u8>>,
+}
+
+async fn load_images(state: &AppState, request: &StoredRequest) -> Result<Images, TaskFailure> {
+    let start = load_optional(state, "image_start", request.image_start.as_ref()).await?;
+    let end = load_optional(state, "image_end", request.image_end.as_ref()).await?;
+    let mut element = Vec::new();
+    if let Some(e) = &request.element {
+        element.push(load_image(state, "frontal_image", &e.frontal_image).await?);
+        for (i, r) in e.refer_images.iter().enumerate() {
+            element.push(load_image(state, &format!("refer_images[{i}]"), r).await?);
+        }
+    }
+    Ok(Images { start, end, element })
 }
 
 /// The whole story of a task's attempts, for its final error.
@@ -77,16 +111,22 @@ async fn submit_next(
     attempts: &[UpstreamAttempt],
 ) -> anyhow::Result<Step> {
     let mut attempts = attempts.to_vec();
-    let pinned = pinned_provider(state, request).await?;
+    let pin = match pinned_provider(state, request).await? {
+        Ok(pin) => pin,
+        Err(f) => {
+            finish(state, task, owner, Err(f)).await?;
+            return Ok(Step::Handled);
+        }
+    };
     let candidates: Vec<Route> = state
         .routing
-        .candidates(request, pinned.as_deref())
+        .candidates(request, pin.provider.as_deref())
         .into_iter()
         .filter(|r| !attempts.iter().any(|a| a.route_index == r.index as i64))
         .cloned()
         .collect();
-    // The request's frames, loaded once for however many routes are tried.
-    let mut images: Option<Frames> = None;
+    // The request's images, loaded once for however many routes are tried.
+    let mut images: Option<Images> = None;
     for route in candidates {
         if attempts.len() >= state.routing.max_routes {
             break;
@@ -95,19 +135,25 @@ async fn submit_next(
             return Ok(Step::Local);
         }
         let Some(client) = route.client.clone() else { continue };
-        if images.is_none() {
-            let start = load_optional(state, "image_start", request.image_start.as_ref()).await;
-            let end = load_optional(state, "image_end", request.image_end.as_ref()).await;
-            match (start, end) {
-                (Ok(s), Ok(e)) => images = Some((s, e)),
-                (Err(f), _) | (_, Err(f)) => {
+        let loaded = match images.take() {
+            Some(i) => i,
+            None => match load_images(state, request).await {
+                Ok(i) => i,
+                Err(f) => {
                     finish(state, task, owner, Err(f)).await?;
                     return Ok(Step::Handled);
                 }
-            }
-        }
-        let (start, end) = images.as_ref().map(|(s, e)| (s.as_deref(), e.as_deref())).unwrap_or((None, None));
-        let job = Job { request, upstream_model: &route.upstream_model, start_image: start, end_image: end };
+            },
+        };
+        let loaded = images.insert(loaded);
+        let job = Job {
+            request,
+            upstream_model: &route.upstream_model,
+            start_image: loaded.start.as_deref(),
+            end_image: loaded.end.as_deref(),
+            element_images: &loaded.element,
+            element_refs: &pin.refs,
+        };
         let seq = attempts.len() as i64 + 1;
         let mut attempt = UpstreamAttempt {
             id: format!("att-{}", util::random_lower_alnum(16)),
@@ -221,6 +267,13 @@ async fn poll(
                 Err(msg) => reroute(state, task, owner, request, active, attempts, &msg).await,
             }
         }
+        Ok(Poll::Element { element_id }) => {
+            state.routing.record(&route.provider, true);
+            let data = keep_element(state, task, request, &route.provider, element_id).await?;
+            state.store.end_upstream_attempt(&active.id, "succeeded", None, 0).await?;
+            finish(state, task, owner, Ok(Output { file: None, data: Some(data) })).await?;
+            Ok(Step::Handled)
+        }
         Ok(Poll::Failed { code, message }) | Err(ProviderError::Rejected { code, message }) => {
             if code.is_client_side() {
                 state.routing.record(&route.provider, true);
@@ -270,6 +323,38 @@ async fn reroute(
     submit_next(state, task, owner, request, &done).await
 }
 
+/// Records an element made upstream under our own id (the client never sees the
+/// upstream's), keeping its frontal image, and answers the task's `result_data`.
+async fn keep_element(
+    state: &AppState,
+    task: &TaskRow,
+    request: &StoredRequest,
+    provider: &str,
+    upstream_id: String,
+) -> anyhow::Result<serde_json::Value> {
+    let element = request.element.as_ref();
+    let frontal_file = match element.map(|e| &e.frontal_image) {
+        Some(crate::tasks::ImageRef::File(id)) => Some(id.clone()),
+        _ => None,
+    };
+    let id = format!("el-{}", util::random_lower_alnum(16));
+    state
+        .store
+        .insert_element(&crate::store::ElementRow {
+            id: id.clone(),
+            account_id: task.account_id.clone(),
+            task_id: task.id.clone(),
+            provider: provider.to_owned(),
+            upstream_id: Some(upstream_id),
+            name: element.map(|e| e.name.clone()).unwrap_or_default(),
+            description: element.map(|e| e.description.clone()).unwrap_or_default(),
+            frontal_file,
+            created_at: util::now_ms(),
+        })
+        .await?;
+    Ok(serde_json::json!({ "element_id": id }))
+}
+
 /// Copies the upstream's video into our storage (through the guarded client: the
 /// URL came from the upstream), so the client's link never points upstream.
 async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<FileRow, String> {
@@ -277,6 +362,11 @@ async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<File
         state.guard.fetch(url, MAX_RESULT_BYTES).await.map_err(|e| format!("could not fetch the result: {e}"))?;
     if bytes.is_empty() {
         return Err("the upstream result is empty".to_owned());
+    }
+    // An MP4 opens with its `ftyp` box; anything else (an error page, an expired
+    // link's body) is not the video.
+    if bytes.get(4..8) != Some(b"ftyp".as_slice()) {
+        return Err("the upstream result is not an MP4 video".to_owned());
     }
     let id = crate::blobs::Blobs::new_id();
     state.blobs.put(&id, &bytes).await.map_err(|e| format!("could not store the result: {e}"))?;

@@ -99,9 +99,47 @@ impl Kling {
         if r.watermark {
             body["watermark_info"] = json!({ "enabled": true });
         }
+        if !job.element_refs.is_empty() {
+            body["element_list"] =
+                json!(job.element_refs.iter().map(|id| json!({ "element_id": id })).collect::<Vec<_>>());
+        }
         (kind, body)
     }
+
+    /// `POST /v1/general/advanced-custom-elements`: the element's name, description
+    /// and images (raw base64, like the video routes).
+    fn element_body(job: &Job<'_>) -> Result<Value, ProviderError> {
+        let e = job.request.element.as_ref().ok_or_else(|| ProviderError::Rejected {
+            code: TaskErrorCode::InvalidParameters,
+            message: "the element definition is missing".to_owned(),
+        })?;
+        let (frontal, refers) = job.element_images.split_first().ok_or_else(|| ProviderError::Rejected {
+            code: TaskErrorCode::InvalidParameters,
+            message: "the element has no frontal image".to_owned(),
+        })?;
+        Ok(json!({
+            "element_name": e.name,
+            "element_description": e.description,
+            "element_image_list": {
+                "frontal_image": STANDARD.encode(frontal),
+                "refer_images": refers.iter().map(|i| json!({ "image_url": STANDARD.encode(i) })).collect::<Vec<_>>(),
+            },
+            "callback_url": "",
+        }))
+    }
 }
+
+/// Where a handle's task is polled: video tasks under their route, element tasks
+/// under the elements route.
+fn poll_path(handle: &Handle) -> String {
+    if handle.kind == ELEMENT {
+        format!("/v1/general/advanced-custom-elements/{}", handle.id)
+    } else {
+        format!("/v1/videos/{}/{}", handle.kind, handle.id)
+    }
+}
+
+const ELEMENT: &str = "element";
 
 /// Maps a Kling service code (non-zero) to our error kind.
 pub fn service_code_error(code: i64, message: &str) -> ProviderError {
@@ -134,8 +172,13 @@ fn envelope(status: reqwest::StatusCode, v: &Value) -> Result<&Value, ProviderEr
 impl Provider for Kling {
     fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
         Box::pin(async move {
-            let (kind, body) = Self::body(job);
-            let url = format!("{}/v1/videos/{kind}", self.base_url.trim_end_matches('/'));
+            let (kind, body, path) = if job.makes_element() {
+                (ELEMENT, Self::element_body(job)?, "/v1/general/advanced-custom-elements".to_owned())
+            } else {
+                let (kind, body) = Self::body(job);
+                (kind, body, format!("/v1/videos/{kind}"))
+            };
+            let url = format!("{}{path}", self.base_url.trim_end_matches('/'));
             let (status, v) = send_json(self.client.post(url).bearer_auth(self.bearer()).json(&body)).await?;
             let data = envelope(status, &v)?;
             let id = data
@@ -148,12 +191,18 @@ impl Provider for Kling {
 
     fn poll<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Poll, ProviderError>> {
         Box::pin(async move {
-            let url = format!("{}/v1/videos/{}/{}", self.base_url.trim_end_matches('/'), handle.kind, handle.id);
+            let url = format!("{}{}", self.base_url.trim_end_matches('/'), poll_path(handle));
             let (status, v) = send_json(self.client.get(url).bearer_auth(self.bearer())).await?;
             let data = envelope(status, &v)?;
             match data.get("task_status").and_then(Value::as_str) {
                 Some("submitted") => Ok(Poll::Running { progress: Some(5) }),
                 Some("processing") => Ok(Poll::Running { progress: None }),
+                Some("succeed") if handle.kind == ELEMENT => data
+                    .pointer("/task_result/elements/0/element_id")
+                    .or_else(|| data.pointer("/task_result/element_id"))
+                    .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|n| n.to_string())))
+                    .map(|element_id| Poll::Element { element_id })
+                    .ok_or_else(|| ProviderError::transient("kling made an element without an id")),
                 Some("succeed") => data
                     .pointer("/task_result/videos/0/url")
                     .and_then(Value::as_str)

@@ -30,6 +30,17 @@ pub struct Job<'a> {
     pub upstream_model: &'a str,
     pub start_image: Option<&'a [u8]>,
     pub end_image: Option<&'a [u8]>,
+    /// For `kling-custom-element`: the frontal image, then the reference images.
+    pub element_images: &'a [Vec<u8>],
+    /// The upstream ids of the elements the request names, in its order.
+    pub element_refs: &'a [String],
+}
+
+impl Job<'_> {
+    /// True when this job makes an element rather than a video.
+    pub fn makes_element(&self) -> bool {
+        self.request.model == vidgate_api::catalog::ModelId::KlingCustomElement
+    }
 }
 
 /// Where a submitted task lives upstream; stored with the attempt, so any replica
@@ -50,9 +61,20 @@ pub struct Handle {
 /// The upstream task's state.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Poll {
-    Running { progress: Option<u8> },
-    Succeeded { video_url: String },
-    Failed { code: TaskErrorCode, message: String },
+    Running {
+        progress: Option<u8>,
+    },
+    Succeeded {
+        video_url: String,
+    },
+    /// A custom element was made; its id at the upstream.
+    Element {
+        element_id: String,
+    },
+    Failed {
+        code: TaskErrorCode,
+        message: String,
+    },
 }
 
 /// Why a call to a provider failed.
@@ -78,6 +100,14 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>>;
     fn poll<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Poll, ProviderError>>;
     fn cancel<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<(), ProviderError>>;
+}
+
+/// The answer of a provider that cannot make custom elements.
+pub(crate) fn no_elements(provider: &str) -> ProviderError {
+    ProviderError::Rejected {
+        code: TaskErrorCode::InvalidParameters,
+        message: format!("{provider} cannot create custom elements"),
+    }
 }
 
 /// Maps a transport failure or status to our error kinds.

@@ -148,30 +148,31 @@ impl Routing {
         let mut polls = HashMap::new();
         clients.insert("local".to_owned(), None);
         for (name, p) in &config.providers {
-            let secret = |var: &Option<String>, what: &str| -> anyhow::Result<String> {
-                let var = var.as_deref().ok_or_else(|| anyhow::anyhow!("provider {name}: {what} is not set"))?;
-                env(var)
-                    .filter(|v| !v.is_empty())
-                    .ok_or_else(|| anyhow::anyhow!("provider {name}: env variable {var} is empty"))
-            };
-            let api_key = || -> anyhow::Result<String> {
-                match &p.api_key_file {
-                    Some(path) => std::fs::read_to_string(path)
-                        .map(|s| s.trim().to_owned())
-                        .map_err(|e| anyhow::anyhow!("provider {name}: cannot read api_key_file: {e}")),
-                    None => secret(&p.api_key_env, "api_key_env"),
-                }
-            };
+            // A credential from its env variable or, failing that, its file.
+            let secret =
+                |var: &Option<String>, file: &Option<std::path::PathBuf>, what: &str| -> anyhow::Result<String> {
+                    if let Some(path) = file {
+                        return std::fs::read_to_string(path)
+                            .map(|s| s.trim().to_owned())
+                            .map_err(|e| anyhow::anyhow!("provider {name}: cannot read {what}_file: {e}"));
+                    }
+                    let var =
+                        var.as_deref().ok_or_else(|| anyhow::anyhow!("provider {name}: {what}_env is not set"))?;
+                    env(var)
+                        .filter(|v| !v.is_empty())
+                        .ok_or_else(|| anyhow::anyhow!("provider {name}: env variable {var} is empty"))
+                };
+            let api_key = || secret(&p.api_key_env, &p.api_key_file, "api_key");
             let timeout = Duration::from_secs(p.timeout_secs.unwrap_or(30).max(1));
             let client = upstream_client(timeout)?;
             let base = |default: &str| p.base_url.clone().unwrap_or_else(|| default.to_owned());
             let provider: Option<Arc<dyn Provider>> = match p.kind.as_str() {
                 "local" => None,
                 "kling" => {
-                    let auth = if p.access_key_env.is_some() {
+                    let auth = if p.access_key_env.is_some() || p.access_key_file.is_some() {
                         KlingAuth::Jwt {
-                            access_key: secret(&p.access_key_env, "access_key_env")?,
-                            secret_key: secret(&p.secret_key_env, "secret_key_env")?,
+                            access_key: secret(&p.access_key_env, &p.access_key_file, "access_key")?,
+                            secret_key: secret(&p.secret_key_env, &p.secret_key_file, "secret_key")?,
                         }
                     } else {
                         KlingAuth::ApiKey(api_key()?)
@@ -219,6 +220,13 @@ impl Routing {
                 .clone();
             if client.is_some() && r.upstream_model.is_empty() {
                 anyhow::bail!("route {} via {}: upstream_model is required", r.model, r.provider);
+            }
+            let kind = config.providers.get(&r.provider).map_or("local", |p| p.kind.as_str());
+            if model == ModelId::KlingCustomElement && !matches!(kind, "local" | "kling") {
+                anyhow::bail!(
+                    "route kling-custom-element via {}: only the local and kling providers can create elements",
+                    r.provider
+                );
             }
             let c = r.cost_usd_per_second;
             routes.push(Route {
@@ -355,11 +363,7 @@ mod tests {
                     kind: "fal".to_owned(),
                     base_url: Some("http://127.0.0.1:1".to_owned()),
                     api_key_env: Some("K".to_owned()),
-                    api_key_file: None,
-                    access_key_env: None,
-                    secret_key_env: None,
-                    max_concurrent_polls: None,
-                    timeout_secs: None,
+                    ..Default::default()
                 },
             );
         }
@@ -430,11 +434,7 @@ mod tests {
                 kind: "fal".to_owned(),
                 base_url: None,
                 api_key_env: Some("FAL_KEY".to_owned()),
-                api_key_file: None,
-                access_key_env: None,
-                secret_key_env: None,
-                max_concurrent_polls: None,
-                timeout_secs: None,
+                ..Default::default()
             },
         );
         let e = Routing::from_config(&c, |_| None).err().map(|e| e.to_string()).unwrap_or_default();

@@ -12,6 +12,7 @@ mod files;
 mod health;
 mod idempotency;
 mod money;
+mod sim;
 mod ssrf;
 mod tasks;
 mod upstream;

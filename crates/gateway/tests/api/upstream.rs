@@ -15,12 +15,10 @@ fn evolink(base_url: &str, key_file: &std::path::Path) -> ProviderConfig {
     ProviderConfig {
         kind: "evolink".to_owned(),
         base_url: Some(base_url.to_owned()),
-        api_key_env: None,
         api_key_file: Some(key_file.to_owned()),
-        access_key_env: None,
-        secret_key_env: None,
         max_concurrent_polls: Some(8),
         timeout_secs: Some(5),
+        ..Default::default()
     }
 }
 
