@@ -86,12 +86,12 @@ both_backends!(the_janitor_deletes_expired_files, |backend| async move {
     let id = file["id"].as_str().unwrap().to_owned();
     let path = app.data_dir.path().join("files").join(&id);
     assert!(path.exists());
+    // The janitor removes the bytes, then the row: wait for both.
     let gone = eventually(15, || {
-        let path = path.clone();
-        async move { !path.exists() }
+        let (path, app, id) = (path.clone(), &app, id.clone());
+        async move { !path.exists() && app.state.store.get_file(&id).await.unwrap().is_none() }
     })
     .await;
     assert!(gone, "the expired file was not deleted");
-    assert!(app.state.store.get_file(&id).await.unwrap().is_none());
     app.stop().await;
 });

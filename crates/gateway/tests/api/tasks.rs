@@ -49,6 +49,7 @@ both_backends!(an_image_to_video_task_completes_with_a_playable_mp4_and_is_charg
     assert_eq!((info.width, info.height), (1280, 720));
     assert_eq!(info.video_frames, 72);
     assert!(info.moov_before_mdat);
+    assert!(!info.has_audio, "sound is off by default");
     assert!((app.remaining(&app.api_key).await - (before - 16.2)).abs() < 1e-9);
     // Ranges work (browsers seek with them).
     let part = app.client.get(url).header("range", "bytes=0-99").send().await.unwrap();
@@ -57,12 +58,12 @@ both_backends!(an_image_to_video_task_completes_with_a_playable_mp4_and_is_charg
     app.stop().await;
 });
 
-both_backends!(a_text_to_video_task_follows_its_aspect_ratio, |backend| async move {
+both_backends!(a_text_to_video_task_follows_its_aspect_ratio_and_sound, |backend| async move {
     let Some(app) = TestApp::spawn(backend).await else {
         return;
     };
     let (s, task) = app
-        .create(&json!({"model": "kling-v3-text-to-video", "prompt": "neon city at night", "duration": 3, "aspect_ratio": "9:16"}))
+        .create(&json!({"model": "kling-v3-text-to-video", "prompt": "neon city at night", "duration": 3, "aspect_ratio": "9:16", "sound": "on"}))
         .await;
     assert_eq!(s, 200, "{task}");
     let done = app
@@ -72,6 +73,10 @@ both_backends!(a_text_to_video_task_follows_its_aspect_ratio, |backend| async mo
     let bytes = app.client.get(done["results"][0].as_str().unwrap()).send().await.unwrap().bytes().await.unwrap();
     let info = vidgate_render::inspect::inspect(&bytes).unwrap();
     assert_eq!((info.width, info.height), (720, 1280));
+    // sound=on: an Opus ambience exactly as long as the video.
+    assert_eq!(info.audio_codec.as_deref(), Some("Opus"));
+    assert_eq!(info.audio_sample_rate, Some(48_000));
+    assert!((info.audio_duration_secs.unwrap() - 3.0).abs() < 0.021, "{info:?}");
     app.stop().await;
 });
 
