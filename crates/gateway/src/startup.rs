@@ -91,6 +91,7 @@ impl Application {
             webhooks: crate::webhooks::Dispatcher::default(),
             routing,
             task_cache: crate::tasks::cache::TaskCache::new(sole_writer),
+            poller: crate::engine::poller::Poller::new(),
         });
         Ok(Self { listener, addr, state, bootstrap })
     }
@@ -117,6 +118,9 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
         let state = self.state;
         let workers = engine::spawn_workers(&state, state.config.workers, shutdown.clone());
+        // Paused workers (workers = 0) pause upstream polling too.
+        let poller =
+            (state.config.workers > 0).then(|| tokio::spawn(engine::run_poller(state.clone(), shutdown.clone())));
         let janitor = tokio::spawn(engine::run_janitor(state.clone(), shutdown.clone()));
         let dispatcher = tokio::spawn(crate::webhooks::run_dispatcher(state.clone(), shutdown.clone()));
         let app = http::router(state.clone());
@@ -128,6 +132,11 @@ impl Application {
             if tokio::time::timeout(Duration::from_secs(10), w).await.is_err() {
                 tracing::warn!("a worker did not stop in time; its task will be taken over");
             }
+        }
+        if let Some(p) = poller
+            && tokio::time::timeout(Duration::from_secs(10), p).await.is_err()
+        {
+            tracing::warn!("the upstream poller did not stop in time; its tasks will be taken over");
         }
         janitor.abort();
         // Callbacks in flight finish within their timeout or are sent again later.

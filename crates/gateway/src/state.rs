@@ -35,6 +35,8 @@ pub struct Inner {
     pub routing: crate::routing::Routing,
     /// Serialized task objects for the polling path.
     pub task_cache: crate::tasks::cache::TaskCache,
+    /// Holds and polls the tasks running on remote providers.
+    pub poller: crate::engine::poller::Poller,
 }
 
 impl std::ops::Deref for AppState {

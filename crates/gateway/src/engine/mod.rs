@@ -4,6 +4,7 @@
 //! worker died (even `kill -9`) is taken over after its lease and settled once.
 
 mod janitor;
+pub mod poller;
 pub mod upstream;
 
 use std::sync::Arc;
@@ -16,6 +17,7 @@ use vidgate_api::image::{check_image_rules, sniff_image};
 use vidgate_api::task::TaskErrorCode;
 
 pub use janitor::run_janitor;
+pub use poller::run_poller;
 
 use crate::providers::local;
 use crate::state::AppState;

@@ -1,9 +1,10 @@
 //! One step of a task on a remote provider: submit it to the best route left, or
 //! poll the attempt in flight. Submit errors move to the next route at once; a
 //! server-side failure after acceptance resubmits to the next route (up to the
-//! configured number of routes); a client-side failure is final. Between polls the
-//! task is put down with its next poll time, so no worker waits on it and any
-//! replica can take the next poll. The client sees one task, charged once.
+//! configured number of routes); a client-side failure is final. Once accepted
+//! upstream, a task's lease goes to this process's poller (`poller.rs`), which
+//! polls it when due without tying up a worker. The client sees one task,
+//! charged once.
 
 use std::time::Duration;
 
@@ -21,18 +22,21 @@ use crate::util;
 const MAX_RESULT_BYTES: usize = 512 * 1024 * 1024;
 
 /// What the engine should do with a claimed task.
+#[derive(Debug, PartialEq, Eq)]
 pub(super) enum Step {
     /// Render it here, on this route.
     Local,
-    /// Done for now (submitted, polled, re-routed or finished).
+    /// Done for now (submitted and handed to the poller, re-routed or finished).
     Handled,
 }
 
-/// The wait before poll number `polls + 1`: grows while a task runs long.
-pub fn poll_delay(state: &AppState, polls: i64) -> Duration {
-    let min = state.config.upstream_poll_min.as_secs_f64();
-    let max = state.config.upstream_poll_max.as_secs_f64();
-    Duration::from_secs_f64((min * 1.5f64.powi(polls.clamp(0, 30) as i32)).min(max))
+/// The wait before the next poll of an attempt `age_ms` old: an eighth of its
+/// age, between the configured bounds, so it grows while a task runs long and
+/// needs no state to survive a takeover.
+pub fn poll_delay(state: &AppState, age_ms: i64) -> Duration {
+    let min = state.config.upstream_poll_min;
+    let max = state.config.upstream_poll_max.max(min);
+    Duration::from_millis((age_ms.max(0) / 8) as u64).clamp(min, max)
 }
 
 pub(super) async fn step(
@@ -42,10 +46,33 @@ pub(super) async fn step(
     request: &StoredRequest,
 ) -> anyhow::Result<Step> {
     let attempts = state.store.upstream_attempts(&task.id).await?;
-    if let Some(active) = attempts.iter().find(|a| a.status == "running") {
-        return poll(state, task, owner, request, active, &attempts).await;
+    if attempts.iter().any(|a| a.status == "running") {
+        // Taken over (after a restart, or from another replica): poll it now.
+        hand_to_poller(state, task, owner, request, attempts, util::now_ms()).await?;
+        return Ok(Step::Handled);
     }
     submit_next(state, task, owner, request, &attempts).await
+}
+
+/// Moves the task's lease to this process's poller, which polls it at `due`.
+async fn hand_to_poller(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &str,
+    request: &StoredRequest,
+    attempts: Vec<UpstreamAttempt>,
+    due: i64,
+) -> anyhow::Result<()> {
+    let poller = &state.poller;
+    let until = util::now_ms() + state.config.lease.as_millis() as i64;
+    let progress = task.progress.max(5);
+    if !state.store.transfer_lease(&task.id, owner, &poller.owner, until, progress).await? {
+        // Cancelled meanwhile: nothing to poll.
+        return Ok(());
+    }
+    state.task_cache.forget(&task.id);
+    poller.hold(super::poller::Held::new(task.clone(), request.clone(), attempts, progress), due);
+    Ok(())
 }
 
 /// The provider the request's elements pin it to, with their ids there; an
@@ -180,9 +207,9 @@ async fn submit_next(
                 state.store.insert_upstream_attempt(&attempt).await?;
                 state.store.set_provider(&task.id, owner, &route.provider).await?;
                 tracing::info!(task_id = %task.id, provider = %route.provider, upstream_id = %handle.id, "submitted upstream");
-                let until = util::now_ms() + poll_delay(state, 0).as_millis() as i64;
-                state.store.defer_task(&task.id, owner, until, 5).await?;
-                state.task_cache.forget(&task.id);
+                attempts.push(attempt);
+                let due = util::now_ms() + poll_delay(state, 0).as_millis() as i64;
+                hand_to_poller(state, task, owner, request, attempts, due).await?;
                 return Ok(Step::Handled);
             }
             Err(ProviderError::Transient(msg)) => {
@@ -222,37 +249,55 @@ async fn submit_next(
     Ok(Step::Handled)
 }
 
-async fn poll(
-    state: &AppState,
-    task: &TaskRow,
-    owner: &str,
-    request: &StoredRequest,
-    active: &UpstreamAttempt,
-    attempts: &[UpstreamAttempt],
-) -> anyhow::Result<Step> {
+/// What one poll of a held task came to.
+pub(super) enum Polled {
+    /// Still running upstream: poll again later. `progress` is the upstream's, or
+    /// a guess that rises with the polls.
+    Running { progress: i64, age_ms: i64 },
+    /// The attempt ended: the task finished, went to another route (and so to the
+    /// poller again, or back to the workers for a local render), or was lost.
+    Ended,
+}
+
+/// Polls the held task's running attempt once and acts on the answer.
+pub(super) async fn poll(state: &AppState, held: &super::poller::Held, owner: &str) -> anyhow::Result<Polled> {
+    let (task, request, attempts) = (&held.task, &held.request, &held.attempts[..]);
+    let Some(active) = held.active() else { return Ok(Polled::Ended) };
+    let polls = active.polls + held.unwritten_polls + 1;
     let route = state.routing.route(active.route_index as usize).cloned();
     let handle: Option<Handle> = active.handle.as_deref().and_then(|h| serde_json::from_str(h).ok());
     let (Some(route), Some(handle)) = (route, handle) else {
         // The route is gone from the configuration: treat the attempt as lost.
-        return reroute(state, task, owner, request, active, attempts, "the route is no longer configured").await;
+        let why = "the route is no longer configured";
+        return ended(state, reroute(state, task, owner, request, active, attempts, why).await?, task, owner).await;
     };
     let Some(client) = route.client.clone() else {
-        return reroute(state, task, owner, request, active, attempts, "the route is no longer remote").await;
+        let why = "the route is no longer remote";
+        return ended(state, reroute(state, task, owner, request, active, attempts, why).await?, task, owner).await;
     };
-    let _slot = match state.routing.poll_slots(&route.provider) {
-        Some(s) => Some(s.acquire_owned().await?),
-        None => None,
+    let polled = {
+        let _slot = match state.routing.poll_slots(&route.provider) {
+            Some(s) => Some(s.acquire_owned().await?),
+            None => None,
+        };
+        client.poll(&handle).await
     };
-    let polled = client.poll(&handle).await;
-    state.store.count_poll(&active.id).await?;
-    match polled {
+    let age_ms = util::now_ms() - active.created_at;
+    if !matches!(polled, Ok(Poll::Running { .. }) | Err(ProviderError::Transient(_))) {
+        state.store.add_polls(&active.id, held.unwritten_polls + 1).await?;
+    }
+    let step = match polled {
         Ok(Poll::Running { progress }) => {
-            let guess = (10 + active.polls * 5).min(90);
-            let p = progress.map(i64::from).unwrap_or(guess).clamp(5, 95);
-            let until = util::now_ms() + poll_delay(state, active.polls + 1).as_millis() as i64;
-            state.store.defer_task(&task.id, owner, until, p).await?;
-            state.task_cache.forget(&task.id);
-            Ok(Step::Handled)
+            let guess = (10 + polls * 5).min(90);
+            let progress = progress.map(i64::from).unwrap_or(guess).clamp(5, 95);
+            return Ok(Polled::Running { progress, age_ms });
+        }
+        Err(ProviderError::Transient(msg)) => {
+            // A poll that failed says little about the task: poll again later (the
+            // task deadline bounds how long).
+            tracing::warn!(task_id = %task.id, provider = %route.provider, error = %msg, "poll failed; will poll again");
+            state.routing.record(&route.provider, false);
+            return Ok(Polled::Running { progress: 0, age_ms });
         }
         Ok(Poll::Succeeded { video_url }) => {
             state.routing.record(&route.provider, true);
@@ -262,9 +307,9 @@ async fn poll(
                     state.store.end_upstream_attempt(&active.id, "succeeded", None, cost).await?;
                     state.store.set_task_cost(&task.id, owner, cost).await?;
                     finish(state, task, owner, Ok(Output { file: Some(file), data: None })).await?;
-                    Ok(Step::Handled)
+                    Step::Handled
                 }
-                Err(msg) => reroute(state, task, owner, request, active, attempts, &msg).await,
+                Err(msg) => reroute(state, task, owner, request, active, attempts, &msg).await?,
             }
         }
         Ok(Poll::Element { element_id }) => {
@@ -272,14 +317,14 @@ async fn poll(
             let data = keep_element(state, task, request, &route.provider, element_id).await?;
             state.store.end_upstream_attempt(&active.id, "succeeded", None, 0).await?;
             finish(state, task, owner, Ok(Output { file: None, data: Some(data) })).await?;
-            Ok(Step::Handled)
+            Step::Handled
         }
         Ok(Poll::Failed { code, message }) | Err(ProviderError::Rejected { code, message }) => {
             if code.is_client_side() {
                 state.routing.record(&route.provider, true);
                 state.store.end_upstream_attempt(&active.id, "failed", Some((code.as_str(), &message)), 0).await?;
                 finish(state, task, owner, Err(TaskFailure::new(code, message))).await?;
-                Ok(Step::Handled)
+                Step::Handled
             } else {
                 state.routing.record(&route.provider, false);
                 state.store.end_upstream_attempt(&active.id, "failed", Some((code.as_str(), &message)), 0).await?;
@@ -289,19 +334,20 @@ async fn poll(
                     a.error_code = Some(code.as_str().to_owned());
                     a.error_message = Some(message);
                 }
-                submit_next(state, task, owner, request, &done).await
+                submit_next(state, task, owner, request, &done).await?
             }
         }
-        Err(ProviderError::Transient(msg)) => {
-            // A poll that failed says little about the task: poll again later (the
-            // task deadline bounds how long).
-            tracing::warn!(task_id = %task.id, provider = %route.provider, error = %msg, "poll failed; will poll again");
-            state.routing.record(&route.provider, false);
-            let until = util::now_ms() + poll_delay(state, active.polls + 1).as_millis() as i64;
-            state.store.defer_task(&task.id, owner, until, 0).await?;
-            Ok(Step::Handled)
-        }
+    };
+    ended(state, step, task, owner).await
+}
+
+/// After an attempt ended: if the next route is the local renderer, the poller
+/// cannot render, so the task goes back to the workers at once.
+async fn ended(state: &AppState, step: Step, task: &TaskRow, owner: &str) -> anyhow::Result<Polled> {
+    if step == Step::Local && state.store.release_lease(&task.id, owner).await? {
+        state.wake.notify_one();
     }
+    Ok(Polled::Ended)
 }
 
 async fn reroute(

@@ -120,30 +120,65 @@ impl Store {
         Ok(())
     }
 
+    /// Adds polls made since the last count (the poller counts in memory and
+    /// writes only now and then).
     #[tracing::instrument(skip_all)]
-    pub async fn count_poll(&self, id: &str) -> Result<()> {
-        sqlx::query("UPDATE task_attempts SET polls = polls + 1 WHERE id = $1").bind(id).execute(&self.write).await?;
+    pub async fn add_polls(&self, id: &str, polls: i64) -> Result<()> {
+        if polls > 0 {
+            sqlx::query("UPDATE task_attempts SET polls = polls + $1 WHERE id = $2")
+                .bind(polls)
+                .bind(id)
+                .execute(&self.write)
+                .await?;
+        }
         Ok(())
     }
 
-    /// Puts the task down until `until` (its next poll): nobody holds it meanwhile,
-    /// so any replica may pick it up then. Progress only rises.
+    /// Hands a task's lease from a worker to this process's upstream poller.
     #[tracing::instrument(skip_all)]
-    pub async fn defer_task(&self, id: &str, owner: &str, until: i64, progress: i64) -> Result<bool> {
+    pub async fn transfer_lease(&self, id: &str, from: &str, to: &str, until: i64, progress: i64) -> Result<bool> {
         let max = if self.backend == Backend::Sqlite { "MAX" } else { "GREATEST" };
         let sql = format!(
-            "UPDATE tasks SET lease_owner = NULL, lease_until = $1, progress = {max}(progress, $2), updated_at = $3 \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'processing'"
+            "UPDATE tasks SET lease_owner = $1, lease_until = $2, progress = {max}(progress, $3), updated_at = $4 \
+             WHERE id = $5 AND lease_owner = $6 AND status = 'processing'"
         );
         let done = sqlx::query(&sql)
+            .bind(to)
             .bind(until)
             .bind(progress)
             .bind(crate::util::now_ms())
             .bind(id)
-            .bind(owner)
+            .bind(from)
             .execute(&self.write)
             .await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Extends every lease `owner` holds in one statement; answers the tasks it
+    /// still holds (a cancelled task is no longer among them).
+    #[tracing::instrument(skip_all)]
+    pub async fn renew_leases(&self, owner: &str, until: i64) -> Result<Vec<String>> {
+        let rows = sqlx::query(
+            "UPDATE tasks SET lease_until = $1 WHERE lease_owner = $2 AND status = 'processing' RETURNING id",
+        )
+        .bind(until)
+        .bind(owner)
+        .fetch_all(&self.write)
+        .await?;
+        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
+    }
+
+    /// Gives back every lease `owner` holds, so any worker (here after a restart,
+    /// or on another replica) takes the tasks over at once.
+    #[tracing::instrument(skip_all)]
+    pub async fn release_leases(&self, owner: &str) -> Result<u64> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1 AND status = 'processing'",
+        )
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected())
     }
 
     #[tracing::instrument(skip_all)]

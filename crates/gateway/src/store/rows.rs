@@ -93,7 +93,7 @@ fn split_models(s: Option<String>) -> Option<Vec<String>> {
     s.map(|s| s.split(',').filter(|m| !m.is_empty()).map(str::to_owned).collect())
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct TaskRow {
     pub id: String,
     pub account_id: String,

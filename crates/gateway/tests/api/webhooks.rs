@@ -110,11 +110,18 @@ both_backends!(a_completed_task_calls_back_signed_with_its_task_object_after_ret
     let sent: Value = serde_json::from_slice(&got[2].body).unwrap();
     assert_eq!(sent, now);
     assert_eq!(sent["status"], "completed");
-    // The attempts are on record for the owner.
-    let (s, cbs) = app.get(&format!("/v1/tasks/{id}/callbacks")).await;
+    // The attempts are on record for the owner (the receiver saw the last one
+    // just before vidgate read its answer and recorded it).
+    let path = format!("/v1/tasks/{id}/callbacks");
+    let recorded = eventually(10, || {
+        let (app, path) = (&app, path.clone());
+        async move { app.get(&path).await.1["data"][0]["status"] == "delivered" }
+    })
+    .await;
+    assert!(recorded, "the delivery was not marked delivered");
+    let (s, cbs) = app.get(&path).await;
     assert_eq!(s, 200, "{cbs}");
     let d = &cbs["data"][0];
-    assert_eq!(d["status"], "delivered");
     let codes: Vec<_> = d["attempts"].as_array().unwrap().iter().map(|a| a["status_code"].as_i64().unwrap()).collect();
     assert_eq!(codes, vec![500, 503, 200]);
     let metrics = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
