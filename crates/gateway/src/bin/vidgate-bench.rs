@@ -388,10 +388,12 @@ fn start_front(args: &Args, sim: &str, extra: &str) -> Result<(Kill, u16, String
     let path = dir.join("front.toml");
     std::fs::write(&path, config).map_err(|e| e.to_string())?;
     let path_str = path.display().to_string();
+    // The sim is on loopback over http: results may only be fetched from it with
+    // private URLs allowed (a development setting).
     let (child, port, key) = start_vidgate_with(
         args,
         "front",
-        &["--config", &path_str],
+        &["--config", &path_str, "--allow-private-urls"],
         &[("VIDGATE_SIGNUP_CREDITS", "1000000000".to_owned())],
     )?;
     Ok((child, port, key, dir))
