@@ -1,6 +1,7 @@
 // The playground in a real browser against a real vidgate: enter a key, drop an
-// image, set 3 s 720p, check the displayed price, submit, watch the task complete
-// in the history and its video play to the end; a bad image shows its error.
+// image, set 3 s 720p with sound, check the displayed price, submit, watch the
+// task complete in the history and its video (with its Opus sound) play to the
+// end; a bad image shows its error.
 // Screenshots at desktop and phone width land in tests/browser/output/.
 const { chromium } = require('playwright-core');
 const fs = require('fs');
@@ -76,14 +77,20 @@ function check(cond, msg) { if (!cond) throw new Error(msg); }
     const price = await page.textContent('#price');
     check(price.trim() === '16.2 credits', `price shows ${price}`);
     check((await page.textContent('#priceUsd')).trim() === '$0.225', 'USD price');
+    // Sound on: the price follows, and the video carries an audio track.
+    await page.click('#sound button[data-v="on"]');
+    const withSound = await page.textContent('#price');
+    check(withSound.trim() === '24.3 credits', `price with sound shows ${withSound}`);
+    check((await page.textContent('#priceUsd')).trim() === '$0.338', 'USD price with sound');
     await page.click('#submit');
     await page.waitForSelector('.task[data-status="completed"] video', { timeout: 120000 });
     const duration = await page.$eval('.task video', (v) => new Promise((resolve) => {
       v.muted = true;
-      v.onended = () => resolve(v.duration);
+      v.onended = () => resolve({ duration: v.duration, audioBytes: v.webkitAudioDecodedByteCount });
       v.play().catch((e) => resolve('play failed: ' + e));
     }));
-    check(Math.abs(duration - 3) < 0.05, `the video did not play to its end: ${duration}`);
+    check(Math.abs(duration.duration - 3) < 0.05, `the video did not play to its end: ${JSON.stringify(duration)}`);
+    check(duration.audioBytes > 0, `the browser decoded no audio: ${JSON.stringify(duration)}`);
     check((await page.textContent('#histCount')).includes('1 completed'), 'history line');
     await page.setInputFiles('#fileEnd', small);
     await page.waitForFunction(() => document.querySelector('.err[data-param="image_end"]').textContent.length > 0);
