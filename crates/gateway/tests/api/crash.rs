@@ -29,9 +29,14 @@ impl Drop for Server {
 }
 
 fn start(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)]) -> Server {
+    start_with(data_dir, db, env, &[])
+}
+
+fn start_with(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidgate"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
+        .args(args)
         .env("VIDGATE_LEASE_SECS", lease_secs(env))
         .env("VIDGATE_ADMIN_KEY", ADMIN_KEY)
         .env("VIDGATE_WORKERS", "1")
@@ -286,6 +291,89 @@ async fn keys_create_prints_a_working_key_as_its_last_line() {
     assert_eq!(b["data"]["user"]["remaining_credits"], 12.5);
     drop(server);
 }
+
+both_backends!(an_upstream_task_survives_kill_9_without_a_second_submission, |backend| async move {
+    let db = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => match fresh_pg_database().await {
+            Some(url) => Some(url),
+            None => return,
+        },
+    };
+    let sim = vidgate_sim::spawn(vidgate_sim::SimConfig { polls_to_finish: 12, ..Default::default() }).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let d = vidgate_sim::SimConfig::default();
+    std::fs::write(dir.path().join("ak"), &d.kling_access_key).unwrap();
+    std::fs::write(dir.path().join("sk"), &d.kling_secret_key).unwrap();
+    let config = dir.path().join("vidgate.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "upstream_poll_min_ms = 100\nupstream_poll_max_ms = 200\n\
+             [providers.sim]\nkind = \"kling\"\nbase_url = \"{}/kling\"\n\
+             access_key_file = \"{}\"\nsecret_key_file = \"{}\"\n\
+             [[routes]]\nmodel = \"kling-v3-text-to-video\"\nprovider = \"sim\"\nupstream_model = \"kling-v3\"\n\
+             cost_usd_per_second = {{ \"720p\" = 0.05, \"720p_sound\" = 0.05, \"1080p\" = 0.05, \"1080p_sound\" = 0.05 }}\n",
+            sim.base_url,
+            dir.path().join("ak").display(),
+            dir.path().join("sk").display(),
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let env = [("VIDGATE_ALLOW_PRIVATE_URLS", "true")];
+    let args = ["--config", config.to_str().unwrap()];
+    let client = reqwest::Client::builder().no_proxy().build().unwrap();
+    let mut first = start_with(&data, db.as_deref(), &env, &args);
+    let key = first.api_key.clone().unwrap();
+    let (s, task) = split(
+        client
+            .post(format!("{}/v1/videos/generations", first.url))
+            .bearer_auth(&key)
+            .json(&json!({"model": "kling-v3-text-to-video", "prompt": "p", "duration": 3}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(s, 200, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    // Accepted upstream and being polled: now the process dies.
+    let polled = crate::helpers::eventually(30, || async { sim.stats().polls >= 2 }).await;
+    assert!(polled, "the task was never polled: {:?}", sim.stats());
+    first.child.kill().unwrap();
+    first.child.wait().unwrap();
+    drop(first);
+
+    let second = start_with(&data, db.as_deref(), &env, &args);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, t) =
+            split(client.get(format!("{}/v1/tasks/{id}", second.url)).bearer_auth(&key).send().await.unwrap()).await;
+        if t["status"] == "completed" || t["status"] == "failed" {
+            break t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finished after restart: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "completed", "{done}");
+    // The running attempt was taken over and polled on, not submitted again.
+    assert_eq!(sim.stats().accepted, 1, "{:?}", sim.stats());
+    let (_, attempts) = split(
+        client.get(format!("{}/admin/tasks/{id}/attempts", second.url)).bearer_auth(ADMIN_KEY).send().await.unwrap(),
+    )
+    .await;
+    assert_eq!(attempts["attempts"].as_array().unwrap().len(), 1, "{attempts}");
+    assert_eq!(attempts["attempts"][0]["status"], "succeeded");
+    drop(second);
+    let url = db.unwrap_or_else(|| format!("sqlite://{}", data.join("vidgate.db").display()));
+    let store = vidgate::store::Store::connect(&url).await.unwrap();
+    assert_eq!(store.ledger_entries(&id).await.unwrap(), vec!["hold".to_owned(), "settle".to_owned()]);
+    let row = store.get_task_any(&id).await.unwrap().unwrap();
+    let (grants, buckets) = store.ledger_check(&row.account_id).await.unwrap();
+    assert_eq!(grants, buckets);
+    store.close().await;
+});
 
 #[test]
 fn webhooks_verify_accepts_a_genuine_signature_and_refuses_a_forged_one() {
