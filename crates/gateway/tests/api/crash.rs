@@ -70,6 +70,26 @@ fn start_with(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)]
     Server { child, url, api_key }
 }
 
+/// Polls the restarted server until the task ends.
+async fn finished_after_restart(
+    client: &reqwest::Client,
+    server: &Server,
+    key: &str,
+    id: &str,
+    secs: u64,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        let (_, t) =
+            split(client.get(format!("{}/v1/tasks/{id}", server.url)).bearer_auth(key).send().await.unwrap()).await;
+        if t["status"] == "completed" || t["status"] == "failed" {
+            return t;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not finished after restart: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 both_backends!(a_task_survives_kill_9_and_is_charged_once, |backend| async move {
     let db = match backend {
         Backend::Sqlite => None,
@@ -118,16 +138,7 @@ both_backends!(a_task_survives_kill_9_and_is_charged_once, |backend| async move 
 
     let second = start(dir.path(), db.as_deref(), &[]);
     assert!(second.api_key.is_none(), "keys must be printed only on the first start");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
-    let done = loop {
-        let (_, t) =
-            split(client.get(format!("{}/v1/tasks/{id}", second.url)).bearer_auth(&key).send().await.unwrap()).await;
-        if t["status"] == "completed" || t["status"] == "failed" {
-            break t;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not finished after restart: {t}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = finished_after_restart(&client, &second, &key, &id, 300).await;
     assert_eq!(done["status"], "completed", "{done}");
     let after = credits(second.url.clone(), key.clone(), client.clone()).await;
     assert!((before - price - after).abs() < 1e-9, "charged {} instead of {price}", before - after);
@@ -346,16 +357,7 @@ both_backends!(an_upstream_task_survives_kill_9_without_a_second_submission, |ba
     drop(first);
 
     let second = start_with(&data, db.as_deref(), &env, &args);
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let (_, t) =
-            split(client.get(format!("{}/v1/tasks/{id}", second.url)).bearer_auth(&key).send().await.unwrap()).await;
-        if t["status"] == "completed" || t["status"] == "failed" {
-            break t;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not finished after restart: {t}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    let done = finished_after_restart(&client, &second, &key, &id, 60).await;
     assert_eq!(done["status"], "completed", "{done}");
     // The running attempt was taken over and polled on, not submitted again.
     assert_eq!(sim.stats().accepted, 1, "{:?}", sim.stats());
