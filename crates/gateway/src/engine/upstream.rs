@@ -161,6 +161,11 @@ async fn submit_next(
         if route.is_local() {
             return Ok(Step::Local);
         }
+        // Never pay an upstream for a task that was cancelled (or taken over)
+        // while we held it: the poller learns of a cancel only at its next renewal.
+        if !state.store.holds_lease(&task.id, owner).await? {
+            return Ok(Step::Handled);
+        }
         let Some(client) = route.client.clone() else { continue };
         let loaded = match images.take() {
             Some(i) => i,

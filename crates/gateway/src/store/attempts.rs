@@ -154,6 +154,18 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// True while `owner` holds the open task's lease.
+    #[tracing::instrument(skip_all)]
+    pub async fn holds_lease(&self, id: &str, owner: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS one FROM tasks WHERE id = $1 AND lease_owner = $2 AND status = 'processing'")
+                .bind(id)
+                .bind(owner)
+                .fetch_optional(&self.read)
+                .await?;
+        Ok(row.is_some())
+    }
+
     /// Extends every lease `owner` holds in one statement; answers the tasks it
     /// still holds (a cancelled task is no longer among them).
     #[tracing::instrument(skip_all)]
