@@ -3,6 +3,8 @@
 //! out), encoded as 48 kHz stereo Opus in 20 ms packets. It is synthesised one
 //! packet at a time, so no raw audio is held; the packets themselves are small.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use opus_pure::{Application, MAX_PACKET_BYTES, OpusEncoder, RateControl, Signal};
 
 use crate::RenderError;
@@ -34,8 +36,9 @@ fn opus_err(e: opus_pure::Error) -> RenderError {
     RenderError::Encode(format!("opus: {e}"))
 }
 
-/// Synthesises and encodes `duration_secs` of ambience for `prompt`.
-pub fn encode(prompt: &str, duration_secs: u32) -> Result<AudioTrack, RenderError> {
+/// Synthesises and encodes `duration_secs` of ambience for `prompt`; gives up
+/// with [`RenderError::Cancelled`] as soon as `stop` is set.
+pub fn encode(prompt: &str, duration_secs: u32, stop: &AtomicBool) -> Result<AudioTrack, RenderError> {
     let mut enc = OpusEncoder::new(SAMPLE_RATE as i32, CHANNELS, Application::Audio).map_err(opus_err)?;
     enc.bitrate_bps = BITRATE;
     // A file has no channel to fit, so let each packet be what it needs; and
@@ -55,6 +58,9 @@ pub fn encode(prompt: &str, duration_secs: u32) -> Result<AudioTrack, RenderErro
     let mut sizes = Vec::with_capacity(packets as usize);
     let mut data = Vec::new();
     for _ in 0..packets {
+        if stop.load(Ordering::Relaxed) {
+            return Err(RenderError::Cancelled);
+        }
         synth.fill(&mut pcm);
         let n = enc.encode(&pcm, FRAME as usize, &mut packet).map_err(opus_err)?;
         sizes.push(n as u32);

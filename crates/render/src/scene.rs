@@ -77,8 +77,9 @@ pub(crate) fn hash(s: &str) -> u64 {
     s.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
 }
 
-/// A picture as planes: full-resolution luma and chroma (chroma is sampled at
-/// half resolution positions when a frame is made).
+/// A picture as YUV 4:2:0 planes, like the frames: full-resolution luma, and
+/// chroma at half resolution (`w / 2` x `h / 2`), each sample the mean of a 2x2
+/// block, so resampling it for a frame filters rather than skips.
 struct Planes {
     w: usize,
     h: usize,
@@ -99,7 +100,7 @@ fn rgb_to_planes(img: &RgbImage) -> Planes {
         u.push((((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128).clamp(0, 255) as u8);
         v.push((((112 * r - 94 * g - 18 * b + 128) >> 8) + 128).clamp(0, 255) as u8);
     }
-    Planes { w, h, y, u, v }
+    Planes { w, h, y, u: downsample(&u, w, h), v: downsample(&v, w, h) }
 }
 
 /// Scales `img` to cover `w` x `h` and crops the centre.
@@ -109,6 +110,119 @@ fn cover(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     let sh = ((img.height() as f32 * scale).ceil() as u32).max(h);
     let resized = image::imageops::resize(img, sw, sh, FilterType::Triangle);
     image::imageops::crop_imm(&resized, (sw - w) / 2, (sh - h) / 2, w, h).to_image()
+}
+
+/// Scales `img` to cover `w` x `h`, crops the centre and converts it to planes:
+/// the same picture as `rgb_to_planes(&cover(img, w, h))`, but converted first
+/// and resized as planes in fixed point, several times faster, and with the
+/// chroma resized straight from full resolution to half.
+fn cover_planes(img: &RgbImage, w: u32, h: u32) -> Planes {
+    let (iw, ih) = (img.width() as usize, img.height() as usize);
+    let scale = (w as f32 / iw as f32).max(h as f32 / ih as f32);
+    let sw = ((iw as f32 * scale).ceil() as u32).max(w);
+    let sh = ((ih as f32 * scale).ceil() as u32).max(h);
+    // Source pixels per output pixel, and where the crop starts in the source.
+    let (step_x, step_y) = (iw as f32 / sw as f32, ih as f32 / sh as f32);
+    let (origin_x, origin_y) = (((sw - w) / 2) as f32 * step_x, ((sh - h) / 2) as f32 * step_y);
+    let mut y = Vec::with_capacity(iw * ih);
+    let mut u = Vec::with_capacity(iw * ih);
+    let mut v = Vec::with_capacity(iw * ih);
+    for p in img.pixels() {
+        let [r, g, b] = p.0.map(i32::from);
+        y.push((((66 * r + 129 * g + 25 * b + 128) >> 8) + 16).clamp(0, 255) as u8);
+        u.push((((-38 * r - 74 * g + 112 * b + 128) >> 8) + 128).clamp(0, 255) as u8);
+        v.push((((112 * r - 94 * g - 18 * b + 128) >> 8) + 128).clamp(0, 255) as u8);
+    }
+    let (w, h) = (w as usize, h as usize);
+    let luma = |p: &[u8]| {
+        let tx = Taps::triangle(iw, w, origin_x, step_x);
+        let ty = Taps::triangle(ih, h, origin_y, step_y);
+        resize(p, iw, &tx, &ty)
+    };
+    let chroma = |p: &[u8]| {
+        let tx = Taps::triangle(iw, w / 2, origin_x, 2.0 * step_x);
+        let ty = Taps::triangle(ih, h / 2, origin_y, 2.0 * step_y);
+        resize(p, iw, &tx, &ty)
+    };
+    Planes { w, h, y: luma(&y), u: chroma(&u), v: chroma(&v) }
+}
+
+/// Fixed-point bits of the resampling weights.
+const TAP_BITS: u32 = 14;
+
+/// One axis of a separable resampling: for each output sample, its first source
+/// sample and `n` weights (non-negative, summing to exactly `1 << TAP_BITS`).
+struct Taps {
+    n: usize,
+    first: Vec<usize>,
+    weights: Vec<u32>,
+}
+
+impl Taps {
+    /// The triangle filter (as `FilterType::Triangle`): output sample `x` sits at
+    /// source position `origin + (x + 0.5) * step` and reaches `max(step, 1)`
+    /// source samples either side.
+    fn triangle(src_len: usize, out_len: usize, origin: f32, step: f32) -> Taps {
+        let support = step.max(1.0);
+        let n = ((2.0 * support).ceil() as usize + 1).min(src_len).max(1);
+        let mut first = Vec::with_capacity(out_len);
+        let mut weights = vec![0u32; out_len * n];
+        let mut real = vec![0f32; n];
+        for (x, fixed) in weights.chunks_exact_mut(n).enumerate() {
+            let centre = origin + (x as f32 + 0.5) * step;
+            let start = ((centre - support).floor().max(0.0) as usize).min(src_len - n);
+            for (j, r) in real.iter_mut().enumerate() {
+                *r = (1.0 - ((start + j) as f32 + 0.5 - centre).abs() / support).max(0.0);
+            }
+            let sum: f32 = real.iter().sum();
+            let one = 1u32 << TAP_BITS;
+            if sum > 0.0 {
+                for (f, r) in fixed.iter_mut().zip(&real) {
+                    *f = (r / sum * one as f32).round() as u32;
+                }
+            }
+            // Rounding (or an empty window) leaves the sum a little off: give the
+            // difference to the largest weight.
+            let total: u32 = fixed.iter().sum();
+            let (big, _) = fixed.iter().enumerate().fold((0, 0), |m, (j, f)| if *f > m.1 { (j, *f) } else { m });
+            fixed[big] = (fixed[big] + one).saturating_sub(total);
+            first.push(start);
+        }
+        Taps { n, first, weights }
+    }
+}
+
+/// Resamples a plane `src_w` samples wide along both axes: horizontally into
+/// 8.8 fixed point (exact in a `u16`: the weights are non-negative), then
+/// vertically, vectorised across the row.
+fn resize(src: &[u8], src_w: usize, tx: &Taps, ty: &Taps) -> Vec<u8> {
+    let (ow, oh) = (tx.first.len(), ty.first.len());
+    let mut out = vec![0u8; ow * oh];
+    let (Some(&lo), Some(&hi)) = (ty.first.first(), ty.first.last()) else { return out };
+    let hi = hi + ty.n;
+    // Only the source rows the output needs.
+    let mut mid = vec![0u16; ow * (hi - lo)];
+    for (row, dst) in src.chunks_exact(src_w).skip(lo).take(hi - lo).zip(mid.chunks_exact_mut(ow)) {
+        for ((d, &start), w) in dst.iter_mut().zip(&tx.first).zip(tx.weights.chunks_exact(tx.n)) {
+            let taps = &row[start..start + tx.n];
+            let sum: u32 = taps.iter().zip(w).map(|(&p, &w)| u32::from(p) * w).sum();
+            *d = ((sum + (1 << (TAP_BITS - 9))) >> (TAP_BITS - 8)) as u16;
+        }
+    }
+    let mut acc = vec![0u32; ow];
+    for ((dst, &start), w) in out.chunks_exact_mut(ow).zip(&ty.first).zip(ty.weights.chunks_exact(ty.n)) {
+        acc.fill(1 << (TAP_BITS + 7));
+        for (j, &wj) in w.iter().enumerate() {
+            let r = &mid[(start - lo + j) * ow..(start - lo + j + 1) * ow];
+            for (a, &m) in acc.iter_mut().zip(r) {
+                *a += u32::from(m) * wj;
+            }
+        }
+        for (d, &a) in dst.iter_mut().zip(&acc) {
+            *d = (a >> (TAP_BITS + 8)).min(255) as u8;
+        }
+    }
+    out
 }
 
 /// A procedural picture seeded by the prompt: two colours, a gradient and soft
@@ -176,8 +290,8 @@ pub(crate) struct Plan {
     w: usize,
     h: usize,
     work: Planes,
-    /// The end image fitted to the frame: luma, then chroma at half resolution.
-    end: Option<(Vec<u8>, Vec<u8>, Vec<u8>)>,
+    /// The end image fitted to the frame.
+    end: Option<Planes>,
     shots: Vec<Shot>,
     fade_frames: u32,
     watermark: bool,
@@ -196,21 +310,20 @@ impl Plan {
         let total = crate::FPS * spec.duration_secs;
         let ww = ((width as f32 * MARGIN).ceil() as u32 + 1) & !1;
         let wh = ((height as f32 * MARGIN).ceil() as u32 + 1) & !1;
-        let work = match &start {
-            Some(img) => cover(img, ww, wh),
-            None => procedural(&spec.prompt, ww, wh),
-        };
-        let end = end.map(|img| {
-            let p = rgb_to_planes(&cover(&img, width, height));
-            let u = downsample(&p.u, p.w, p.h);
-            let v = downsample(&p.v, p.w, p.h);
-            (p.y, u, v)
+        // The end picture is prepared beside the working one.
+        let (work, end) = std::thread::scope(|scope| {
+            let end = end.map(|img| scope.spawn(move || cover_planes(&img, width, height)));
+            let work = match &start {
+                Some(img) => cover_planes(img, ww, wh),
+                None => rgb_to_planes(&procedural(&spec.prompt, ww, wh)),
+            };
+            (work, end.map(|handle| handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))))
         });
         let shots = plan_shots(spec, total)?;
         Ok(Self {
             w: width as usize,
             h: height as usize,
-            work: rgb_to_planes(&work),
+            work,
             fade_frames: if end.is_some() { (total / 4).clamp(1, 36) } else { 0 },
             end,
             shots,
@@ -219,36 +332,55 @@ impl Plan {
         })
     }
 
-    /// Writes frame `i` of `total` as I420 into `yuv`.
-    pub(crate) fn frame_yuv(&self, i: u32, total: u32, yuv: &mut [u8]) {
+    /// The camera's view window for frame `i`, in working-picture pixels.
+    fn window(&self, i: u32) -> Window {
         let shot = self.shots.iter().rev().find(|s| i >= s.start).unwrap_or(&self.shots[0]);
         let t = if shot.len > 1 { (i - shot.start) as f32 / (shot.len - 1) as f32 } else { 0.0 };
         let (zoom, fx, fy) = shot.motion.camera(t.clamp(0.0, 1.0));
-        // The view window in working-picture pixels, kept inside the picture.
+        // Kept inside the picture.
         let (pw, ph) = (self.work.w as f32, self.work.h as f32);
         let vw = pw / zoom;
         let vh = ph / zoom;
         let cx = pw / 2.0 + fx * (pw - vw) / 2.0;
         let cy = ph / 2.0 + fy * (ph - vh) / 2.0;
-        let (x0, y0) = (cx - vw / 2.0, cy - vh / 2.0);
+        Window { x0: cx - vw / 2.0, y0: cy - vh / 2.0, vw, vh }
+    }
+
+    /// How far frame `i` has faded into the end image: 0..=256.
+    fn fade(&self, i: u32, total: u32) -> u32 {
+        let fade_start = total.saturating_sub(self.fade_frames);
+        if self.end.is_none() || i < fade_start {
+            return 0;
+        }
+        let t = if self.fade_frames > 1 { (i - fade_start) as f32 / (self.fade_frames - 1) as f32 } else { 1.0 };
+        (t * t * (3.0 - 2.0 * t) * 256.0) as u32
+    }
+
+    /// Writes what the camera sees through `window` as I420 into `yuv`.
+    fn view(&self, window: Window, yuv: &mut [u8]) {
+        let Window { x0, y0, vw, vh } = window;
         let (w, h) = (self.w, self.h);
         let (y_plane, rest) = yuv.split_at_mut(w * h);
         let (u_plane, v_plane) = rest.split_at_mut((w / 2) * (h / 2));
         sample_plane(&self.work.y, self.work.w, self.work.h, x0, y0, vw / w as f32, vh / h as f32, w, h, y_plane);
+        // Chroma: the same window in the half-resolution chroma planes.
         let (cw, ch) = (w / 2, h / 2);
-        sample_plane(&self.work.u, self.work.w, self.work.h, x0, y0, vw / cw as f32, vh / ch as f32, cw, ch, u_plane);
-        sample_plane(&self.work.v, self.work.w, self.work.h, x0, y0, vw / cw as f32, vh / ch as f32, cw, ch, v_plane);
+        let (pcw, pch) = (self.work.w / 2, self.work.h / 2);
+        let (cx0, cy0, csx, csy) = (x0 / 2.0, y0 / 2.0, vw / 2.0 / cw as f32, vh / 2.0 / ch as f32);
+        sample_plane(&self.work.u, pcw, pch, cx0, cy0, csx, csy, cw, ch, u_plane);
+        sample_plane(&self.work.v, pcw, pch, cx0, cy0, csx, csy, cw, ch, v_plane);
+    }
 
-        if let Some((ey, eu, ev)) = &self.end {
-            let fade_start = total.saturating_sub(self.fade_frames);
-            if i >= fade_start {
-                let t =
-                    if self.fade_frames > 1 { (i - fade_start) as f32 / (self.fade_frames - 1) as f32 } else { 1.0 };
-                let a = (t * t * (3.0 - 2.0 * t) * 256.0) as u32;
-                blend(y_plane, ey, a);
-                blend(u_plane, eu, a);
-                blend(v_plane, ev, a);
-            }
+    /// Draws over the camera's view in `yuv`: the fade into the end image (by
+    /// `fade`), the insets and the mark.
+    fn finish(&self, fade: u32, yuv: &mut [u8]) {
+        let (w, h) = (self.w, self.h);
+        let (y_plane, rest) = yuv.split_at_mut(w * h);
+        let (u_plane, v_plane) = rest.split_at_mut((w / 2) * (h / 2));
+        if let Some(end) = self.end.as_ref().filter(|_| fade > 0) {
+            blend(y_plane, &end.y, fade);
+            blend(u_plane, &end.u, fade);
+            blend(v_plane, &end.v, fade);
         }
         for (ix, iy, p) in &self.insets {
             paste(y_plane, u_plane, v_plane, w, *ix, *iy, p);
@@ -256,6 +388,57 @@ impl Plan {
         if self.watermark {
             mark(y_plane, w, h);
         }
+    }
+
+    /// Writes frame `i` of `total` as I420 into `yuv`.
+    #[cfg(test)]
+    pub(crate) fn frame_yuv(&self, i: u32, total: u32, yuv: &mut [u8]) {
+        self.view(self.window(i), yuv);
+        self.finish(self.fade(i, total), yuv);
+    }
+}
+
+/// The part of the working picture a frame shows.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Window {
+    x0: f32,
+    y0: f32,
+    vw: f32,
+    vh: f32,
+}
+
+/// Draws a plan's frames in order, skipping work that would not change them:
+/// while the camera holds still (a static shot) its view is copied rather than
+/// resampled, and a frame that has faded all the way shows just the end image.
+/// Every frame comes out exactly as if drawn from scratch.
+pub(crate) struct Painter<'a> {
+    plan: &'a Plan,
+    /// The camera's view while it holds still, and its window.
+    still: Option<(Window, Vec<u8>)>,
+}
+
+impl<'a> Painter<'a> {
+    pub(crate) fn new(plan: &'a Plan) -> Self {
+        Self { plan, still: None }
+    }
+
+    /// Writes frame `i` of `total` as I420 into `yuv`.
+    pub(crate) fn frame(&mut self, i: u32, total: u32, yuv: &mut [u8]) {
+        let plan = self.plan;
+        let fade = plan.fade(i, total);
+        if fade < 256 {
+            let window = plan.window(i);
+            match &self.still {
+                Some((still, view)) if *still == window => yuv.copy_from_slice(view),
+                _ => {
+                    plan.view(window, yuv);
+                    let holds = i + 1 < total && plan.window(i + 1) == window;
+                    self.still = holds.then(|| (window, yuv.to_vec()));
+                }
+            }
+        }
+        // Fully faded, the blend replaces every sample: the view is not needed.
+        plan.finish(fade, yuv);
     }
 }
 
@@ -278,21 +461,17 @@ fn insets(spec: &VideoSpec, width: u32, height: u32) -> Result<Vec<(usize, usize
     Ok(out)
 }
 
-/// Copies a picture into the frame at (x, y) (even coordinates): luma at full
-/// resolution, chroma from the picture's 2x2 blocks.
+/// Copies a picture into the frame at (x, y) (even coordinates).
 fn paste(y: &mut [u8], u: &mut [u8], v: &mut [u8], w: usize, x0: usize, y0: usize, p: &Planes) {
     for row in 0..p.h {
         let dst = (y0 + row) * w + x0;
         y[dst..dst + p.w].copy_from_slice(&p.y[row * p.w..row * p.w + p.w]);
     }
-    let cw = w / 2;
+    let (cw, pcw) = (w / 2, p.w / 2);
     for row in 0..p.h / 2 {
-        for col in 0..p.w / 2 {
-            let s = 2 * row * p.w + 2 * col;
-            let at = (y0 / 2 + row) * cw + x0 / 2 + col;
-            u[at] = p.u[s];
-            v[at] = p.v[s];
-        }
+        let at = (y0 / 2 + row) * cw + x0 / 2;
+        u[at..at + pcw].copy_from_slice(&p.u[row * pcw..row * pcw + pcw]);
+        v[at..at + pcw].copy_from_slice(&p.v[row * pcw..row * pcw + pcw]);
     }
 }
 
@@ -333,8 +512,12 @@ fn plan_shots(spec: &VideoSpec, total: u32) -> Result<Vec<Shot>, RenderError> {
     Ok(shots)
 }
 
-/// Bilinear resampling of a window of `src` into `dst` (axis-aligned, so the
-/// per-column positions and weights are computed once per frame).
+/// Bilinear resampling of a window of `src` into `dst`. The window is
+/// axis-aligned, so the filter is separable. Each output row first blends its
+/// two source rows (over the columns the window spans) into 8.8 fixed point,
+/// exact in a `u16` and vectorised; the columns are then picked and blended
+/// from that. No intermediate is rounded, so the result is the exact
+/// two-dimensional fixed-point bilinear value.
 #[allow(clippy::too_many_arguments)]
 fn sample_plane(
     src: &[u8],
@@ -348,24 +531,31 @@ fn sample_plane(
     dh: usize,
     dst: &mut [u8],
 ) {
-    let cols: Vec<(usize, u32)> = (0..dw)
+    // Per output column: the left source sample and its neighbour's weight (0..256).
+    let (idx, wts): (Vec<usize>, Vec<u32>) = (0..dw)
         .map(|x| {
             let fx = (x0 + (x as f32 + 0.5) * sx - 0.5).clamp(0.0, (sw - 2) as f32);
             let ix = fx as usize;
             (ix, ((fx - ix as f32) * 256.0) as u32)
         })
-        .collect();
-    for y in 0..dh {
+        .unzip();
+    let lo = idx.iter().copied().min().unwrap_or(0);
+    let hi = idx.iter().copied().max().map_or(lo, |i| i + 2);
+    let idx: Vec<usize> = idx.iter().map(|i| i - lo).collect();
+    let mut mid = vec![0u16; hi - lo];
+    for (y, out) in dst.chunks_exact_mut(dw).take(dh).enumerate() {
         let fy = (y0 + (y as f32 + 0.5) * sy - 0.5).clamp(0.0, (sh - 2) as f32);
         let iy = fy as usize;
-        let wy = ((fy - iy as f32) * 256.0) as u32;
-        let r0 = &src[iy * sw..iy * sw + sw];
-        let r1 = &src[(iy + 1) * sw..(iy + 1) * sw + sw];
-        let row = &mut dst[y * dw..y * dw + dw];
-        for (d, &(ix, wx)) in row.iter_mut().zip(&cols) {
-            let a = u32::from(r0[ix]) * (256 - wx) + u32::from(r0[ix + 1]) * wx;
-            let b = u32::from(r1[ix]) * (256 - wx) + u32::from(r1[ix + 1]) * wx;
-            *d = ((a * (256 - wy) + b * wy + (1 << 15)) >> 16) as u8;
+        let wy = ((fy - iy as f32) * 256.0) as u16;
+        let r0 = &src[iy * sw + lo..iy * sw + hi];
+        let r1 = &src[(iy + 1) * sw + lo..(iy + 1) * sw + hi];
+        for ((m, &a), &b) in mid.iter_mut().zip(r0).zip(r1) {
+            *m = u16::from(a) * (256 - wy) + u16::from(b) * wy;
+        }
+        for ((d, &ix), &wx) in out.iter_mut().zip(&idx).zip(&wts) {
+            if let Some(&[a, b]) = mid.get(ix..ix + 2) {
+                *d = ((u32::from(a) * (256 - wx) + u32::from(b) * wx + (1 << 15)) >> 16) as u8;
+            }
         }
     }
 }
@@ -409,6 +599,124 @@ fn mark(y: &mut [u8], w: usize, h: usize) {
                 *p = 235;
             } else {
                 *p = ((u32::from(*p) * 3) / 5) as u8;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ShotSpec;
+
+    /// The direct two-dimensional form of the fixed-point bilinear lookup.
+    #[allow(clippy::too_many_arguments)]
+    fn sample_direct(
+        src: &[u8],
+        sw: usize,
+        sh: usize,
+        x0: f32,
+        y0: f32,
+        sx: f32,
+        sy: f32,
+        dw: usize,
+        dh: usize,
+    ) -> Vec<u8> {
+        let mut out = Vec::with_capacity(dw * dh);
+        for y in 0..dh {
+            let fy = (y0 + (y as f32 + 0.5) * sy - 0.5).clamp(0.0, (sh - 2) as f32);
+            let (iy, wy) = (fy as usize, ((fy - (fy as usize) as f32) * 256.0) as u32);
+            for x in 0..dw {
+                let fx = (x0 + (x as f32 + 0.5) * sx - 0.5).clamp(0.0, (sw - 2) as f32);
+                let (ix, wx) = (fx as usize, ((fx - (fx as usize) as f32) * 256.0) as u32);
+                let p = |r: usize, c: usize| u32::from(src[r * sw + c]);
+                let a = p(iy, ix) * (256 - wx) + p(iy, ix + 1) * wx;
+                let b = p(iy + 1, ix) * (256 - wx) + p(iy + 1, ix + 1) * wx;
+                out.push(((a * (256 - wy) + b * wy + (1 << 15)) >> 16) as u8);
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn the_separable_lookup_equals_the_direct_bilinear_formula() {
+        let (sw, sh) = (97, 61);
+        let src: Vec<u8> = (0..sw * sh).map(|i| (hash_xy(7, i as u32, 3) & 0xff) as u8).collect();
+        // Zooming out, zooming in, shifted, and a window running off the edges.
+        for (x0, y0, sx, sy, dw, dh) in [
+            (0.0, 0.0, 1.15, 1.15, 80, 50),
+            (3.3, 2.7, 0.61, 0.73, 90, 70),
+            (10.25, 5.5, 1.0, 1.0, 60, 40),
+            (-4.0, -3.0, 1.3, 1.4, 90, 60),
+        ] {
+            let mut fast = vec![0u8; dw * dh];
+            sample_plane(&src, sw, sh, x0, y0, sx, sy, dw, dh, &mut fast);
+            assert_eq!(fast, sample_direct(&src, sw, sh, x0, y0, sx, sy, dw, dh), "{x0} {y0} {sx} {sy}");
+        }
+    }
+
+    fn png(w: u32, h: u32, seed: u64) -> Vec<u8> {
+        let img = RgbImage::from_fn(w, h, |x, y| {
+            let n = (hash_xy(seed, x, y) & 0x3f) as u8;
+            image::Rgb([(x * 180 / w) as u8 + n, (y * 180 / h) as u8 + n, 90 + n])
+        });
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn the_painter_draws_every_frame_as_if_from_scratch() {
+        let decode = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
+        let spec = VideoSpec {
+            short_side: 144,
+            aspect: None,
+            duration_secs: 4,
+            prompt: String::new(),
+            start_image: Some(png(320, 200, 1)),
+            end_image: Some(png(200, 200, 2)),
+            element_images: vec![png(100, 100, 3)],
+            // A still shot, a moving one, a still one again (faded out at the end).
+            shots: ShotPlan::Customize(vec![
+                ShotSpec { prompt: "static".to_owned(), duration_secs: 1 },
+                ShotSpec { prompt: "zoom in".to_owned(), duration_secs: 1 },
+                ShotSpec { prompt: "locked off, static".to_owned(), duration_secs: 2 },
+            ]),
+            sound: false,
+            watermark: true,
+        };
+        let (w, h) = crate::output_size(144, (320, 200));
+        let plan =
+            Plan::new(&spec, spec.start_image.as_deref().map(decode), spec.end_image.as_deref().map(decode), w, h)
+                .unwrap();
+        let total = 4 * crate::FPS;
+        let len = (w * h + 2 * (w / 2) * (h / 2)) as usize;
+        let mut painter = Painter::new(&plan);
+        // The painter's buffers are reused, so start from garbage.
+        let mut painted = vec![0x5a_u8; len];
+        let mut fresh = vec![0u8; len];
+        for i in 0..total {
+            painter.frame(i, total, &mut painted);
+            plan.frame_yuv(i, total, &mut fresh);
+            assert!(painted == fresh, "frame {i}");
+        }
+        assert_eq!(plan.fade(total - 1, total), 256, "the last frame is all end image");
+    }
+
+    #[test]
+    fn the_plane_resize_matches_the_image_crate() {
+        // A smooth picture with some detail, scaled down, up and cropped.
+        let img = RgbImage::from_fn(300, 200, |x, y| {
+            let n = (hash_xy(3, x, y) & 0x1f) as u8;
+            image::Rgb([(x * 255 / 300) as u8 / 2 + n, (y * 255 / 200) as u8 / 2 + n, 100 + n])
+        });
+        for (w, h) in [(240, 160), (200, 200), (500, 280), (64, 36)] {
+            let ours = cover_planes(&img, w, h);
+            let theirs = rgb_to_planes(&cover(&img, w, h));
+            assert_eq!((ours.w, ours.h, ours.u.len()), (theirs.w, theirs.h, theirs.u.len()));
+            for (a, b) in [(&ours.y, &theirs.y), (&ours.u, &theirs.u), (&ours.v, &theirs.v)] {
+                let worst = a.iter().zip(b.iter()).map(|(p, q)| p.abs_diff(*q)).max().unwrap_or(0);
+                assert!(worst <= 2, "{w}x{h}: off by {worst}");
             }
         }
     }
