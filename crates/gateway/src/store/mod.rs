@@ -207,6 +207,23 @@ fn sqlite_pragmas<'c>(
     })
 }
 
+/// Copies the SQLite write-ahead log back into the database twice a second, on a
+/// reader connection, without blocking the writer (PASSIVE); ends with the pool.
+async fn run_checkpointer(pool: AnyPool) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        if pool.is_closed() {
+            return;
+        }
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&pool).await {
+            if matches!(e, sqlx::Error::PoolClosed) {
+                return;
+            }
+            tracing::warn!(error = %e, "WAL checkpoint failed; will retry");
+        }
+    }
+}
+
 impl Store {
     /// Connects to `url`, creating the SQLite file (and its folder) if needed.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -222,10 +239,19 @@ impl Store {
             let write = AnyPoolOptions::new()
                 .max_connections(1)
                 .min_connections(1)
-                .after_connect(sqlite_pragmas)
+                .after_connect(|conn, meta| {
+                    Box::pin(async move {
+                        sqlite_pragmas(conn, meta).await?;
+                        // Checkpoints run beside the writer (below), not inside
+                        // one of its commits, where they stall every create behind.
+                        conn.execute("PRAGMA wal_autocheckpoint = 0;").await?;
+                        Ok(())
+                    })
+                })
                 .connect(&url)
                 .await?;
             let read = AnyPoolOptions::new().max_connections(4).after_connect(sqlite_pragmas).connect(&url).await?;
+            tokio::spawn(run_checkpointer(read.clone()));
             let mut store = Self { write, read, backend: Backend::Sqlite, batcher: None };
             let (tx, rx) = tokio::sync::mpsc::channel(4096);
             tokio::spawn(run_batcher(store.clone(), rx));
