@@ -32,12 +32,16 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 /// Prometheus metrics: requests by route and status, request latency, tasks by
-/// model and final status, credits charged, open tasks.
+/// model and final status, credits charged, open tasks, upstream tasks held.
 #[utoipa::path(get, path = "/metrics", operation_id = "ops.metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let open = state.store.count_open_tasks().await.map(|n| n as f64).unwrap_or(-1.0);
-    let mut body = state.metrics.render(&[("vidgate_tasks_open", "Tasks pending or processing.", open)]);
+    let held = state.poller.len() as f64;
+    let mut body = state.metrics.render(&[
+        ("vidgate_tasks_open", "Tasks pending or processing.", open),
+        ("vidgate_upstream_tasks_held", "Upstream tasks this process holds and polls.", held),
+    ]);
     body.push_str("# HELP vidgate_provider_up 1 when the provider's circuit is closed or half-open, 0 when open.\n");
     body.push_str("# TYPE vidgate_provider_up gauge\n");
     for h in state.routing.health() {

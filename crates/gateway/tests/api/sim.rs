@@ -377,8 +377,17 @@ both_backends!(an_upstream_task_stuck_past_the_deadline_times_out_with_a_refund,
     let before = app.remaining(&app.api_key).await;
     let (_, t) = app.create(&t2v()).await;
     let id = t["id"].as_str().unwrap();
+    let held = |n: u32| {
+        let app = &app;
+        async move {
+            let m = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+            m.contains(&format!("vidgate_upstream_tasks_held {n}\n"))
+        }
+    };
+    assert!(crate::helpers::eventually(10, || held(1)).await, "the poller does not show the task it holds");
     let done = finished(&app, id).await;
     assert_eq!(done["error"]["code"], "generation_timeout", "{done}");
+    assert!(crate::helpers::eventually(10, || held(0)).await, "the poller still shows the task");
     assert_eq!(app.remaining(&app.api_key).await, before);
     settled_once(&app, id).await;
     // It was polled, and the upstream task was told to stop.
