@@ -171,10 +171,13 @@ async fn deliver(state: &AppState, owner: &str, d: DeliveryRow) {
         Err(SendError::Failed(msg)) => (None, Some(msg.clone()), false, false),
     };
     let retries = &state.config.webhook_retry_schedule;
+    // A retry waits its delay after the failed attempt ended, however long the
+    // attempt itself took.
+    let ended_at = util::now_ms();
     let (status, next) = if ok {
         ("delivered", attempted_at)
     } else if !permanent && (d.attempts as usize) < retries.len() {
-        ("pending", attempted_at + retries[d.attempts as usize].as_millis() as i64)
+        ("pending", ended_at + retries[d.attempts as usize].as_millis() as i64)
     } else {
         ("failed", attempted_at)
     };
