@@ -152,8 +152,10 @@ both_backends!(a_task_that_fails_upstream_server_side_moves_to_the_next_route, |
     })
     .await;
     assert!(submitted);
-    let since = std::time::Instant::now();
-    assert!(crate::helpers::eventually(5, || async { since.elapsed() > Duration::from_millis(350) }).await);
+    // Wait for the upstream task's own deadline to pass.
+    let upstream_id = attempts(&app, &id).await["attempts"][0]["upstream_id"].as_str().unwrap().to_owned();
+    let deadline = failing.state.store.get_task_any(&upstream_id).await.unwrap().unwrap().deadline_at;
+    assert!(crate::helpers::eventually(5, || async { vidgate::util::now_ms() > deadline }).await);
     let state = failing.state.clone();
     tokio::spawn(async move {
         let token = tokio_util::sync::CancellationToken::new();
