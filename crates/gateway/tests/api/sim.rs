@@ -643,3 +643,69 @@ both_backends!(a_task_cancelled_while_polled_is_never_resubmitted, |backend| asy
     settled_once(&app, &id).await;
     app.stop().await;
 });
+
+/// Scale-out: two replicas on one PostgreSQL database, both with workers and an
+/// upstream poller. Every task is submitted upstream once, completes once and
+/// is settled once, whichever replica took it and whichever one the client asks.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_replicas_on_postgres_share_upstream_tasks_and_settle_each_once() {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig { polls_to_finish: 3, ..SimConfig::default() }).await;
+    let routes = |c: &mut Config| {
+        quick(c);
+        c.workers = 2;
+        for kind in ["kling", "fal", "replicate"] {
+            c.providers.insert(kind.to_owned(), provider(&upstream, kind, &secrets));
+            c.routes.push(route("kling-v3-text-to-video", kind, kind, 0.05));
+        }
+    };
+    let Some(a) = TestApp::spawn_with(Backend::Postgres, routes).await else { return };
+    let url = a.state.config.database_url.clone().unwrap();
+    let Some(b) = TestApp::spawn_with(Backend::Postgres, |c| {
+        routes(c);
+        c.database_url = Some(url.clone());
+    })
+    .await
+    else {
+        return;
+    };
+    let (account, key) = a.new_account(10_000.0).await;
+    let before = a.remaining(&key).await;
+    let mut ids = Vec::new();
+    for i in 0..60 {
+        // Alternate the replica that takes the create.
+        let app = if i % 2 == 0 { &a } else { &b };
+        let (s, t) = app.post_with_key("/v1/videos/generations", &t2v(), &key).await;
+        assert_eq!(s, 200, "{t}");
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    let mut charged = 0.0;
+    for (i, id) in ids.iter().enumerate() {
+        // Ask the other replica than the one that took it.
+        let app = if i % 2 == 0 { &b } else { &a };
+        let done = app
+            .wait_task_with_key(id, &key, 60, |t: &Value| t["status"] == "completed" || t["status"] == "failed")
+            .await;
+        assert_eq!(done["status"], "completed", "{done}");
+        charged += done["usage"]["credits_charged"].as_f64().unwrap() / UNITS;
+        settled_once(&a, id).await;
+        assert_eq!(attempts(&a, id).await.len(), 1, "task {id} was submitted more than once");
+    }
+    assert_eq!(upstream.stats().accepted, 60, "{:?}", upstream.stats());
+    assert!((before - a.remaining(&key).await - charged).abs() < 1e-6);
+    let (grants, buckets) = a.state.store.ledger_check(&account).await.unwrap();
+    assert_eq!(grants, buckets);
+    // Both replicas finished some of the tasks.
+    let finished_by = |app: &TestApp| -> f64 {
+        let text = app.state.metrics.render(&[]);
+        text.lines()
+            .filter(|l| l.starts_with("vidgate_tasks_finished_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    };
+    let (fa, fb) = (finished_by(&a), finished_by(&b));
+    assert_eq!(fa + fb, 60.0);
+    assert!(fa > 0.0 && fb > 0.0, "one replica did all the work: {fa} / {fb}");
+    a.stop().await;
+    b.stop().await;
+}
