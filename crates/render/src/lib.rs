@@ -363,9 +363,13 @@ mod tests {
     }
 
     fn run(spec: &VideoSpec) -> (Vec<u8>, RenderOutput) {
+        try_run(spec).unwrap()
+    }
+
+    fn try_run(spec: &VideoSpec) -> Result<(Vec<u8>, RenderOutput), RenderError> {
         let mut out = Vec::new();
-        let r = render(spec, &mut out, &mut |_, _| ControlFlow::Continue(())).unwrap();
-        (out, r)
+        let r = render(spec, &mut out, &mut |_, _| ControlFlow::Continue(()))?;
+        Ok((out, r))
     }
 
     #[test]
@@ -588,11 +592,7 @@ mod tests {
         assert_ne!(smart, single_bytes);
         assert_ne!(smart, custom_bytes);
         s.shots = ShotPlan::Customize(vec![ShotSpec { prompt: "pan left".to_owned(), duration_secs: 1 }]);
-        let mut out = Vec::new();
-        assert!(matches!(
-            render(&s, &mut out, &mut |_, _| ControlFlow::Continue(())),
-            Err(RenderError::InvalidSpec(_))
-        ));
+        assert!(matches!(try_run(&s), Err(RenderError::InvalidSpec(_))));
     }
 
     #[test]
@@ -749,21 +749,13 @@ mod tests {
     fn an_odd_short_side_is_an_invalid_spec() {
         let mut s = tiny();
         s.short_side = 145;
-        let mut out = Vec::new();
-        assert!(matches!(
-            render(&s, &mut out, &mut |_, _| ControlFlow::Continue(())),
-            Err(RenderError::InvalidSpec(_))
-        ));
+        assert!(matches!(try_run(&s), Err(RenderError::InvalidSpec(_))));
     }
 
     #[test]
     fn a_broken_image_is_an_invalid_image() {
         let mut s = spec();
         s.start_image = Some(b"\x89PNG\r\n\x1a\nnope".to_vec());
-        let mut out = Vec::new();
-        assert!(matches!(
-            render(&s, &mut out, &mut |_, _| ControlFlow::Continue(())),
-            Err(RenderError::InvalidImage(_))
-        ));
+        assert!(matches!(try_run(&s), Err(RenderError::InvalidImage(_))));
     }
 }

@@ -382,6 +382,23 @@ fn kling_authorized(s: &Shared, h: &HeaderMap) -> bool {
     verify_jwt(bearer(h), &ak, &sk, now_secs())
 }
 
+/// Credentials first, then the latency and fault dice; `Err` is the answer to
+/// send instead of the real one.
+async fn gate(s: &Shared, authorized: bool, denied: Value, submit: bool, kling: bool) -> Result<(), Response> {
+    if !authorized {
+        return Err(unauthorized(s, denied));
+    }
+    match enter(s, submit).await {
+        Some(f) => Err(fault_response(f, kling)),
+        None => Ok(()),
+    }
+}
+
+async fn kling_gate(s: &Shared, h: &HeaderMap, submit: bool) -> Result<(), Response> {
+    let denied = json!({"code": 1002, "message": "authorization is invalid"});
+    gate(s, kling_authorized(s, h), denied, submit, true).await
+}
+
 fn kling_ok(data: Value) -> Response {
     Json(json!({"code": 0, "message": "SUCCEED", "request_id": "sim", "data": data})).into_response()
 }
@@ -392,11 +409,8 @@ async fn kling_submit(
     h: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    if !kling_authorized(&s, &h) {
-        return unauthorized(&s, json!({"code": 1002, "message": "authorization is invalid"}));
-    }
-    if let Some(f) = enter(&s, true).await {
-        return fault_response(f, true);
+    if let Err(r) = kling_gate(&s, &h, true).await {
+        return r;
     }
     let valid = body["model_name"] == "kling-v3"
         && matches!(kind.as_str(), "image2video" | "text2video")
@@ -411,33 +425,12 @@ async fn kling_submit(
 }
 
 async fn kling_poll(State(s): State<Shared>, Path((_kind, id)): Path<(String, String)>, h: HeaderMap) -> Response {
-    if !kling_authorized(&s, &h) {
-        return unauthorized(&s, json!({"code": 1002, "message": "authorization is invalid"}));
-    }
-    if let Some(f) = enter(&s, false).await {
-        return fault_response(f, true);
-    }
-    let data = match poll(&s, &id) {
-        None => {
-            return (StatusCode::NOT_FOUND, Json(json!({"code": 1203, "message": "task not found"}))).into_response();
-        }
-        Some(Step::Running) => json!({"task_id": id, "task_status": "processing"}),
-        Some(Step::Done(url)) => json!({
-            "task_id": id,
-            "task_status": "succeed",
-            "task_result": {"videos": [{"id": id, "url": url, "duration": "5"}]},
-        }),
-        Some(Step::Failed(msg)) => json!({"task_id": id, "task_status": "failed", "task_status_msg": msg}),
-    };
-    kling_ok(data)
+    kling_answer(&s, &h, &id, false).await
 }
 
 async fn kling_element_submit(State(s): State<Shared>, h: HeaderMap, Json(body): Json<Value>) -> Response {
-    if !kling_authorized(&s, &h) {
-        return unauthorized(&s, json!({"code": 1002, "message": "authorization is invalid"}));
-    }
-    if let Some(f) = enter(&s, true).await {
-        return fault_response(f, true);
+    if let Err(r) = kling_gate(&s, &h, true).await {
+        return r;
     }
     let valid = body["element_name"].is_string() && body.pointer("/element_image_list/frontal_image").is_some();
     remember(&s, "element", body);
@@ -449,25 +442,30 @@ async fn kling_element_submit(State(s): State<Shared>, h: HeaderMap, Json(body):
 }
 
 async fn kling_element_poll(State(s): State<Shared>, Path(id): Path<String>, h: HeaderMap) -> Response {
-    if !kling_authorized(&s, &h) {
-        return unauthorized(&s, json!({"code": 1002, "message": "authorization is invalid"}));
+    kling_answer(&s, &h, &id, true).await
+}
+
+/// One poll of a Kling task: a video task on the video routes, an element task
+/// on the elements route (each is unknown on the other).
+async fn kling_answer(s: &Shared, h: &HeaderMap, id: &str, element: bool) -> Response {
+    if let Err(r) = kling_gate(s, h, false).await {
+        return r;
     }
-    if let Some(f) = enter(&s, false).await {
-        return fault_response(f, true);
-    }
-    let is_element = s.lock().ok().and_then(|i| i.tasks.get(&id).map(|t| t.element)).unwrap_or(false);
-    let data = match poll(&s, &id) {
-        Some(_) if !is_element => {
-            return (StatusCode::NOT_FOUND, Json(json!({"code": 1203, "message": "task not found"}))).into_response();
-        }
+    let known = s.lock().ok().and_then(|i| i.tasks.get(id).map(|t| t.element == element)).unwrap_or(false);
+    let data = match known.then(|| poll(s, id)).flatten() {
         None => {
             return (StatusCode::NOT_FOUND, Json(json!({"code": 1203, "message": "task not found"}))).into_response();
         }
         Some(Step::Running) => json!({"task_id": id, "task_status": "processing"}),
-        Some(Step::Done(_)) => json!({
+        Some(Step::Done(_)) if element => json!({
             "task_id": id,
             "task_status": "succeed",
             "task_result": {"elements": [{"element_id": format!("elem-{id}")}]},
+        }),
+        Some(Step::Done(url)) => json!({
+            "task_id": id,
+            "task_status": "succeed",
+            "task_result": {"videos": [{"id": id, "url": url, "duration": "5"}]},
         }),
         Some(Step::Failed(msg)) => json!({"task_id": id, "task_status": "failed", "task_status_msg": msg}),
     };
@@ -485,11 +483,8 @@ async fn fal_submit(
     h: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
-    if !fal_authorized(&s, &h) {
-        return unauthorized(&s, json!({"detail": "invalid key"}));
-    }
-    if let Some(f) = enter(&s, true).await {
-        return fault_response(f, false);
+    if let Err(r) = gate(&s, fal_authorized(&s, &h), json!({"detail": "invalid key"}), true, false).await {
+        return r;
     }
     let Ok(body) = serde_json::from_slice::<Value>(&body) else {
         return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"detail": "body is not JSON"}))).into_response();
@@ -577,11 +572,8 @@ fn replicate_authorized(s: &Shared, h: &HeaderMap) -> bool {
 }
 
 async fn replicate_submit(State(s): State<Shared>, h: HeaderMap, Json(body): Json<Value>) -> Response {
-    if !replicate_authorized(&s, &h) {
-        return unauthorized(&s, json!({"detail": "invalid token"}));
-    }
-    if let Some(f) = enter(&s, true).await {
-        return fault_response(f, false);
+    if let Err(r) = gate(&s, replicate_authorized(&s, &h), json!({"detail": "invalid token"}), true, false).await {
+        return r;
     }
     let valid = body.pointer("/input/prompt").is_some()
         && matches!(body.pointer("/input/mode").and_then(Value::as_str), Some("standard" | "pro"));
@@ -595,11 +587,8 @@ async fn replicate_submit(State(s): State<Shared>, h: HeaderMap, Json(body): Jso
 }
 
 async fn replicate_poll(State(s): State<Shared>, Path(id): Path<String>, h: HeaderMap) -> Response {
-    if !replicate_authorized(&s, &h) {
-        return unauthorized(&s, json!({"detail": "invalid token"}));
-    }
-    if let Some(f) = enter(&s, false).await {
-        return fault_response(f, false);
+    if let Err(r) = gate(&s, replicate_authorized(&s, &h), json!({"detail": "invalid token"}), false, false).await {
+        return r;
     }
     let cancelled = s.lock().ok().and_then(|i| i.tasks.get(&id).map(|t| t.cancelled)).unwrap_or(false);
     match poll(&s, &id) {

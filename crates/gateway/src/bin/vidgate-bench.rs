@@ -167,12 +167,16 @@ fn read_until(child: &mut Child, mut pred: impl FnMut(&str) -> bool) -> Result<(
     }
 }
 
-struct Kill(Child);
+/// A child process killed on drop, with the folder it used (removed then too).
+struct Kill(Child, Option<std::path::PathBuf>);
 
 impl Drop for Kill {
     fn drop(&mut self) {
         let _ = self.0.kill();
         let _ = self.0.wait();
+        if let Some(dir) = &self.1 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 }
 
@@ -189,39 +193,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         return e2e(&args).await;
     }
     let exe = std::env::current_exe()?;
-    let mut ceiling_child = Kill(Command::new(&exe).arg("ceiling").stdout(Stdio::piped()).spawn()?);
+    let mut ceiling_child = Kill(Command::new(&exe).arg("ceiling").stdout(Stdio::piped()).spawn()?, None);
     let mut ceiling_port = 0u16;
     read_until(&mut ceiling_child.0, |l| {
         ceiling_port = l.strip_prefix("port ").and_then(|p| p.trim().parse().ok()).unwrap_or(0);
         ceiling_port != 0
     })?;
 
-    let data = std::env::temp_dir().join(format!("vidgate-bench-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&data);
-    let mut server = Kill(
-        Command::new(&args.vidgate)
-            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-            .arg(&data)
-            .env("VIDGATE_WORKERS", "0")
-            .env("VIDGATE_SIGNUP_CREDITS", "100000000")
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .spawn()
-            .map_err(|e| {
-                format!("cannot start {}: {e} (build it with cargo build --release -p vidgate)", args.vidgate.display())
-            })?,
-    );
-    let mut key = String::new();
-    let mut port = 0u16;
-    read_until(&mut server.0, |l| {
-        if let Some(k) = l.trim().strip_prefix("API key:") {
-            key = k.trim().to_owned();
-        }
-        if let Some(u) = l.trim().strip_prefix("playground:") {
-            port = u.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
-        }
-        port != 0
-    })?;
+    let (server, port, key) = start_vidgate_with(
+        &args,
+        "api",
+        &[],
+        &[("VIDGATE_WORKERS", "0".to_owned()), ("VIDGATE_SIGNUP_CREDITS", "100000000".to_owned())],
+    )?;
     println!(
         "vidgate-bench: {} connections, {} s per phase after 1 s warm-up; vidgate on SQLite with workers paused \
          (VIDGATE_WORKERS=0), so no rendering competes with the API",
@@ -273,7 +257,6 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
         .await?
     };
     drop(server);
-    let _ = std::fs::remove_dir_all(&data);
 
     println!("{:<40} {:>10} {:>12} {:>9} {:>9} {:>7}", "phase", "requests", "req/s", "p50 ms", "p99 ms", "errors");
     for p in [&ceiling, &create, &poll] {
@@ -299,8 +282,8 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     Ok(())
 }
 
-/// Starts `vidgate serve` with `env` and a fresh data folder; returns it, its
-/// port and its first API key.
+/// Starts `vidgate serve` with `flags`, `env` and a fresh data folder (removed
+/// with the process); returns it, its port and its first API key.
 fn start_vidgate_with(
     args: &Args,
     name: &str,
@@ -318,7 +301,10 @@ fn start_vidgate_with(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = Kill(cmd.spawn().map_err(|e| format!("cannot start {}: {e}", args.vidgate.display()))?);
+    let child = cmd.spawn().map_err(|e| {
+        format!("cannot start {}: {e} (build it with cargo build --release -p vidgate)", args.vidgate.display())
+    })?;
+    let mut child = Kill(child, Some(data));
     let mut key = String::new();
     let mut port = 0u16;
     read_until(&mut child.0, |l| {
@@ -359,9 +345,12 @@ fn metric(text: &str, prefix: &str) -> f64 {
 /// Starts `vidgate-sim` (next to this binary) with `flags`; returns it and its base URL.
 fn start_sim(args: &Args, flags: &[&str]) -> Result<(Kill, String), String> {
     let exe = args.vidgate.with_file_name("vidgate-sim");
-    let mut child = Kill(Command::new(&exe).args(flags).stdout(Stdio::piped()).spawn().map_err(|e| {
-        format!("cannot start {}: {e} (build it with cargo build --release -p vidgate-sim)", exe.display())
-    })?);
+    let mut child = Kill(
+        Command::new(&exe).args(flags).stdout(Stdio::piped()).spawn().map_err(|e| {
+            format!("cannot start {}: {e} (build it with cargo build --release -p vidgate-sim)", exe.display())
+        })?,
+        None,
+    );
     let mut base = String::new();
     read_until(&mut child.0, |l| {
         base = l.trim().to_owned();

@@ -22,7 +22,7 @@ pub use poller::run_poller;
 use crate::providers::local;
 use crate::state::AppState;
 use crate::store::{ElementRow, FileRow, Finish, TaskRow};
-use crate::tasks::{ImageRef, StoredRequest};
+use crate::tasks::{ImageRef, StoredElement, StoredRequest};
 use crate::util;
 
 /// What one `try_execute_one` did.
@@ -94,15 +94,7 @@ pub async fn try_execute_one(state: &AppState, owner: &str, shutdown: &Cancellat
     state.task_cache.forget(&task.id);
     tracing::info!(task_id = %task.id, attempt = task.attempts, "claimed task");
     if now > task.deadline_at {
-        finish(
-            state,
-            &task,
-            owner,
-            Err(TaskFailure::new(TaskErrorCode::GenerationTimeout, "The task did not finish before its deadline.")),
-        )
-        .await?;
-        // An upstream attempt still running is told to stop (and costs us no more).
-        upstream::cancel_upstream(state.clone(), task.id.clone()).await;
+        time_out(state, &task, owner).await?;
         return Ok(Outcome::Done);
     }
     let request: StoredRequest = match serde_json::from_str(&task.request) {
@@ -151,6 +143,15 @@ pub async fn try_execute_one(state: &AppState, owner: &str, shutdown: &Cancellat
     }
     finish(state, &task, owner, result).await?;
     Ok(Outcome::Done)
+}
+
+/// Fails a task past its deadline with a full refund; an upstream attempt still
+/// running is told to stop (and costs us no more).
+async fn time_out(state: &AppState, task: &TaskRow, owner: &str) -> anyhow::Result<()> {
+    let failure = TaskFailure::new(TaskErrorCode::GenerationTimeout, "The task did not finish before its deadline.");
+    finish(state, task, owner, Err(failure)).await?;
+    upstream::cancel_upstream(state.clone(), task.id.clone()).await;
+    Ok(())
 }
 
 /// What a finished run produced: a stored result file (videos) and/or data.
@@ -287,29 +288,62 @@ async fn create_element(state: &AppState, task: &TaskRow, request: &StoredReques
         .element
         .as_ref()
         .ok_or_else(|| TaskFailure::new(TaskErrorCode::InvalidParameters, "The element definition is missing."))?;
-    let frontal = load_image(state, "frontal_image", &element.frontal_image).await?;
-    for (i, img) in element.refer_images.iter().enumerate() {
-        load_image(state, &format!("refer_images[{i}]"), img).await?;
-    }
+    // Every image is checked; the frontal one is kept.
+    let images = load_images(state, request).await?;
+    let frontal = images.element.first().map(Vec::as_slice).unwrap_or_default();
     let file_id = crate::blobs::Blobs::new_id();
-    state.blobs.put(&file_id, &frontal).await.map_err(service_error)?;
-    let element_id = format!("el-{}", util::random_lower_alnum(16));
+    state.blobs.put(&file_id, frontal).await.map_err(service_error)?;
+    let data = record_element(state, task, Some(element), "local", None, Some(file_id)).await.map_err(service_error)?;
+    Ok(Output { file: None, data: Some(data) })
+}
+
+/// Records an element under our own `el-` id (a client never sees an upstream's)
+/// and answers the task's `result_data`.
+async fn record_element(
+    state: &AppState,
+    task: &TaskRow,
+    element: Option<&StoredElement>,
+    provider: &str,
+    upstream_id: Option<String>,
+    frontal_file: Option<String>,
+) -> anyhow::Result<serde_json::Value> {
+    let id = format!("el-{}", util::random_lower_alnum(16));
     state
         .store
         .insert_element(&ElementRow {
-            id: element_id.clone(),
+            id: id.clone(),
             account_id: task.account_id.clone(),
             task_id: task.id.clone(),
-            provider: "local".to_owned(),
-            upstream_id: None,
-            name: element.name.clone(),
-            description: element.description.clone(),
-            frontal_file: Some(file_id),
+            provider: provider.to_owned(),
+            upstream_id,
+            name: element.map(|e| e.name.clone()).unwrap_or_default(),
+            description: element.map(|e| e.description.clone()).unwrap_or_default(),
+            frontal_file,
             created_at: util::now_ms(),
         })
-        .await
-        .map_err(service_error)?;
-    Ok(Output { file: None, data: Some(serde_json::json!({ "element_id": element_id })) })
+        .await?;
+    Ok(serde_json::json!({ "element_id": id }))
+}
+
+/// A request's images: start and end frames, and for an element its frontal
+/// then reference images.
+struct Images {
+    start: Option<Vec<u8>>,
+    end: Option<Vec<u8>>,
+    element: Vec<Vec<u8>>,
+}
+
+async fn load_images(state: &AppState, request: &StoredRequest) -> Result<Images, TaskFailure> {
+    let start = load_optional(state, "image_start", request.image_start.as_ref()).await?;
+    let end = load_optional(state, "image_end", request.image_end.as_ref()).await?;
+    let mut element = Vec::new();
+    if let Some(e) = &request.element {
+        element.push(load_image(state, "frontal_image", &e.frontal_image).await?);
+        for (i, r) in e.refer_images.iter().enumerate() {
+            element.push(load_image(state, &format!("refer_images[{i}]"), r).await?);
+        }
+    }
+    Ok(Images { start, end, element })
 }
 
 async fn load_optional(state: &AppState, what: &str, r: Option<&ImageRef>) -> Result<Option<Vec<u8>>, TaskFailure> {

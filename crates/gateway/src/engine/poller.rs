@@ -15,9 +15,8 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use vidgate_api::task::TaskErrorCode;
 
-use super::{TaskFailure, finish, upstream};
+use super::{time_out, upstream};
 use crate::state::AppState;
 use crate::store::{TaskRow, UpstreamAttempt};
 use crate::tasks::StoredRequest;
@@ -35,16 +34,15 @@ pub struct Held {
     pub attempts: Vec<UpstreamAttempt>,
     /// Polls since they were last written.
     pub unwritten_polls: i64,
-    /// The progress last written.
-    pub progress: i64,
     due: i64,
     /// When it was (last) put here, in ms.
     since: i64,
 }
 
 impl Held {
-    pub fn new(task: TaskRow, request: StoredRequest, attempts: Vec<UpstreamAttempt>, progress: i64) -> Self {
-        Self { task, request, attempts, unwritten_polls: 0, progress, due: 0, since: 0 }
+    /// `task.progress` is taken as the progress last written.
+    pub fn new(task: TaskRow, request: StoredRequest, attempts: Vec<UpstreamAttempt>) -> Self {
+        Self { task, request, attempts, unwritten_polls: 0, due: 0, since: 0 }
     }
 
     pub fn active(&self) -> Option<&UpstreamAttempt> {
@@ -187,27 +185,23 @@ async fn poll_one(state: AppState, mut held: Held) {
     let owner = state.poller.owner.clone();
     let now = util::now_ms();
     if now > held.task.deadline_at {
-        let timeout =
-            TaskFailure::new(TaskErrorCode::GenerationTimeout, "The task did not finish before its deadline.");
         if let Some(a) = held.active() {
             let _ = state.store.add_polls(&a.id, held.unwritten_polls).await;
         }
-        if let Err(e) = finish(&state, &held.task, &owner, Err(timeout)).await {
+        if let Err(e) = time_out(&state, &held.task, &owner).await {
             tracing::warn!(error = ?e, task_id = %held.task.id, "could not time the task out; will retry");
             state.poller.hold(held, now + 1000);
-            return;
         }
-        upstream::cancel_upstream(state.clone(), held.task.id.clone()).await;
         return;
     }
     match upstream::poll(&state, &held, &owner).await {
         Ok(upstream::Polled::Running { progress, age_ms }) => {
             held.unwritten_polls += 1;
-            if progress >= held.progress + PROGRESS_STEP {
+            if progress >= held.task.progress + PROGRESS_STEP {
                 let lease_until = util::now_ms() + state.config.lease.as_millis() as i64;
                 match state.store.heartbeat(&held.task.id, &owner, progress, lease_until).await {
                     Ok(true) => {
-                        held.progress = progress;
+                        held.task.progress = progress;
                         state.task_cache.forget(&held.task.id);
                         if let Some(a) = held.active()
                             && state.store.add_polls(&a.id, held.unwritten_polls).await.is_ok()
@@ -244,7 +238,7 @@ mod tests {
                 "quality": "720p", "sound": "off", "aspect_ratio": "16:9", "multi_shot": null,
                 "element_ids": [], "watermark": false, "element": null}))
             .unwrap();
-        Held::new(task, request, Vec::new(), 0)
+        Held::new(task, request, Vec::new())
     }
 
     #[test]

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use vidgate_api::task::TaskErrorCode;
 
-use super::{Output, TaskFailure, finish, load_image, load_optional};
+use super::{Images, Output, TaskFailure, finish, load_images, record_element};
 use crate::providers::{Handle, Job, Poll, ProviderError};
 use crate::routing::Route;
 use crate::state::AppState;
@@ -71,7 +71,8 @@ async fn hand_to_poller(
         return Ok(());
     }
     state.task_cache.forget(&task.id);
-    poller.hold(super::poller::Held::new(task.clone(), request.clone(), attempts, progress), due);
+    let task = TaskRow { progress, ..task.clone() };
+    poller.hold(super::poller::Held::new(task, request.clone(), attempts), due);
     Ok(())
 }
 
@@ -98,27 +99,6 @@ async fn pinned_provider(state: &AppState, request: &StoredRequest) -> anyhow::R
     }
     let refs = elements.iter().filter_map(|e| e.upstream_id.clone()).collect();
     Ok(Ok(Pin { provider: Some(first.provider.clone()), refs }))
-}
-
-/// The request's images: start and end frames, and for an element its frontal
-/// then reference images.
-struct Images {
-    start: Option<Vec<u8>>,
-    end: Option<Vec<u8>>,
-    element: Vec<Vec<u8>>,
-}
-
-async fn load_images(state: &AppState, request: &StoredRequest) -> Result<Images, TaskFailure> {
-    let start = load_optional(state, "image_start", request.image_start.as_ref()).await?;
-    let end = load_optional(state, "image_end", request.image_end.as_ref()).await?;
-    let mut element = Vec::new();
-    if let Some(e) = &request.element {
-        element.push(load_image(state, "frontal_image", &e.frontal_image).await?);
-        for (i, r) in e.refer_images.iter().enumerate() {
-            element.push(load_image(state, &format!("refer_images[{i}]"), r).await?);
-        }
-    }
-    Ok(Images { start, end, element })
 }
 
 /// The whole story of a task's attempts, for its final error.
@@ -319,7 +299,13 @@ pub(super) async fn poll(state: &AppState, held: &super::poller::Held, owner: &s
         }
         Ok(Poll::Element { element_id }) => {
             state.routing.record(&route.provider, true);
-            let data = keep_element(state, task, request, &route.provider, element_id).await?;
+            // The frontal image, when we stored it, stays with the element.
+            let element = request.element.as_ref();
+            let frontal = match element.map(|e| &e.frontal_image) {
+                Some(crate::tasks::ImageRef::File(id)) => Some(id.clone()),
+                _ => None,
+            };
+            let data = record_element(state, task, element, &route.provider, Some(element_id), frontal).await?;
             state.store.end_upstream_attempt(&active.id, "succeeded", None, 0).await?;
             finish(state, task, owner, Ok(Output { file: None, data: Some(data) })).await?;
             Step::Handled
@@ -372,38 +358,6 @@ async fn reroute(
         a.error_message = Some(why.to_owned());
     }
     submit_next(state, task, owner, request, &done).await
-}
-
-/// Records an element made upstream under our own id (the client never sees the
-/// upstream's), keeping its frontal image, and answers the task's `result_data`.
-async fn keep_element(
-    state: &AppState,
-    task: &TaskRow,
-    request: &StoredRequest,
-    provider: &str,
-    upstream_id: String,
-) -> anyhow::Result<serde_json::Value> {
-    let element = request.element.as_ref();
-    let frontal_file = match element.map(|e| &e.frontal_image) {
-        Some(crate::tasks::ImageRef::File(id)) => Some(id.clone()),
-        _ => None,
-    };
-    let id = format!("el-{}", util::random_lower_alnum(16));
-    state
-        .store
-        .insert_element(&crate::store::ElementRow {
-            id: id.clone(),
-            account_id: task.account_id.clone(),
-            task_id: task.id.clone(),
-            provider: provider.to_owned(),
-            upstream_id: Some(upstream_id),
-            name: element.map(|e| e.name.clone()).unwrap_or_default(),
-            description: element.map(|e| e.description.clone()).unwrap_or_default(),
-            frontal_file,
-            created_at: util::now_ms(),
-        })
-        .await?;
-    Ok(serde_json::json!({ "element_id": id }))
 }
 
 /// Copies the upstream's video into our storage (through the guarded client: the

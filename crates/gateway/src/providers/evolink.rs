@@ -79,9 +79,6 @@ fn task(v: Value) -> Result<TaskObject, ProviderError> {
 impl Provider for Evolink {
     fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
         Box::pin(async move {
-            if job.makes_element() {
-                return Err(super::no_elements("the upstream gateway"));
-            }
             let url = format!("{}/v1/videos/generations", self.base_url.trim_end_matches('/'));
             let (status, v) = send_json(self.client.post(url).bearer_auth(&self.key).json(&body(job))).await?;
             if status.is_client_error() {

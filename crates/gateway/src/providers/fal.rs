@@ -39,9 +39,6 @@ fn detail(v: &Value) -> String {
 impl Provider for Fal {
     fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
         Box::pin(async move {
-            if job.makes_element() {
-                return Err(super::no_elements("fal"));
-            }
             let r = job.request;
             let mut body = json!({
                 "prompt": r.prompt.clone().unwrap_or_default(),

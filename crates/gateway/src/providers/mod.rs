@@ -37,7 +37,8 @@ pub struct Job<'a> {
 }
 
 impl Job<'_> {
-    /// True when this job makes an element rather than a video.
+    /// True when this job makes an element rather than a video (only `kling`
+    /// gets such jobs: routing refuses to send them elsewhere at start).
     pub fn makes_element(&self) -> bool {
         self.request.model == vidgate_api::catalog::ModelId::KlingCustomElement
     }
@@ -100,14 +101,6 @@ pub trait Provider: Send + Sync + std::fmt::Debug {
     fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>>;
     fn poll<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Poll, ProviderError>>;
     fn cancel<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<(), ProviderError>>;
-}
-
-/// The answer of a provider that cannot make custom elements.
-pub(crate) fn no_elements(provider: &str) -> ProviderError {
-    ProviderError::Rejected {
-        code: TaskErrorCode::InvalidParameters,
-        message: format!("{provider} cannot create custom elements"),
-    }
 }
 
 /// Maps a transport failure or status to our error kinds.

@@ -25,9 +25,6 @@ impl std::fmt::Debug for Replicate {
 impl Provider for Replicate {
     fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
         Box::pin(async move {
-            if job.makes_element() {
-                return Err(super::no_elements("replicate"));
-            }
             let r = job.request;
             let mut input = json!({
                 "prompt": r.prompt.clone().unwrap_or_default(),

@@ -148,7 +148,7 @@ impl Routing {
         let mut polls = HashMap::new();
         clients.insert("local".to_owned(), None);
         for (name, p) in &config.providers {
-            // A credential from its env variable or, failing that, its file.
+            // A credential from its file when one is named, else from its env variable.
             let secret =
                 |var: &Option<String>, file: &Option<std::path::PathBuf>, what: &str| -> anyhow::Result<String> {
                     if let Some(path) = file {

@@ -70,6 +70,32 @@ fn start_with(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)]
     Server { child, url, api_key }
 }
 
+/// `None` for SQLite, a fresh PostgreSQL database's URL, or nothing at all when
+/// PostgreSQL is unavailable here (the test then skips).
+async fn database(backend: Backend) -> Option<Option<String>> {
+    match backend {
+        Backend::Sqlite => Some(None),
+        Backend::Postgres => fresh_pg_database().await.map(Some),
+    }
+}
+
+fn kill_9(mut server: Server) {
+    server.child.kill().unwrap();
+    server.child.wait().unwrap();
+}
+
+/// Reopens the store after the servers stopped: the task has one hold and one
+/// settlement, and its account's ledger balances. Returns the task's row.
+async fn assert_settled_once(url: &str, id: &str) -> vidgate::store::TaskRow {
+    let store = vidgate::store::Store::connect(url).await.unwrap();
+    let row = store.get_task_any(id).await.unwrap().unwrap();
+    assert_eq!(store.ledger_entries(id).await.unwrap(), vec!["hold".to_owned(), "settle".to_owned()]);
+    let (grants, buckets) = store.ledger_check(&row.account_id).await.unwrap();
+    assert_eq!(grants, buckets);
+    store.close().await;
+    row
+}
+
 /// Polls the restarted server until the task ends.
 async fn finished_after_restart(
     client: &reqwest::Client,
@@ -91,16 +117,10 @@ async fn finished_after_restart(
 }
 
 both_backends!(a_task_survives_kill_9_and_is_charged_once, |backend| async move {
-    let db = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match fresh_pg_database().await {
-            Some(url) => Some(url),
-            None => return,
-        },
-    };
+    let Some(db) = database(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut first = start(dir.path(), db.as_deref(), &[]);
+    let first = start(dir.path(), db.as_deref(), &[]);
     let key = first.api_key.clone().expect("first start prints a key");
     let credits = |url: String, key: String, client: reqwest::Client| async move {
         let (_, b) = split(client.get(format!("{url}/v1/credits")).bearer_auth(key).send().await.unwrap()).await;
@@ -132,9 +152,7 @@ both_backends!(a_task_survives_kill_9_and_is_charged_once, |backend| async move 
         assert!(tokio::time::Instant::now() < deadline, "never started rendering: {t}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    drop(first);
+    kill_9(first);
 
     let second = start(dir.path(), db.as_deref(), &[]);
     assert!(second.api_key.is_none(), "keys must be printed only on the first start");
@@ -148,29 +166,18 @@ both_backends!(a_task_survives_kill_9_and_is_charged_once, |backend| async move 
 
     // The ledger has one hold and one settlement for the task, and balances.
     let url = db.unwrap_or_else(|| format!("sqlite://{}", dir.path().join("vidgate.db").display()));
-    let store = vidgate::store::Store::connect(&url).await.unwrap();
-    let row = store.get_task_any(&id).await.unwrap().unwrap();
+    let row = assert_settled_once(&url, &id).await;
     assert!(row.attempts >= 2, "the task was not taken over: {} attempts", row.attempts);
-    assert_eq!(store.ledger_entries(&id).await.unwrap(), vec!["hold".to_owned(), "settle".to_owned()]);
-    let (grants, buckets) = store.ledger_check(&row.account_id).await.unwrap();
-    assert_eq!(grants, buckets);
-    store.close().await;
 });
 
 both_backends!(a_callback_committed_before_a_crash_arrives_once_after_restart, |backend| async move {
-    let db = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match fresh_pg_database().await {
-            Some(url) => Some(url),
-            None => return,
-        },
-    };
+    let Some(db) = database(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     let (url, rx) = crate::webhooks::start_receiver(vec![]).await;
     // First life: callbacks are not sent at all, so the task's final state and its
     // outbox entry are committed and the process dies before any delivery.
-    let mut first = start(
+    let first = start(
         dir.path(),
         db.as_deref(),
         &[("VIDGATE_WEBHOOK_CONCURRENCY", "0"), ("VIDGATE_ALLOW_PRIVATE_URLS", "true")],
@@ -198,9 +205,7 @@ both_backends!(a_callback_committed_before_a_crash_arrives_once_after_restart, |
         assert!(tokio::time::Instant::now() < deadline, "{t}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    drop(first);
+    kill_9(first);
     assert_eq!(rx.count(), 0);
 
     let second = start(dir.path(), db.as_deref(), &[("VIDGATE_ALLOW_PRIVATE_URLS", "true")]);
@@ -224,13 +229,7 @@ both_backends!(a_callback_committed_before_a_crash_arrives_once_after_restart, |
 });
 
 both_backends!(sigterm_stops_promptly_and_hands_the_task_back, |backend| async move {
-    let db = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match fresh_pg_database().await {
-            Some(url) => Some(url),
-            None => return,
-        },
-    };
+    let Some(db) = database(backend).await else { return };
     let dir = tempfile::tempdir().unwrap();
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
     // A long lease: if the stopping worker did not hand the task back, the restart
@@ -304,13 +303,7 @@ async fn keys_create_prints_a_working_key_as_its_last_line() {
 }
 
 both_backends!(an_upstream_task_survives_kill_9_without_a_second_submission, |backend| async move {
-    let db = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match fresh_pg_database().await {
-            Some(url) => Some(url),
-            None => return,
-        },
-    };
+    let Some(db) = database(backend).await else { return };
     let sim = vidgate_sim::spawn(vidgate_sim::SimConfig { polls_to_finish: 12, ..Default::default() }).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let d = vidgate_sim::SimConfig::default();
@@ -335,7 +328,7 @@ both_backends!(an_upstream_task_survives_kill_9_without_a_second_submission, |ba
     let env = [("VIDGATE_ALLOW_PRIVATE_URLS", "true")];
     let args = ["--config", config.to_str().unwrap()];
     let client = reqwest::Client::builder().no_proxy().build().unwrap();
-    let mut first = start_with(&data, db.as_deref(), &env, &args);
+    let first = start_with(&data, db.as_deref(), &env, &args);
     let key = first.api_key.clone().unwrap();
     let (s, task) = split(
         client
@@ -352,9 +345,7 @@ both_backends!(an_upstream_task_survives_kill_9_without_a_second_submission, |ba
     // Accepted upstream and being polled: now the process dies.
     let polled = crate::helpers::eventually(30, || async { sim.stats().polls >= 2 }).await;
     assert!(polled, "the task was never polled: {:?}", sim.stats());
-    first.child.kill().unwrap();
-    first.child.wait().unwrap();
-    drop(first);
+    kill_9(first);
 
     let second = start_with(&data, db.as_deref(), &env, &args);
     let done = finished_after_restart(&client, &second, &key, &id, 60).await;
@@ -369,12 +360,7 @@ both_backends!(an_upstream_task_survives_kill_9_without_a_second_submission, |ba
     assert_eq!(attempts["attempts"][0]["status"], "succeeded");
     drop(second);
     let url = db.unwrap_or_else(|| format!("sqlite://{}", data.join("vidgate.db").display()));
-    let store = vidgate::store::Store::connect(&url).await.unwrap();
-    assert_eq!(store.ledger_entries(&id).await.unwrap(), vec!["hold".to_owned(), "settle".to_owned()]);
-    let row = store.get_task_any(&id).await.unwrap().unwrap();
-    let (grants, buckets) = store.ledger_check(&row.account_id).await.unwrap();
-    assert_eq!(grants, buckets);
-    store.close().await;
+    assert_settled_once(&url, &id).await;
 });
 
 #[test]

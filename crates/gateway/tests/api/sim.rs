@@ -132,6 +132,15 @@ fn t2v() -> Value {
     json!({"model": "kling-v3-text-to-video", "prompt": "a lighthouse at dusk", "duration": 3})
 }
 
+/// Creates a text-to-video task and waits for its end: the create's answer, the
+/// task's id and its final state.
+async fn one_task(app: &TestApp) -> (Value, String, Value) {
+    let (_, t) = app.create(&t2v()).await;
+    let id = t["id"].as_str().unwrap().to_owned();
+    let done = finished(app, &id).await;
+    (t, id, done)
+}
+
 /// The task was settled exactly once: one hold, one settlement.
 async fn settled_once(app: &TestApp, id: &str) {
     assert_eq!(app.state.store.ledger_entries(id).await.unwrap(), ["hold", "settle"], "task {id}");
@@ -227,12 +236,10 @@ both_backends!(every_submit_fault_moves_the_task_to_the_next_route, |backend| as
         else {
             return;
         };
-        let (_, t) = app.create(&t2v()).await;
-        let id = t["id"].as_str().unwrap();
-        let done = finished(&app, id).await;
+        let (_, id, done) = one_task(&app).await;
         assert_eq!(done["status"], "completed", "{what}: {done}");
         assert_eq!(done["progress"], 100);
-        let a = attempts(&app, id).await;
+        let a = attempts(&app, &id).await;
         assert_eq!(
             outline(&a),
             [("cheap".to_owned(), "error".to_owned()), ("dear".to_owned(), "succeeded".to_owned())],
@@ -240,7 +247,7 @@ both_backends!(every_submit_fault_moves_the_task_to_the_next_route, |backend| as
         );
         assert!(a[0]["error_message"].is_string(), "{what}: the attempt records why");
         assert_eq!(bad.stats().accepted, 0);
-        settled_once(&app, id).await;
+        settled_once(&app, &id).await;
         app.stop().await;
     }
 });
@@ -257,10 +264,9 @@ both_backends!(nothing_listening_moves_the_task_to_the_next_route, |backend| asy
     else {
         return;
     };
-    let (_, t) = app.create(&t2v()).await;
-    let id = t["id"].as_str().unwrap();
-    assert_eq!(finished(&app, id).await["status"], "completed");
-    let a = attempts(&app, id).await;
+    let (_, id, done) = one_task(&app).await;
+    assert_eq!(done["status"], "completed");
+    let a = attempts(&app, &id).await;
     assert_eq!(outline(&a), [("down".to_owned(), "error".to_owned()), ("up".to_owned(), "succeeded".to_owned())]);
     assert!(a[0]["error_message"].as_str().unwrap().contains("refused"), "{a:?}");
     app.stop().await;
@@ -284,11 +290,9 @@ both_backends!(a_server_side_failure_after_acceptance_is_resubmitted_elsewhere, 
         return;
     };
     let before = app.remaining(&app.api_key).await;
-    let (_, t) = app.create(&t2v()).await;
-    let id = t["id"].as_str().unwrap();
-    let done = finished(&app, id).await;
+    let (t, id, done) = one_task(&app).await;
     assert_eq!(done["status"], "completed", "{done}");
-    let a = attempts(&app, id).await;
+    let a = attempts(&app, &id).await;
     assert_eq!(
         outline(&a),
         [
@@ -303,7 +307,7 @@ both_backends!(a_server_side_failure_after_acceptance_is_resubmitted_elsewhere, 
     assert!(a[2]["cost_usd"].as_f64().unwrap() > 0.0 && a[0]["cost_usd"].as_f64() == Some(0.0));
     let reserved = t["usage"]["credits_reserved"].as_f64().unwrap();
     assert!((before - app.remaining(&app.api_key).await - reserved / UNITS).abs() < 1e-6);
-    settled_once(&app, id).await;
+    settled_once(&app, &id).await;
     app.stop().await;
 });
 
@@ -322,14 +326,12 @@ both_backends!(a_client_side_failure_is_final_and_refunded, |backend| async move
         return;
     };
     let before = app.remaining(&app.api_key).await;
-    let (_, t) = app.create(&t2v()).await;
-    let id = t["id"].as_str().unwrap();
-    let done = finished(&app, id).await;
+    let (_, id, done) = one_task(&app).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["code"], "content_policy_violation", "{done}");
     assert_eq!(good.stats().submits, 0, "a refusal of the request is not retried elsewhere");
     assert_eq!(app.remaining(&app.api_key).await, before);
-    settled_once(&app, id).await;
+    settled_once(&app, &id).await;
     app.stop().await;
 });
 
@@ -353,12 +355,10 @@ both_backends!(at_most_the_configured_number_of_routes_is_tried, |backend| async
         return;
     };
     let before = app.remaining(&app.api_key).await;
-    let (_, t) = app.create(&t2v()).await;
-    let id = t["id"].as_str().unwrap();
-    let done = finished(&app, id).await;
+    let (_, id, done) = one_task(&app).await;
     assert_eq!(done["status"], "failed");
     assert_eq!(done["error"]["code"], "service_error", "{done}");
-    assert_eq!(attempts(&app, id).await.len(), 3);
+    assert_eq!(attempts(&app, &id).await.len(), 3);
     assert_eq!(good.stats().submits, 0);
     assert_eq!(app.remaining(&app.api_key).await, before);
     app.stop().await;
@@ -426,10 +426,9 @@ both_backends!(a_wrong_kling_secret_is_refused_by_the_jwt_check_and_routed_aroun
     else {
         return;
     };
-    let (_, t) = app.create(&t2v()).await;
-    let id = t["id"].as_str().unwrap();
-    assert_eq!(finished(&app, id).await["status"], "completed");
-    let a = attempts(&app, id).await;
+    let (_, id, done) = one_task(&app).await;
+    assert_eq!(done["status"], "completed");
+    let a = attempts(&app, &id).await;
     assert_eq!(outline(&a)[0], ("miskeyed".to_owned(), "error".to_owned()));
     assert!(a[0]["error_message"].as_str().unwrap().contains("1002"), "{a:?}");
     assert!(!a[0]["error_message"].as_str().unwrap().contains("not-the-secret"));
