@@ -34,13 +34,36 @@ struct Value {
     is_final: bool,
 }
 
-/// What a missed lookup saw: the entry's stamp, or `None` when there was none.
+/// What a missed lookup saw: the entry's stamp (`None` when there was none) in
+/// the cache's current epoch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Ticket(Option<u64>);
+pub struct Ticket {
+    epoch: u64,
+    stamp: Option<u64>,
+}
+
+#[derive(Default)]
+struct Entries {
+    map: HashMap<String, Entry>,
+    /// Raised whenever the map is emptied: every ticket taken before is void,
+    /// since the tombstones that would have voided it are gone.
+    epoch: u64,
+}
+
+impl Entries {
+    /// Empties a full map; tombstones count, so memory stays bounded however
+    /// many tasks change without being read again.
+    fn make_room(&mut self) {
+        if self.map.len() >= MAX_ENTRIES {
+            self.map.clear();
+            self.epoch += 1;
+        }
+    }
+}
 
 #[derive(Default)]
 pub struct TaskCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    entries: Mutex<Entries>,
     next_stamp: AtomicU64,
     /// True when no other process writes tasks (SQLite).
     sole_writer: bool,
@@ -48,7 +71,7 @@ pub struct TaskCache {
 
 impl TaskCache {
     pub fn new(sole_writer: bool) -> Self {
-        Self { entries: Mutex::new(HashMap::new()), next_stamp: AtomicU64::new(1), sole_writer }
+        Self { entries: Mutex::new(Entries::default()), next_stamp: AtomicU64::new(1), sole_writer }
     }
 
     fn stamp(&self) -> u64 {
@@ -58,21 +81,21 @@ impl TaskCache {
     /// The cached JSON of the account's task if fresh; otherwise the ticket to
     /// fill it with after reading the database.
     pub fn get(&self, account_id: &str, id: &str) -> Result<Bytes, Ticket> {
-        let Ok(entries) = self.entries.lock() else { return Err(Ticket(Some(0))) };
-        let Some(e) = entries.get(id) else { return Err(Ticket(None)) };
-        match &e.value {
+        let Ok(entries) = self.entries.lock() else { return Err(Ticket { epoch: u64::MAX, stamp: None }) };
+        let e = entries.map.get(id);
+        match e.and_then(|e| e.value.as_ref()) {
             Some(v) if v.account_id == account_id && (v.is_final || self.sole_writer || v.at.elapsed() < OPEN_TTL) => {
                 Ok(v.body.clone())
             }
-            _ => Err(Ticket(Some(e.stamp))),
+            _ => Err(Ticket { epoch: entries.epoch, stamp: e.map(|e| e.stamp) }),
         }
     }
 
     /// The ticket for a task about to be created (it has no entry yet).
     pub fn ticket(&self, id: &str) -> Ticket {
         match self.entries.lock() {
-            Ok(entries) => Ticket(entries.get(id).map(|e| e.stamp)),
-            Err(_) => Ticket(Some(0)),
+            Ok(entries) => Ticket { epoch: entries.epoch, stamp: entries.map.get(id).map(|e| e.stamp) },
+            Err(_) => Ticket { epoch: u64::MAX, stamp: None },
         }
     }
 
@@ -80,27 +103,26 @@ impl TaskCache {
     pub fn put(&self, ticket: Ticket, account_id: &str, id: &str, body: Bytes, is_final: bool) {
         let stamp = self.stamp();
         let Ok(mut entries) = self.entries.lock() else { return };
-        if entries.get(id).map(|e| e.stamp) != ticket.0 {
+        if entries.epoch != ticket.epoch || entries.map.get(id).map(|e| e.stamp) != ticket.stamp {
             return;
         }
-        if entries.len() >= MAX_ENTRIES {
-            // Dropping everything is safe: a ticket taken before sees a missing
-            // entry only if it saw none, and then nothing changed in between.
-            entries.retain(|_, e| e.value.is_none());
-            if entries.len() >= MAX_ENTRIES {
-                return;
-            }
-        }
+        entries.make_room();
         let value = Value { account_id: account_id.to_owned(), body, at: Instant::now(), is_final };
-        entries.insert(id.to_owned(), Entry { stamp, value: Some(value) });
+        entries.map.insert(id.to_owned(), Entry { stamp, value: Some(value) });
     }
 
     /// The task changed: whatever is cached, or being read, is stale.
     pub fn forget(&self, id: &str) {
         let stamp = self.stamp();
         if let Ok(mut entries) = self.entries.lock() {
-            entries.insert(id.to_owned(), Entry { stamp, value: None });
+            entries.make_room();
+            entries.map.insert(id.to_owned(), Entry { stamp, value: None });
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.entries.lock().map(|e| e.map.len()).unwrap_or(0)
     }
 }
 
@@ -111,7 +133,7 @@ mod tests {
     #[test]
     fn a_read_taken_before_a_change_is_not_cached_after_it() {
         let cache = TaskCache::new(true);
-        let ticket = cache.get("acc", "t").err().unwrap_or(Ticket(Some(u64::MAX)));
+        let ticket = cache.get("acc", "t").err().unwrap_or(Ticket { epoch: u64::MAX, stamp: None });
         // The worker finishes the task between the reader's DB read and its put.
         cache.forget("t");
         cache.put(ticket, "acc", "t", Bytes::from_static(b"processing"), false);
@@ -141,5 +163,19 @@ mod tests {
         assert!(cache.get("acc", "t").is_ok());
         std::thread::sleep(OPEN_TTL + Duration::from_millis(20));
         assert!(cache.get("acc", "t").is_err());
+    }
+
+    #[test]
+    fn tasks_that_change_and_are_never_read_again_do_not_grow_it() {
+        let cache = TaskCache::new(true);
+        let before = cache.ticket("late");
+        for i in 0..MAX_ENTRIES + 10 {
+            cache.forget(&format!("t{i}"));
+        }
+        assert!(cache.len() <= MAX_ENTRIES, "{} entries", cache.len());
+        // A read from before the map was emptied may not fill it: its tombstone
+        // may have gone with the rest.
+        cache.put(before, "acc", "late", Bytes::from_static(b"stale"), false);
+        assert!(cache.get("acc", "late").is_err());
     }
 }
