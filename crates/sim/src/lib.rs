@@ -59,6 +59,8 @@ pub struct SimConfig {
     pub video: Vec<u8>,
     pub kling_access_key: String,
     pub kling_secret_key: String,
+    /// A static Kling API key, accepted instead of a JWT.
+    pub kling_api_key: String,
     /// `Key <fal_key>` for fal, `Bearer <replicate_token>` for replicate.
     pub fal_key: String,
     pub replicate_token: String,
@@ -90,6 +92,7 @@ impl Default for SimConfig {
             video: CLIP.to_vec(),
             kling_access_key: "ak-sim".to_owned(),
             kling_secret_key: "sk-sim".to_owned(),
+            kling_api_key: "kling-key-sim".to_owned(),
             fal_key: "fal-sim".to_owned(),
             replicate_token: "r8-sim".to_owned(),
             latency: Duration::ZERO,
@@ -120,6 +123,8 @@ pub struct Stats {
     pub by_protocol: [u64; 3],
     /// Requests whose credentials were wrong.
     pub unauthorized: u64,
+    /// The most polls ever in flight at once.
+    pub max_polls_in_flight: u64,
 }
 
 #[derive(Debug)]
@@ -138,6 +143,7 @@ struct Inner {
     config: SimConfig,
     tasks: HashMap<String, Task>,
     stats: Stats,
+    polls_in_flight: u64,
     next: u64,
     rng: u64,
     base: String,
@@ -146,6 +152,20 @@ struct Inner {
 }
 
 impl Inner {
+    fn new(config: SimConfig, base: String) -> Self {
+        let rng = config.seed.max(1);
+        Self {
+            config,
+            tasks: HashMap::new(),
+            stats: Stats::default(),
+            polls_in_flight: 0,
+            next: 0,
+            rng,
+            base,
+            last_bodies: HashMap::new(),
+        }
+    }
+
     /// xorshift64*: deterministic dice for the fault rates.
     fn roll(&mut self, rate: f64) -> bool {
         if rate <= 0.0 {
@@ -181,15 +201,7 @@ impl SimHandle {
 
     /// A handle for an address where no sim runs (a dead upstream in tests).
     pub fn unreachable(base_url: &str) -> Self {
-        let inner = Inner {
-            config: SimConfig::default(),
-            tasks: HashMap::new(),
-            stats: Stats::default(),
-            next: 0,
-            rng: 1,
-            base: base_url.to_owned(),
-            last_bodies: HashMap::new(),
-        };
+        let inner = Inner::new(SimConfig::default(), base_url.to_owned());
         Self { base_url: base_url.to_owned(), inner: Arc::new(Mutex::new(inner)) }
     }
 
@@ -212,16 +224,7 @@ impl SimHandle {
 pub async fn spawn_on(addr: std::net::SocketAddr, config: SimConfig) -> std::io::Result<SimHandle> {
     let listener = tokio::net::TcpListener::bind(addr).await?;
     let base = format!("http://{}", listener.local_addr()?);
-    let rng = config.seed.max(1);
-    let inner = Arc::new(Mutex::new(Inner {
-        config,
-        tasks: HashMap::new(),
-        stats: Stats::default(),
-        next: 0,
-        rng,
-        base: base.clone(),
-        last_bodies: HashMap::new(),
-    }));
+    let inner = Arc::new(Mutex::new(Inner::new(config, base.clone())));
     let app = Router::new()
         .route("/kling/v1/videos/{kind}", post(kling_submit))
         .route("/kling/v1/videos/{kind}/{id}", get(kling_poll))
@@ -259,6 +262,8 @@ async fn enter(s: &Shared, submit: bool) -> Option<Fault> {
             i.stats.submits += 1;
         } else {
             i.stats.polls += 1;
+            i.polls_in_flight += 1;
+            i.stats.max_polls_in_flight = i.stats.max_polls_in_flight.max(i.polls_in_flight);
         }
         let (rate, kind) = if submit {
             (i.config.submit_fault_rate, i.config.submit_fault)
@@ -271,6 +276,9 @@ async fn enter(s: &Shared, submit: bool) -> Option<Fault> {
         }
         (i.config.latency, fault)
     };
+    // A poll is in flight until its latency (or hang) is over, or its
+    // connection is dropped.
+    let _in_flight = (!submit).then(|| PollInFlight(s.clone()));
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
@@ -279,6 +287,16 @@ async fn enter(s: &Shared, submit: bool) -> Option<Fault> {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
     fault
+}
+
+struct PollInFlight(Shared);
+
+impl Drop for PollInFlight {
+    fn drop(&mut self) {
+        if let Ok(mut i) = self.0.lock() {
+            i.polls_in_flight = i.polls_in_flight.saturating_sub(1);
+        }
+    }
 }
 
 /// Registers an accepted task, rolling its fate.
@@ -377,9 +395,11 @@ fn bearer(h: &HeaderMap) -> &str {
 }
 
 fn kling_authorized(s: &Shared, h: &HeaderMap) -> bool {
-    let (ak, sk) =
-        s.lock().map(|i| (i.config.kling_access_key.clone(), i.config.kling_secret_key.clone())).unwrap_or_default();
-    verify_jwt(bearer(h), &ak, &sk, now_secs())
+    let Ok(i) = s.lock() else { return false };
+    let c = &i.config;
+    let token = bearer(h);
+    (!c.kling_api_key.is_empty() && token == c.kling_api_key)
+        || verify_jwt(token, &c.kling_access_key, &c.kling_secret_key, now_secs())
 }
 
 /// Credentials first, then the latency and fault dice; `Err` is the answer to
@@ -627,6 +647,7 @@ async fn stats(State(s): State<Shared>) -> Response {
     Json(json!({
         "submits": st.submits, "accepted": st.accepted, "polls": st.polls, "faults": st.faults,
         "cancels": st.cancels, "downloads": st.downloads, "unauthorized": st.unauthorized,
+        "max_polls_in_flight": st.max_polls_in_flight,
         "tasks": i.tasks.len(),
     }))
     .into_response()
@@ -657,15 +678,7 @@ mod tests {
 
     #[test]
     fn fault_rates_follow_the_seed() {
-        let mut a = Inner {
-            config: SimConfig::default(),
-            tasks: HashMap::new(),
-            stats: Stats::default(),
-            next: 0,
-            rng: 7,
-            base: String::new(),
-            last_bodies: HashMap::new(),
-        };
+        let mut a = Inner::new(SimConfig { seed: 7, ..SimConfig::default() }, String::new());
         let hits = (0..10_000).filter(|_| a.roll(0.3)).count();
         assert!((2700..3300).contains(&hits), "{hits}");
         assert!(!(0..1000).any(|_| a.roll(0.0)));

@@ -214,7 +214,7 @@ async fn poll_one(state: AppState, mut held: Held) {
                     Err(e) => tracing::warn!(error = %e, task_id = %held.task.id, "progress write failed"),
                 }
             }
-            let next = util::now_ms() + upstream::poll_delay(&state, age_ms).as_millis() as i64;
+            let next = util::now_ms() + upstream::poll_delay(&state.config, age_ms).as_millis() as i64;
             state.poller.hold(held, next);
         }
         Ok(upstream::Polled::Ended) => {}

@@ -33,9 +33,9 @@ pub(super) enum Step {
 /// The wait before the next poll of an attempt `age_ms` old: an eighth of its
 /// age, between the configured bounds, so it grows while a task runs long and
 /// needs no state to survive a takeover.
-pub fn poll_delay(state: &AppState, age_ms: i64) -> Duration {
-    let min = state.config.upstream_poll_min;
-    let max = state.config.upstream_poll_max.max(min);
+pub fn poll_delay(config: &crate::config::Config, age_ms: i64) -> Duration {
+    let min = config.upstream_poll_min;
+    let max = config.upstream_poll_max.max(min);
     Duration::from_millis((age_ms.max(0) / 8) as u64).clamp(min, max)
 }
 
@@ -193,7 +193,7 @@ async fn submit_next(
                 state.store.set_provider(&task.id, owner, &route.provider).await?;
                 tracing::info!(task_id = %task.id, provider = %route.provider, upstream_id = %handle.id, "submitted upstream");
                 attempts.push(attempt);
-                let due = util::now_ms() + poll_delay(state, 0).as_millis() as i64;
+                let due = util::now_ms() + poll_delay(&state.config, 0).as_millis() as i64;
                 hand_to_poller(state, task, owner, request, attempts, due).await?;
                 return Ok(Step::Handled);
             }
@@ -405,5 +405,22 @@ pub async fn cancel_upstream(state: AppState, task_id: String) {
         {
             tracing::warn!(task_id, provider = %a.provider, error = %e, "upstream cancel failed");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_interval_grows_with_the_attempts_age_within_its_bounds() {
+        let c = crate::config::Config::default();
+        assert_eq!((c.upstream_poll_min, c.upstream_poll_max), (Duration::from_secs(2), Duration::from_secs(30)));
+        assert_eq!(poll_delay(&c, 0), Duration::from_secs(2));
+        assert_eq!(poll_delay(&c, 16_000), Duration::from_secs(2));
+        assert_eq!(poll_delay(&c, 80_000), Duration::from_secs(10));
+        assert_eq!(poll_delay(&c, 240_000), Duration::from_secs(30));
+        assert_eq!(poll_delay(&c, 3_600_000), Duration::from_secs(30));
+        assert_eq!(poll_delay(&c, -5), Duration::from_secs(2), "a clock step back is not a negative wait");
     }
 }

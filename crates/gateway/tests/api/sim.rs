@@ -30,6 +30,7 @@ impl Secrets {
             ("kling-sk", d.kling_secret_key),
             ("fal", d.fal_key),
             ("replicate", d.replicate_token),
+            ("kling-key", d.kling_api_key),
             ("wrong", "not-the-secret".to_owned()),
         ] {
             std::fs::write(dir.path().join(name), value).unwrap();
@@ -708,3 +709,46 @@ async fn two_replicas_on_postgres_share_upstream_tasks_and_settle_each_once() {
     a.stop().await;
     b.stop().await;
 }
+
+both_backends!(a_static_kling_api_key_works_instead_of_the_jwt, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let Some(app) = gateway(backend, &secrets, &[("kling", "kling", &upstream, 0.05)], |c| {
+        let p = c.providers.get_mut("kling").unwrap();
+        (p.access_key_file, p.secret_key_file) = (None, None);
+        p.api_key_file = secrets.file("kling-key");
+    })
+    .await
+    else {
+        return;
+    };
+    let (_, id, done) = one_task(&app).await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert_eq!(outline(&attempts(&app, &id).await), [("kling".to_owned(), "succeeded".to_owned())]);
+    assert_eq!(upstream.stats().unauthorized, 0);
+    app.stop().await;
+});
+
+both_backends!(polls_stay_within_the_providers_concurrency_bound, |backend| async move {
+    let secrets = Secrets::new();
+    // Every answer takes 100 ms, so due polls pile up behind the bound.
+    let slow = sim(SimConfig { latency: Duration::from_millis(100), polls_to_finish: 3, ..SimConfig::default() }).await;
+    let Some(app) = gateway(backend, &secrets, &[("slow", "replicate", &slow, 0.05)], |c| {
+        c.workers = 4;
+        c.providers.get_mut("slow").unwrap().max_concurrent_polls = Some(2);
+    })
+    .await
+    else {
+        return;
+    };
+    let mut ids = Vec::new();
+    for _ in 0..8 {
+        let (_, t) = app.create(&t2v()).await;
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    for id in &ids {
+        assert_eq!(finished(&app, id).await["status"], "completed");
+    }
+    assert_eq!(slow.stats().max_polls_in_flight, 2, "{:?}", slow.stats());
+    app.stop().await;
+});
