@@ -720,4 +720,87 @@ mod tests {
             }
         }
     }
+
+    #[test]
+    fn each_named_move_comes_from_its_words_and_the_default_is_fixed() {
+        let cases = [
+            ("a slow zoom in on the face", Motion::ZoomIn),
+            ("pull back to reveal the valley", Motion::ZoomOut),
+            ("pan left across the skyline", Motion::PanLeft),
+            ("pan right over the harbour", Motion::PanRight),
+            ("tilt up to the summit", Motion::TiltUp),
+            ("tilt down to the river", Motion::TiltDown),
+            ("orbit the statue", Motion::Drift),
+            ("a locked static shot", Motion::Static),
+        ];
+        for (prompt, motion) in cases {
+            assert_eq!(Motion::from_prompt(prompt), motion, "{prompt}");
+        }
+        let default = Motion::from_prompt("a quiet lake at dawn");
+        assert_eq!(Motion::from_prompt("a quiet lake at dawn"), default);
+        assert_ne!(default, Motion::Static, "no move named is not a still picture");
+    }
+
+    #[test]
+    fn every_move_stays_inside_the_picture_and_glides_without_jumps() {
+        let decode = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
+        let moves = ["zoom in", "zoom out", "pan left", "pan right", "tilt up", "tilt down", "orbit", "static"];
+        for prompt in moves {
+            let spec = VideoSpec {
+                short_side: 144,
+                aspect: None,
+                duration_secs: 3,
+                prompt: prompt.to_owned(),
+                start_image: Some(png(320, 200, 1)),
+                end_image: None,
+                element_images: Vec::new(),
+                shots: ShotPlan::Single,
+                sound: false,
+                watermark: false,
+            };
+            let (w, h) = crate::output_size(144, (320, 200));
+            let plan = Plan::new(&spec, spec.start_image.as_deref().map(decode), None, w, h).unwrap();
+            let (pw, ph) = (plan.work.w as f32, plan.work.h as f32);
+            let total = 3 * crate::FPS;
+            let mut last: Option<Window> = None;
+            for i in 0..total {
+                let win = plan.window(i);
+                // Never past the picture's edge.
+                assert!(win.x0 >= -1e-3 && win.y0 >= -1e-3, "{prompt} frame {i}: {win:?}");
+                assert!(win.x0 + win.vw <= pw + 1e-3 && win.y0 + win.vh <= ph + 1e-3, "{prompt} frame {i}: {win:?}");
+                // Sub-pixel steps between frames, easing to rest at both ends.
+                if let Some(prev) = last {
+                    let step = (win.x0 - prev.x0).abs().max((win.y0 - prev.y0).abs()).max((win.vw - prev.vw).abs());
+                    assert!(step < 1.0, "{prompt} jumps {step:.2} px at frame {i}");
+                    if i == 1 || i == total - 1 {
+                        assert!(step < 0.05, "{prompt} does not ease at frame {i}: {step:.3} px");
+                    }
+                }
+                last = Some(win);
+            }
+        }
+    }
+
+    #[test]
+    fn intelligence_plans_two_or_three_shots_that_fill_the_clip_with_distinct_moves() {
+        for (secs, n) in [(3, 2), (6, 2), (7, 3), (15, 3)] {
+            let spec = VideoSpec {
+                short_side: 144,
+                aspect: Some((16, 9)),
+                duration_secs: secs,
+                prompt: "a harbour at dusk".to_owned(),
+                start_image: None,
+                end_image: None,
+                element_images: Vec::new(),
+                shots: ShotPlan::Intelligence,
+                sound: false,
+                watermark: false,
+            };
+            let total = secs * crate::FPS;
+            let shots = plan_shots(&spec, total).unwrap();
+            assert_eq!(shots.len(), n, "{secs} s");
+            assert_eq!(shots.iter().map(|s| s.len).sum::<u32>(), total);
+            assert!(shots.windows(2).all(|p| p[0].start + p[0].len == p[1].start && p[0].motion != p[1].motion));
+        }
+    }
 }
