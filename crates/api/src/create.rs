@@ -39,9 +39,10 @@ pub struct ParseOptions {
 /// `exp` and `sig`); whether it is genuine is for the server's signature check.
 pub fn is_file_link(url: &str) -> bool {
     let Ok(u) = url::Url::parse(url) else { return false };
-    let id_ok = u.path().strip_prefix("/files/file-").is_some_and(|id| {
-        !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric())
-    });
+    let id_ok = u
+        .path()
+        .strip_prefix("/files/file-")
+        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
     let q = u.query().unwrap_or("");
     id_ok && q.split('&').any(|p| p.starts_with("exp=")) && q.split('&').any(|p| p.starts_with("sig="))
 }
@@ -62,10 +63,7 @@ impl std::fmt::Display for FieldError {
 impl std::error::Error for FieldError {}
 
 fn err(param: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError {
-        param: param.into(),
-        message: message.into(),
-    }
+    FieldError { param: param.into(), message: message.into() }
 }
 
 /// An image as given: bytes at hand (checked), or a URL to fetch later.
@@ -200,14 +198,8 @@ impl CreateTask {
             }
         }
         if !self.element_ids.is_empty() {
-            params.element_list = Some(
-                self.element_ids
-                    .iter()
-                    .map(|id| ElementRef {
-                        element_id: id.clone(),
-                    })
-                    .collect(),
-            );
+            params.element_list =
+                Some(self.element_ids.iter().map(|id| ElementRef { element_id: id.clone() }).collect());
         }
         if self.watermark {
             params.watermark_info = Some(WatermarkInfo { enabled: true });
@@ -218,13 +210,7 @@ impl CreateTask {
             params.reference_type = Some("image_refer".to_owned());
             params.element_image_list = Some(ElementImageList {
                 frontal_image: el.frontal_image.to_wire_string(),
-                refer_images: el
-                    .refer_images
-                    .iter()
-                    .map(|i| ReferImage {
-                        image_url: i.to_wire_string(),
-                    })
-                    .collect(),
+                refer_images: el.refer_images.iter().map(|i| ReferImage { image_url: i.to_wire_string() }).collect(),
             });
         }
         let has_params = params != ModelParams::default();
@@ -357,9 +343,7 @@ pub struct ReferImage {
 
 /// Reads and validates a create body.
 pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, FieldError> {
-    let obj = body
-        .as_object()
-        .ok_or_else(|| err("body", "The body must be a JSON object."))?;
+    let obj = body.as_object().ok_or_else(|| err("body", "The body must be a JSON object."))?;
     let model = match obj.get("model") {
         None | Some(Value::Null) => return Err(err("model", "model is required.")),
         Some(Value::String(s)) => ModelId::parse(s).ok_or_else(|| {
@@ -367,11 +351,7 @@ pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, Fie
                 "model",
                 format!(
                     "Unknown model {s:?}; use one of {}.",
-                    ModelId::ALL
-                        .iter()
-                        .map(|m| m.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
+                    ModelId::ALL.iter().map(|m| m.as_str()).collect::<Vec<_>>().join(", ")
                 ),
             )
         })?,
@@ -394,17 +374,11 @@ pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, Fie
         Some(Value::Number(n)) => match n.as_u64() {
             Some(d) if (3..=15).contains(&d) => d as u32,
             _ => {
-                return Err(err(
-                    "duration",
-                    "duration must be an integer from 3 to 15 (seconds).",
-                ));
+                return Err(err("duration", "duration must be an integer from 3 to 15 (seconds)."));
             }
         },
         Some(_) => {
-            return Err(err(
-                "duration",
-                "duration must be an integer from 3 to 15 (seconds).",
-            ));
+            return Err(err("duration", "duration must be an integer from 3 to 15 (seconds)."));
         }
     };
     let quality = enum_field(obj, "quality", Quality::parse, "720p or 1080p")?.unwrap_or_default();
@@ -412,8 +386,7 @@ pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, Fie
     let aspect_ratio = if is_i2v {
         AspectRatio::default()
     } else {
-        enum_field(obj, "aspect_ratio", AspectRatio::parse, "16:9, 9:16 or 1:1")?
-            .unwrap_or_default()
+        enum_field(obj, "aspect_ratio", AspectRatio::parse, "16:9, 9:16 or 1:1")?.unwrap_or_default()
     };
     let callback_url = parse_callback(obj, opts)?;
 
@@ -421,27 +394,18 @@ pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, Fie
         None | Some(Value::Null) => false,
         Some(Value::Bool(b)) => *b,
         Some(_) => {
-            return Err(err(
-                "model_params.multi_shot",
-                "multi_shot must be true or false.",
-            ));
+            return Err(err("model_params.multi_shot", "multi_shot must be true or false."));
         }
     };
 
     let element_ids = match params.get("element_list") {
         None | Some(Value::Null) => Vec::new(),
         Some(_) if !is_i2v => {
-            return Err(err(
-                "model_params.element_list",
-                "element_list is only for kling-v3-image-to-video.",
-            ));
+            return Err(err("model_params.element_list", "element_list is only for kling-v3-image-to-video."));
         }
         Some(Value::Array(items)) => {
             if items.len() > MAX_ELEMENTS {
-                return Err(err(
-                    "model_params.element_list",
-                    "element_list takes at most 3 elements.",
-                ));
+                return Err(err("model_params.element_list", "element_list takes at most 3 elements."));
             }
             let mut ids = Vec::with_capacity(items.len());
             for (i, item) in items.iter().enumerate() {
@@ -463,48 +427,32 @@ pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, Fie
             ));
         }
     };
-    let multi = if multi_shot {
-        Some(parse_multi_shot(&params, duration, element_ids.len())?)
-    } else {
-        None
-    };
+    let multi = if multi_shot { Some(parse_multi_shot(&params, duration, element_ids.len())?) } else { None };
     let watermark = match params.get("watermark_info") {
         None | Some(Value::Null) => false,
         Some(Value::Object(w)) => match w.get("enabled") {
             None | Some(Value::Null) => false,
             Some(Value::Bool(b)) => *b,
             Some(_) => {
-                return Err(err(
-                    "model_params.watermark_info.enabled",
-                    "enabled must be true or false.",
-                ));
+                return Err(err("model_params.watermark_info.enabled", "enabled must be true or false."));
             }
         },
         Some(_) => {
-            return Err(err(
-                "model_params.watermark_info",
-                "watermark_info must be an object.",
-            ));
+            return Err(err("model_params.watermark_info", "watermark_info must be an object."));
         }
     };
 
     let (image_start, image_end) = if is_i2v {
         let start = match obj.get("image_start") {
             None | Some(Value::Null) => {
-                return Err(err(
-                    "image_start",
-                    "image_start is required for image-to-video.",
-                ));
+                return Err(err("image_start", "image_start is required for image-to-video."));
             }
             Some(v) => parse_image(v, "image_start", opts)?,
         };
         let end = match obj.get("image_end") {
             None | Some(Value::Null) => None,
             Some(_) if multi_shot => {
-                return Err(err(
-                    "image_end",
-                    "image_end cannot be combined with model_params.multi_shot.",
-                ));
+                return Err(err("image_end", "image_end cannot be combined with model_params.multi_shot."));
             }
             Some(v) => Some(parse_image(v, "image_end", opts)?),
         };
@@ -512,10 +460,7 @@ pub fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask, Fie
     } else {
         for field in ["image_start", "image_end"] {
             if obj.get(field).is_some_and(|v| !v.is_null()) {
-                return Err(err(
-                    field,
-                    format!("{field} is not accepted by kling-v3-text-to-video."),
-                ));
+                return Err(err(field, format!("{field} is not accepted by kling-v3-text-to-video.")));
             }
         }
         (None, None)
@@ -575,11 +520,7 @@ fn check_element_refs(prompt: &str, elements: usize, param: &str) -> Result<(), 
     Ok(())
 }
 
-fn parse_multi_shot(
-    params: &Map<String, Value>,
-    duration: u32,
-    elements: usize,
-) -> Result<MultiShot, FieldError> {
+fn parse_multi_shot(params: &Map<String, Value>, duration: u32, elements: usize) -> Result<MultiShot, FieldError> {
     let shot_type = match params.get("shot_type") {
         None | Some(Value::Null) => {
             return Err(err(
@@ -589,10 +530,7 @@ fn parse_multi_shot(
         }
         Some(Value::String(s)) if s == "customize" || s == "intelligence" => s.as_str(),
         Some(_) => {
-            return Err(err(
-                "model_params.shot_type",
-                "shot_type must be customize or intelligence.",
-            ));
+            return Err(err("model_params.shot_type", "shot_type must be customize or intelligence."));
         }
     };
     if shot_type == "intelligence" {
@@ -600,71 +538,45 @@ fn parse_multi_shot(
     }
     let items = match params.get("multi_prompt") {
         None | Some(Value::Null) => {
-            return Err(err(
-                "model_params.multi_prompt",
-                "multi_prompt is required with shot_type customize.",
-            ));
+            return Err(err("model_params.multi_prompt", "multi_prompt is required with shot_type customize."));
         }
         Some(Value::Array(a)) => a,
         Some(_) => {
-            return Err(err(
-                "model_params.multi_prompt",
-                "multi_prompt must be an array.",
-            ));
+            return Err(err("model_params.multi_prompt", "multi_prompt must be an array."));
         }
     };
     if items.is_empty() || items.len() > MAX_SHOTS {
-        return Err(err(
-            "model_params.multi_prompt",
-            "multi_prompt takes 1 to 6 shots.",
-        ));
+        return Err(err("model_params.multi_prompt", "multi_prompt takes 1 to 6 shots."));
     }
     let mut shots = Vec::with_capacity(items.len());
     for (i, item) in items.iter().enumerate() {
         let base = format!("model_params.multi_prompt[{i}]");
-        let item = item
-            .as_object()
-            .ok_or_else(|| err(base.clone(), "Each shot must be an object."))?;
+        let item = item.as_object().ok_or_else(|| err(base.clone(), "Each shot must be an object."))?;
         let index = match item.get("index") {
             Some(Value::Number(n)) => match n.as_u64() {
                 Some(v) if v >= 1 && v <= MAX_SHOTS as u64 => v as u32,
                 _ => {
-                    return Err(err(
-                        format!("{base}.index"),
-                        "index must be an integer from 1 to 6.",
-                    ));
+                    return Err(err(format!("{base}.index"), "index must be an integer from 1 to 6."));
                 }
             },
             _ => {
-                return Err(err(
-                    format!("{base}.index"),
-                    "index must be an integer from 1 to 6.",
-                ));
+                return Err(err(format!("{base}.index"), "index must be an integer from 1 to 6."));
             }
         };
         if index as usize != i + 1 {
             return Err(err(
                 format!("{base}.index"),
-                format!(
-                    "Shots must be numbered 1, 2, 3... in order; expected {}.",
-                    i + 1
-                ),
+                format!("Shots must be numbered 1, 2, 3... in order; expected {}.", i + 1),
             ));
         }
         let prompt = match item.get("prompt") {
             Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
             _ => {
-                return Err(err(
-                    format!("{base}.prompt"),
-                    "prompt must be a non-empty string.",
-                ));
+                return Err(err(format!("{base}.prompt"), "prompt must be a non-empty string."));
             }
         };
         if prompt.chars().count() > MAX_SHOT_PROMPT_CHARS {
-            return Err(err(
-                format!("{base}.prompt"),
-                "A shot's prompt is limited to 512 characters.",
-            ));
+            return Err(err(format!("{base}.prompt"), "A shot's prompt is limited to 512 characters."));
         }
         check_element_refs(&prompt, elements, &format!("{base}.prompt"))?;
         let d = match item.get("duration") {
@@ -672,13 +584,12 @@ fn parse_multi_shot(
             _ => None,
         }
         .ok_or_else(|| {
-            err(format!("{base}.duration"), "duration must be a string holding a whole number of seconds from 1 to 15, e.g. \"3\".")
+            err(
+                format!("{base}.duration"),
+                "duration must be a string holding a whole number of seconds from 1 to 15, e.g. \"3\".",
+            )
         })?;
-        shots.push(ShotPrompt {
-            index,
-            prompt,
-            duration: d,
-        });
+        shots.push(ShotPrompt { index, prompt, duration: d });
     }
     let total: u32 = shots.iter().map(|s| s.duration).sum();
     if total != duration {
@@ -698,32 +609,20 @@ fn parse_element(
     let name = match params.get("element_name") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         _ => {
-            return Err(err(
-                "model_params.element_name",
-                "element_name is required.",
-            ));
+            return Err(err("model_params.element_name", "element_name is required."));
         }
     };
     if name.chars().count() > MAX_ELEMENT_NAME_CHARS {
-        return Err(err(
-            "model_params.element_name",
-            "element_name is limited to 20 characters.",
-        ));
+        return Err(err("model_params.element_name", "element_name is limited to 20 characters."));
     }
     let description = match params.get("element_description") {
         Some(Value::String(s)) if !s.trim().is_empty() => s.clone(),
         _ => {
-            return Err(err(
-                "model_params.element_description",
-                "element_description is required.",
-            ));
+            return Err(err("model_params.element_description", "element_description is required."));
         }
     };
     if description.chars().count() > MAX_ELEMENT_DESCRIPTION_CHARS {
-        return Err(err(
-            "model_params.element_description",
-            "element_description is limited to 100 characters.",
-        ));
+        return Err(err("model_params.element_description", "element_description is limited to 100 characters."));
     }
     match params.get("reference_type") {
         None | Some(Value::Null) => {}
@@ -735,45 +634,31 @@ fn parse_element(
             ));
         }
         Some(_) => {
-            return Err(err(
-                "model_params.reference_type",
-                "reference_type must be image_refer.",
-            ));
+            return Err(err("model_params.reference_type", "reference_type must be image_refer."));
         }
     }
     let list = match params.get("element_image_list") {
         Some(Value::Object(m)) => m,
         _ => {
-            return Err(err(
-                "model_params.element_image_list",
-                "element_image_list is required.",
-            ));
+            return Err(err("model_params.element_image_list", "element_image_list is required."));
         }
     };
     let frontal = match list.get("frontal_image") {
         None | Some(Value::Null) => {
-            return Err(err(
-                "model_params.element_image_list.frontal_image",
-                "frontal_image is required.",
-            ));
+            return Err(err("model_params.element_image_list.frontal_image", "frontal_image is required."));
         }
         Some(v) => parse_image(v, "model_params.element_image_list.frontal_image", opts)?,
     };
     let refs = match list.get("refer_images") {
         Some(Value::Array(a)) if !a.is_empty() && a.len() <= MAX_REFER_IMAGES => a,
         _ => {
-            return Err(err(
-                "model_params.element_image_list.refer_images",
-                "refer_images takes 1 to 3 images.",
-            ));
+            return Err(err("model_params.element_image_list.refer_images", "refer_images takes 1 to 3 images."));
         }
     };
     let mut refer_images = Vec::with_capacity(refs.len());
     for (i, r) in refs.iter().enumerate() {
         let param = format!("model_params.element_image_list.refer_images[{i}].image_url");
-        let v = r
-            .get("image_url")
-            .ok_or_else(|| err(param.clone(), "image_url is required."))?;
+        let v = r.get("image_url").ok_or_else(|| err(param.clone(), "image_url is required."))?;
         refer_images.push(parse_image(v, &param, opts)?);
     }
     let callback_url = parse_callback(obj, opts)?;
@@ -791,21 +676,11 @@ fn parse_element(
         multi_shot: None,
         element_ids: Vec::new(),
         watermark: false,
-        element: Some(ElementSpec {
-            name,
-            description,
-            frontal_image: frontal,
-            refer_images,
-        }),
+        element: Some(ElementSpec { name, description, frontal_image: frontal, refer_images }),
     })
 }
 
-fn opt_string(
-    obj: &Map<String, Value>,
-    key: &str,
-    param: &str,
-    max: usize,
-) -> Result<Option<String>, FieldError> {
+fn opt_string(obj: &Map<String, Value>, key: &str, param: &str, max: usize) -> Result<Option<String>, FieldError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
         Some(Value::String(s)) => {
@@ -827,27 +702,19 @@ fn enum_field<T>(
 ) -> Result<Option<T>, FieldError> {
     match obj.get(key) {
         None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => parse(s)
-            .map(Some)
-            .ok_or_else(|| err(key, format!("{key} must be {allowed}."))),
+        Some(Value::String(s)) => parse(s).map(Some).ok_or_else(|| err(key, format!("{key} must be {allowed}."))),
         Some(_) => Err(err(key, format!("{key} must be {allowed}."))),
     }
 }
 
-fn parse_callback(
-    obj: &Map<String, Value>,
-    opts: &ParseOptions,
-) -> Result<Option<String>, FieldError> {
+fn parse_callback(obj: &Map<String, Value>, opts: &ParseOptions) -> Result<Option<String>, FieldError> {
     let raw = match obj.get("callback_url") {
         None | Some(Value::Null) => return Ok(None),
         Some(Value::String(s)) => s,
         Some(_) => return Err(err("callback_url", "callback_url must be a string.")),
     };
     if raw.chars().count() > MAX_URL_CHARS {
-        return Err(err(
-            "callback_url",
-            "callback_url is limited to 2048 characters.",
-        ));
+        return Err(err("callback_url", "callback_url is limited to 2048 characters."));
     }
     check_url(raw, "callback_url", opts)?;
     Ok(Some(raw.clone()))
@@ -871,10 +738,7 @@ fn check_url(raw: &str, param: &str, opts: &ParseOptions) -> Result<url::Url, Fi
         && (url_literal_ip(&url).is_some_and(is_forbidden_ip)
             || matches!(url.host(), Some(url::Host::Domain(d)) if is_local_host_name(d)))
     {
-        return Err(err(
-            param,
-            "The URL points to a private, loopback or reserved address.",
-        ));
+        return Err(err(param, "The URL points to a private, loopback or reserved address."));
     }
     Ok(url)
 }
@@ -889,39 +753,23 @@ const LENIENT_B64: base64::engine::GeneralPurpose = base64::engine::GeneralPurpo
 /// An image field: a checked `data:` URI, or a URL whose shape and literal address
 /// are checked here (its content is checked when the task fetches it).
 fn parse_image(v: &Value, param: &str, opts: &ParseOptions) -> Result<ImageSource, FieldError> {
-    let s = v
-        .as_str()
-        .ok_or_else(|| err(param, "The image must be a URL or a data: URI string."))?;
+    let s = v.as_str().ok_or_else(|| err(param, "The image must be a URL or a data: URI string."))?;
     if opts.trust_file_links && s.len() <= MAX_URL_CHARS && is_file_link(s) {
         return Ok(ImageSource::Url(s.to_owned()));
     }
     if let Some(rest) = s.strip_prefix("data:") {
-        let (meta, data) = rest
-            .split_once(',')
-            .ok_or_else(|| err(param, "The data: URI is malformed."))?;
-        let mime = meta
-            .strip_suffix(";base64")
-            .ok_or_else(|| err(param, "The data: URI must be base64 encoded."))?;
-        if !matches!(
-            mime.to_ascii_lowercase().as_str(),
-            "image/png" | "image/jpeg" | "image/jpg"
-        ) {
-            return Err(err(
-                param,
-                "Only image/png and image/jpeg data: URIs are accepted.",
-            ));
+        let (meta, data) = rest.split_once(',').ok_or_else(|| err(param, "The data: URI is malformed."))?;
+        let mime = meta.strip_suffix(";base64").ok_or_else(|| err(param, "The data: URI must be base64 encoded."))?;
+        if !matches!(mime.to_ascii_lowercase().as_str(), "image/png" | "image/jpeg" | "image/jpg") {
+            return Err(err(param, "Only image/png and image/jpeg data: URIs are accepted."));
         }
         // Bound the work before decoding: base64 is 4 characters per 3 bytes.
         if data.len() / 4 * 3 > MAX_IMAGE_BYTES + 3 {
             return Err(err(param, "The image is larger than 10 MB."));
         }
-        let bytes = LENIENT_B64
-            .decode(data.trim())
-            .map_err(|_| err(param, "The data: URI is not valid base64."))?;
-        let info = sniff_image(&bytes)
-            .map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
-        check_image_rules(&info)
-            .map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
+        let bytes = LENIENT_B64.decode(data.trim()).map_err(|_| err(param, "The data: URI is not valid base64."))?;
+        let info = sniff_image(&bytes).map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
+        check_image_rules(&info).map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
         return Ok(ImageSource::Inline { bytes, info });
     }
     if s.chars().count() > MAX_URL_CHARS {
@@ -940,10 +788,7 @@ mod tests {
     use crate::image::tests::{jpeg_header, png_header};
 
     fn uri(bytes: &[u8]) -> String {
-        format!(
-            "data:image/png;base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(bytes)
-        )
+        format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
     }
 
     fn i2v() -> Value {
@@ -969,10 +814,7 @@ mod tests {
             Ok(t) => t,
             Err(e) => unreachable!("{e}"),
         };
-        assert_eq!(
-            (t.duration, t.quality, t.sound, t.watermark),
-            (5, Quality::P720, Sound::Off, false)
-        );
+        assert_eq!((t.duration, t.quality, t.sound, t.watermark), (5, Quality::P720, Sound::Off, false));
         assert_eq!(t.price().units(), 270_000);
         assert!(matches!(t.image_start, Some(ImageSource::Inline { .. })));
     }
@@ -987,56 +829,23 @@ mod tests {
             (with(i2v(), "prompt", json!("x".repeat(2501))), "prompt"),
             (with(i2v(), "negative_prompt", json!(3)), "negative_prompt"),
             (with(i2v(), "image_start", json!(null)), "image_start"),
-            (
-                with(i2v(), "image_start", json!("http://example.com/a.png")),
-                "image_start",
-            ),
-            (
-                with(i2v(), "image_start", json!("https://10.0.0.1/a.png")),
-                "image_start",
-            ),
-            (
-                with(i2v(), "image_start", json!(uri(&png_header(299, 400)))),
-                "image_start",
-            ),
-            (
-                with(i2v(), "image_start", json!(uri(&png_header(751, 300)))),
-                "image_start",
-            ),
-            (
-                with(i2v(), "image_start", json!(uri(b"GIF89a...."))),
-                "image_start",
-            ),
-            (
-                with(i2v(), "image_end", json!(uri(&png_header(10, 10)))),
-                "image_end",
-            ),
+            (with(i2v(), "image_start", json!("http://example.com/a.png")), "image_start"),
+            (with(i2v(), "image_start", json!("https://10.0.0.1/a.png")), "image_start"),
+            (with(i2v(), "image_start", json!(uri(&png_header(299, 400)))), "image_start"),
+            (with(i2v(), "image_start", json!(uri(&png_header(751, 300)))), "image_start"),
+            (with(i2v(), "image_start", json!(uri(b"GIF89a...."))), "image_start"),
+            (with(i2v(), "image_end", json!(uri(&png_header(10, 10)))), "image_end"),
             (with(i2v(), "duration", json!(2)), "duration"),
             (with(i2v(), "duration", json!(16)), "duration"),
             (with(i2v(), "duration", json!(4.5)), "duration"),
             (with(i2v(), "duration", json!(-3)), "duration"),
             (with(i2v(), "quality", json!("480p")), "quality"),
             (with(i2v(), "sound", json!("loud")), "sound"),
-            (
-                with(i2v(), "callback_url", json!("http://x.example/cb")),
-                "callback_url",
-            ),
-            (
-                with(i2v(), "callback_url", json!("https://user:pw@x.example/cb")),
-                "callback_url",
-            ),
-            (
-                with(i2v(), "callback_url", json!("https://[fd00::1]/cb")),
-                "callback_url",
-            ),
-            (
-                with(i2v(), "callback_url", json!("https://0x7f.1/cb")),
-                "callback_url",
-            ),
-            (
-                with(i2v(), "prompt", json!("see <<<element_1>>>")),
-                "prompt",
-            ),
+            (with(i2v(), "callback_url", json!("http://x.example/cb")), "callback_url"),
+            (with(i2v(), "callback_url", json!("https://user:pw@x.example/cb")), "callback_url"),
+            (with(i2v(), "callback_url", json!("https://[fd00::1]/cb")), "callback_url"),
+            (with(i2v(), "callback_url", json!("https://0x7f.1/cb")), "callback_url"),
+            (with(i2v(), "prompt", json!("see <<<element_1>>>")), "prompt"),
             (
                 with(
                     i2v(),
@@ -1062,30 +871,17 @@ mod tests {
                 "model_params.multi_prompt[0].prompt",
             ),
             (
-                with(
-                    i2v(),
-                    "model_params",
-                    json!({"element_list": [{"element_id": ""}]}),
-                ),
+                with(i2v(), "model_params", json!({"element_list": [{"element_id": ""}]})),
                 "model_params.element_list[0].element_id",
             ),
-            (
-                with(i2v(), "model_params", json!({"watermark_info": true})),
-                "model_params.watermark_info",
-            ),
+            (with(i2v(), "model_params", json!({"watermark_info": true})), "model_params.watermark_info"),
             (with(i2v(), "model_params", json!(5)), "model_params"),
-            (
-                json!({"model": "kling-v3-text-to-video", "prompt": "p", "image_end": img}),
-                "image_end",
-            ),
+            (json!({"model": "kling-v3-text-to-video", "prompt": "p", "image_end": img}), "image_end"),
             (
                 json!({"model": "kling-v3-text-to-video", "prompt": "p", "model_params": {"element_list": []}}),
                 "model_params.element_list",
             ),
-            (
-                json!({"model": "kling-v3-text-to-video", "prompt": "  "}),
-                "prompt",
-            ),
+            (json!({"model": "kling-v3-text-to-video", "prompt": "  "}), "prompt"),
         ];
         for (body, param) in cases {
             assert_eq!(param_of(body.clone()), param, "{body}");
@@ -1108,7 +904,8 @@ mod tests {
         );
         let bad = with(body.clone(), "duration", json!(6));
         assert_eq!(param_of(bad), "model_params.multi_prompt");
-        let t2v = json!({"model": "kling-v3-text-to-video", "duration": 5, "model_params": body["model_params"].clone()});
+        let t2v =
+            json!({"model": "kling-v3-text-to-video", "duration": 5, "model_params": body["model_params"].clone()});
         assert_eq!(param_of(t2v), "<ok>");
     }
 
@@ -1116,10 +913,7 @@ mod tests {
     fn private_urls_are_allowed_only_when_configured() {
         let body = with(i2v(), "image_start", json!("http://127.0.0.1:9000/a.png"));
         assert_eq!(param_of(body.clone()), "image_start");
-        let opts = ParseOptions {
-            allow_private_urls: true,
-            trust_file_links: false,
-        };
+        let opts = ParseOptions { allow_private_urls: true, trust_file_links: false };
         assert!(parse_create(&body, &opts).is_ok());
     }
 
@@ -1142,24 +936,14 @@ mod tests {
         let ok = json!({"model": "kling-custom-element", "model_params": {"element_name": "cat", "element_description": "a cat",
             "element_image_list": {"frontal_image": img, "refer_images": [{"image_url": img}]}}});
         let t = parse_create(&ok, &ParseOptions::default()).map_err(|e| e.to_string());
-        assert!(
-            matches!(&t, Ok(t) if t.price().units() == 10_000 && t.video_duration() == 0),
-            "{t:?}"
-        );
+        assert!(matches!(&t, Ok(t) if t.price().units() == 10_000 && t.video_duration() == 0), "{t:?}");
         let mut bad = ok.clone();
         bad["model_params"]["element_image_list"]["refer_images"] =
             json!([{"image_url": img}, {"image_url": img}, {"image_url": img}, {"image_url": img}]);
-        assert_eq!(
-            param_of(bad),
-            "model_params.element_image_list.refer_images"
-        );
+        assert_eq!(param_of(bad), "model_params.element_image_list.refer_images");
         let mut bad = ok.clone();
-        bad["model_params"]["element_image_list"]["refer_images"] =
-            json!([{"image_url": "ftp://x"}]);
-        assert_eq!(
-            param_of(bad),
-            "model_params.element_image_list.refer_images[0].image_url"
-        );
+        bad["model_params"]["element_image_list"]["refer_images"] = json!([{"image_url": "ftp://x"}]);
+        assert_eq!(param_of(bad), "model_params.element_image_list.refer_images[0].image_url");
     }
 
     #[test]
@@ -1195,10 +979,7 @@ mod tests {
         }
     }
 
-    const DEV: ParseOptions = ParseOptions {
-        allow_private_urls: true,
-        trust_file_links: false,
-    };
+    const DEV: ParseOptions = ParseOptions { allow_private_urls: true, trust_file_links: false };
 
     #[test]
     fn file_links_skip_address_checks_only_when_trusted() {
@@ -1216,12 +997,7 @@ mod tests {
     }
 
     fn shots(items: &[(u32, &str, &str)]) -> Value {
-        Value::Array(
-            items
-                .iter()
-                .map(|(i, p, d)| json!({"index": i, "prompt": p, "duration": d}))
-                .collect(),
-        )
+        Value::Array(items.iter().map(|(i, p, d)| json!({"index": i, "prompt": p, "duration": d})).collect())
     }
 
     #[test]
@@ -1239,10 +1015,7 @@ mod tests {
         assert_eq!(fail(&json!({"model": null})).param, "model");
         assert_eq!(fail(&json!({"model": 7})).param, "model");
         let e = fail(&json!({"model": "kling-v2-master"}));
-        assert!(
-            e.param == "model" && e.message.contains("kling-v3-image-to-video"),
-            "{e}"
-        );
+        assert!(e.param == "model" && e.message.contains("kling-v3-image-to-video"), "{e}");
     }
 
     #[test]
@@ -1264,20 +1037,9 @@ mod tests {
 
     #[test]
     fn negative_prompt_is_limited_to_2500_characters() {
-        assert_eq!(
-            ok(&with(i2v(), "negative_prompt", json!("blur")))
-                .negative_prompt
-                .as_deref(),
-            Some("blur")
-        );
-        assert_eq!(
-            fail(&with(i2v(), "negative_prompt", json!("n".repeat(2501)))).param,
-            "negative_prompt"
-        );
-        assert_eq!(
-            fail(&with(t2v(), "negative_prompt", json!(false))).param,
-            "negative_prompt"
-        );
+        assert_eq!(ok(&with(i2v(), "negative_prompt", json!("blur"))).negative_prompt.as_deref(), Some("blur"));
+        assert_eq!(fail(&with(i2v(), "negative_prompt", json!("n".repeat(2501)))).param, "negative_prompt");
+        assert_eq!(fail(&with(t2v(), "negative_prompt", json!(false))).param, "negative_prompt");
     }
 
     #[test]
@@ -1285,42 +1047,20 @@ mod tests {
         let mut b = i2v();
         b.as_object_mut().map(|o| o.remove("image_start"));
         let e = fail(&b);
-        assert!(
-            e.param == "image_start" && e.message.contains("required"),
-            "{e}"
-        );
-        assert_eq!(
-            fail(&with(i2v(), "image_start", json!(12))).param,
-            "image_start"
-        );
-        assert_eq!(
-            fail(&with(i2v(), "image_start", json!(""))).param,
-            "image_start"
-        );
+        assert!(e.param == "image_start" && e.message.contains("required"), "{e}");
+        assert_eq!(fail(&with(i2v(), "image_start", json!(12))).param, "image_start");
+        assert_eq!(fail(&with(i2v(), "image_start", json!(""))).param, "image_start");
     }
 
     #[test]
     fn text_to_video_refuses_images_and_elements() {
         let img = uri(&png_header(400, 400));
-        assert_eq!(
-            fail(&with(t2v(), "image_start", json!(img))).param,
-            "image_start"
-        );
-        assert_eq!(
-            fail(&with(t2v(), "image_end", json!(img))).param,
-            "image_end"
-        );
-        let e = fail(&params(
-            t2v(),
-            json!({"element_list": [{"element_id": "el_1"}]}),
-        ));
+        assert_eq!(fail(&with(t2v(), "image_start", json!(img))).param, "image_start");
+        assert_eq!(fail(&with(t2v(), "image_end", json!(img))).param, "image_end");
+        let e = fail(&params(t2v(), json!({"element_list": [{"element_id": "el_1"}]})));
         assert_eq!(e.param, "model_params.element_list");
         // Explicit nulls are the same as absent.
-        assert!(
-            ok(&with(t2v(), "image_start", json!(null)))
-                .image_start
-                .is_none()
-        );
+        assert!(ok(&with(t2v(), "image_start", json!(null))).image_start.is_none());
     }
 
     #[test]
@@ -1330,32 +1070,16 @@ mod tests {
         assert_eq!(fail(&b).param, "prompt");
         assert_eq!(fail(&with(t2v(), "prompt", json!(""))).param, "prompt");
         // Intelligent multi-shot still needs the prompt to work from.
-        let b = params(
-            with(t2v(), "prompt", json!(null)),
-            json!({"multi_shot": true, "shot_type": "intelligence"}),
-        );
+        let b = params(with(t2v(), "prompt", json!(null)), json!({"multi_shot": true, "shot_type": "intelligence"}));
         assert_eq!(fail(&b).param, "prompt");
     }
 
     #[test]
     fn image_end_follows_the_image_rules_and_is_optional() {
         let t = ok(&with(i2v(), "image_end", json!(uri(&png_header(500, 400)))));
-        assert!(matches!(
-            t.image_end,
-            Some(ImageSource::Inline {
-                info: ImageInfo { width: 500, .. },
-                ..
-            })
-        ));
-        let e = fail(&with(
-            i2v(),
-            "image_end",
-            json!(uri(&png_header(1000, 300))),
-        ));
-        assert!(
-            e.param == "image_end" && e.message.contains("aspect"),
-            "{e}"
-        );
+        assert!(matches!(t.image_end, Some(ImageSource::Inline { info: ImageInfo { width: 500, .. }, .. })));
+        let e = fail(&with(i2v(), "image_end", json!(uri(&png_header(1000, 300)))));
+        assert!(e.param == "image_end" && e.message.contains("aspect"), "{e}");
     }
 
     #[test]
@@ -1365,14 +1089,8 @@ mod tests {
             json!({"multi_shot": true, "shot_type": "intelligence"}),
         );
         let e = fail(&b);
-        assert!(
-            e.param == "image_end" && e.message.contains("multi_shot"),
-            "{e}"
-        );
-        let b = params(
-            with(i2v(), "image_end", json!(uri(&png_header(400, 400)))),
-            json!({"multi_shot": false}),
-        );
+        assert!(e.param == "image_end" && e.message.contains("multi_shot"), "{e}");
+        let b = params(with(i2v(), "image_end", json!(uri(&png_header(400, 400)))), json!({"multi_shot": false}));
         assert!(ok(&b).image_end.is_some());
     }
 
@@ -1395,20 +1113,13 @@ mod tests {
             json!([5]),
         ] {
             let e = fail(&with(i2v(), "duration", bad.clone()));
-            assert!(
-                e.param == "duration" && e.message.contains("3 to 15"),
-                "{bad}: {e}"
-            );
+            assert!(e.param == "duration" && e.message.contains("3 to 15"), "{bad}: {e}");
         }
     }
 
     #[test]
     fn quality_and_sound_are_enums_with_defaults() {
-        let t = ok(&with(
-            with(i2v(), "quality", json!("1080p")),
-            "sound",
-            json!("on"),
-        ));
+        let t = ok(&with(with(i2v(), "quality", json!("1080p")), "sound", json!("on")));
         assert_eq!((t.quality, t.sound), (Quality::P1080, Sound::On));
         for (field, bad) in [
             ("quality", json!("480p")),
@@ -1424,38 +1135,18 @@ mod tests {
     #[test]
     fn aspect_ratio_is_for_text_to_video_only() {
         assert_eq!(ok(&t2v()).aspect_ratio, AspectRatio::R16x9);
-        assert_eq!(
-            ok(&with(t2v(), "aspect_ratio", json!("9:16"))).aspect_ratio,
-            AspectRatio::R9x16
-        );
-        assert_eq!(
-            ok(&with(t2v(), "aspect_ratio", json!("1:1"))).aspect_ratio,
-            AspectRatio::R1x1
-        );
-        assert_eq!(
-            fail(&with(t2v(), "aspect_ratio", json!("4:3"))).param,
-            "aspect_ratio"
-        );
-        assert_eq!(
-            fail(&with(t2v(), "aspect_ratio", json!(1.77))).param,
-            "aspect_ratio"
-        );
+        assert_eq!(ok(&with(t2v(), "aspect_ratio", json!("9:16"))).aspect_ratio, AspectRatio::R9x16);
+        assert_eq!(ok(&with(t2v(), "aspect_ratio", json!("1:1"))).aspect_ratio, AspectRatio::R1x1);
+        assert_eq!(fail(&with(t2v(), "aspect_ratio", json!("4:3"))).param, "aspect_ratio");
+        assert_eq!(fail(&with(t2v(), "aspect_ratio", json!(1.77))).param, "aspect_ratio");
         // Image-to-video follows its image: the field is ignored.
-        assert_eq!(
-            ok(&with(i2v(), "aspect_ratio", json!("4:3"))).aspect_ratio,
-            AspectRatio::default()
-        );
+        assert_eq!(ok(&with(i2v(), "aspect_ratio", json!("4:3"))).aspect_ratio, AspectRatio::default());
     }
 
     #[test]
     fn callback_url_must_be_public_https() {
         let good = "https://hooks.example.com/vidgate?x=1";
-        assert_eq!(
-            ok(&with(i2v(), "callback_url", json!(good)))
-                .callback_url
-                .as_deref(),
-            Some(good)
-        );
+        assert_eq!(ok(&with(i2v(), "callback_url", json!(good))).callback_url.as_deref(), Some(good));
         let long = format!("https://hooks.example.com/{}", "a".repeat(2048));
         for bad in [
             json!("http://hooks.example.com/cb"),
@@ -1474,63 +1165,29 @@ mod tests {
             json!(long),
             json!(42),
         ] {
-            assert_eq!(
-                fail(&with(i2v(), "callback_url", bad.clone())).param,
-                "callback_url",
-                "{bad}"
-            );
+            assert_eq!(fail(&with(i2v(), "callback_url", bad.clone())).param, "callback_url", "{bad}");
         }
         // Private literal hosts are the gateway's DNS job for names, ours for IPs.
-        assert!(
-            ok(&with(
-                i2v(),
-                "callback_url",
-                json!("https://internal.corp.example/cb")
-            ))
-            .callback_url
-            .is_some()
-        );
+        assert!(ok(&with(i2v(), "callback_url", json!("https://internal.corp.example/cb"))).callback_url.is_some());
     }
 
     #[test]
     fn callback_url_may_be_private_http_in_development() {
-        for u in [
-            "http://127.0.0.1:8080/cb",
-            "http://localhost:3000/cb",
-            "https://10.0.0.5/cb",
-        ] {
+        for u in ["http://127.0.0.1:8080/cb", "http://localhost:3000/cb", "https://10.0.0.5/cb"] {
             let t = parse_create(&with(i2v(), "callback_url", json!(u)), &DEV);
-            assert!(
-                matches!(&t, Ok(t) if t.callback_url.as_deref() == Some(u)),
-                "{u}: {t:?}"
-            );
+            assert!(matches!(&t, Ok(t) if t.callback_url.as_deref() == Some(u)), "{u}: {t:?}");
         }
         // Still no credentials and no other schemes.
-        let e = parse_create(
-            &with(i2v(), "callback_url", json!("http://a:b@127.0.0.1/")),
-            &DEV,
-        )
-        .map(|_| ());
+        let e = parse_create(&with(i2v(), "callback_url", json!("http://a:b@127.0.0.1/")), &DEV).map(|_| ());
         assert_eq!(e.map_err(|e| e.param), Err("callback_url".to_owned()));
-        let e = parse_create(
-            &with(i2v(), "callback_url", json!("file:///etc/passwd")),
-            &DEV,
-        )
-        .map(|_| ());
+        let e = parse_create(&with(i2v(), "callback_url", json!("file:///etc/passwd")), &DEV).map(|_| ());
         assert_eq!(e.map_err(|e| e.param), Err("callback_url".to_owned()));
     }
 
     #[test]
     fn image_urls_must_be_public_https() {
-        let t = ok(&with(
-            i2v(),
-            "image_start",
-            json!("https://cdn.example.com/a.png"),
-        ));
-        assert_eq!(
-            t.image_start,
-            Some(ImageSource::Url("https://cdn.example.com/a.png".to_owned()))
-        );
+        let t = ok(&with(i2v(), "image_start", json!("https://cdn.example.com/a.png")));
+        assert_eq!(t.image_start, Some(ImageSource::Url("https://cdn.example.com/a.png".to_owned())));
         let long = format!("https://cdn.example.com/{}.png", "a".repeat(2048));
         for bad in [
             "http://cdn.example.com/a.png",
@@ -1544,40 +1201,20 @@ mod tests {
             "/relative/a.png",
             &long,
         ] {
-            assert_eq!(
-                fail(&with(i2v(), "image_start", json!(bad))).param,
-                "image_start",
-                "{bad}"
-            );
+            assert_eq!(fail(&with(i2v(), "image_start", json!(bad))).param, "image_start", "{bad}");
         }
-        let t = parse_create(
-            &with(i2v(), "image_start", json!("http://127.0.0.1:9000/a.png")),
-            &DEV,
-        );
-        assert!(matches!(
-            t,
-            Ok(CreateTask {
-                image_start: Some(ImageSource::Url(_)),
-                ..
-            })
-        ));
+        let t = parse_create(&with(i2v(), "image_start", json!("http://127.0.0.1:9000/a.png")), &DEV);
+        assert!(matches!(t, Ok(CreateTask { image_start: Some(ImageSource::Url(_)), .. })));
     }
 
     #[test]
     fn data_uris_are_decoded_and_checked_by_content() {
         let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
         let png = png_header(400, 300);
-        for prefix in [
-            "data:image/png;base64,",
-            "data:image/jpeg;base64,",
-            "data:image/jpg;base64,",
-            "data:IMAGE/PNG;base64,",
-        ] {
-            let t = ok(&with(
-                i2v(),
-                "image_start",
-                json!(format!("{prefix}{}", b64(&png))),
-            ));
+        for prefix in
+            ["data:image/png;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,", "data:IMAGE/PNG;base64,"]
+        {
+            let t = ok(&with(i2v(), "image_start", json!(format!("{prefix}{}", b64(&png)))));
             assert!(
                 matches!(&t.image_start, Some(ImageSource::Inline { bytes, info }) if *bytes == png && info.format == ImageFormat::Png),
                 "{prefix}"
@@ -1586,15 +1223,8 @@ mod tests {
         // The declared type does not matter, the bytes do: a GIF labelled PNG is refused.
         let mut gif = b"GIF87a".to_vec();
         gif.extend_from_slice(&[0x90, 0x01, 0x90, 0x01, 0, 0, 0]);
-        let e = fail(&with(
-            i2v(),
-            "image_start",
-            json!(format!("data:image/png;base64,{}", b64(&gif))),
-        ));
-        assert!(
-            e.param == "image_start" && e.message.contains("JPG or PNG"),
-            "{e}"
-        );
+        let e = fail(&with(i2v(), "image_start", json!(format!("data:image/png;base64,{}", b64(&gif)))));
+        assert!(e.param == "image_start" && e.message.contains("JPG or PNG"), "{e}");
         for bad in [
             format!("data:image/gif;base64,{}", b64(&gif)),
             format!("data:image/webp;base64,{}", b64(&png)),
@@ -1603,22 +1233,12 @@ mod tests {
             "data:image/png;base64,@@@notbase64@@@".to_owned(),
             "data:image/png;base64,".to_owned(),
         ] {
-            assert_eq!(
-                fail(&with(i2v(), "image_start", json!(bad.clone()))).param,
-                "image_start",
-                "{bad}"
-            );
+            assert_eq!(fail(&with(i2v(), "image_start", json!(bad.clone()))).param, "image_start", "{bad}");
         }
         // Unpadded base64, as some clients send it.
         let unpadded = b64(&png).trim_end_matches('=').to_owned();
         assert!(
-            ok(&with(
-                i2v(),
-                "image_start",
-                json!(format!("data:image/png;base64,{unpadded}"))
-            ))
-            .image_start
-            .is_some()
+            ok(&with(i2v(), "image_start", json!(format!("data:image/png;base64,{unpadded}")))).image_start.is_some()
         );
     }
 
@@ -1634,15 +1254,7 @@ mod tests {
             let e = fail(&with(i2v(), "image_start", json!(uri(&img))));
             assert!(e.param == "image_start" && e.message.contains(what), "{e}");
         }
-        assert!(
-            ok(&with(
-                i2v(),
-                "image_start",
-                json!(uri(&png_header(750, 300)))
-            ))
-            .image_start
-            .is_some()
-        );
+        assert!(ok(&with(i2v(), "image_start", json!(uri(&png_header(750, 300))))).image_start.is_some());
     }
 
     #[test]
@@ -1650,165 +1262,62 @@ mod tests {
         // 14 M base64 characters would decode to more than 10 MB; the length alone decides.
         let huge = format!("data:image/png;base64,{}", "A".repeat(14 * 1024 * 1024 + 8));
         let e = fail(&with(i2v(), "image_start", json!(huge)));
-        assert!(
-            e.param == "image_start" && e.message.contains("10 MB"),
-            "{e}"
-        );
+        assert!(e.param == "image_start" && e.message.contains("10 MB"), "{e}");
         // A valid image padded to just over 10 MB decodes but is refused on size.
         let mut big = png_header(400, 400);
         big.resize(MAX_IMAGE_BYTES + 1, 0);
         let e = fail(&with(i2v(), "image_start", json!(uri(&big))));
-        assert!(
-            e.param == "image_start" && e.message.contains("10 MB"),
-            "{e}"
-        );
+        assert!(e.param == "image_start" && e.message.contains("10 MB"), "{e}");
     }
 
     #[test]
     fn multi_shot_must_be_a_bool_and_needs_a_shot_type() {
+        assert_eq!(fail(&params(i2v(), json!({"multi_shot": "true"}))).param, "model_params.multi_shot");
+        assert_eq!(fail(&params(i2v(), json!({"multi_shot": true}))).param, "model_params.shot_type");
         assert_eq!(
-            fail(&params(i2v(), json!({"multi_shot": "true"}))).param,
-            "model_params.multi_shot"
-        );
-        assert_eq!(
-            fail(&params(i2v(), json!({"multi_shot": true}))).param,
+            fail(&params(i2v(), json!({"multi_shot": true, "shot_type": "auto"}))).param,
             "model_params.shot_type"
         );
-        assert_eq!(
-            fail(&params(
-                i2v(),
-                json!({"multi_shot": true, "shot_type": "auto"})
-            ))
-            .param,
-            "model_params.shot_type"
-        );
-        assert!(
-            ok(&params(
-                i2v(),
-                json!({"multi_shot": false, "shot_type": "auto"})
-            ))
-            .multi_shot
-            .is_none()
-        );
-        let t = ok(&params(
-            i2v(),
-            json!({"multi_shot": true, "shot_type": "intelligence"}),
-        ));
-        assert_eq!(
-            (t.multi_shot, t.prompt.as_deref()),
-            (Some(MultiShot::Intelligence), Some("p"))
-        );
+        assert!(ok(&params(i2v(), json!({"multi_shot": false, "shot_type": "auto"}))).multi_shot.is_none());
+        let t = ok(&params(i2v(), json!({"multi_shot": true, "shot_type": "intelligence"})));
+        assert_eq!((t.multi_shot, t.prompt.as_deref()), (Some(MultiShot::Intelligence), Some("p")));
     }
 
     #[test]
     fn customised_shots_need_a_multi_prompt_of_1_to_6_items() {
-        let base = |mp: Value| {
-            params(
-                i2v(),
-                json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": mp}),
-            )
-        };
-        let e = fail(&params(
-            i2v(),
-            json!({"multi_shot": true, "shot_type": "customize"}),
-        ));
-        assert!(
-            e.param == "model_params.multi_prompt" && e.message.contains("required"),
-            "{e}"
-        );
-        assert_eq!(
-            fail(&base(json!("shot"))).param,
-            "model_params.multi_prompt"
-        );
+        let base = |mp: Value| params(i2v(), json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": mp}));
+        let e = fail(&params(i2v(), json!({"multi_shot": true, "shot_type": "customize"})));
+        assert!(e.param == "model_params.multi_prompt" && e.message.contains("required"), "{e}");
+        assert_eq!(fail(&base(json!("shot"))).param, "model_params.multi_prompt");
         assert_eq!(fail(&base(json!([]))).param, "model_params.multi_prompt");
         let seven: Vec<(u32, &str, &str)> = (1..=7).map(|i| (i, "x", "1")).collect();
-        assert_eq!(
-            fail(&with(base(shots(&seven)), "duration", json!(7))).param,
-            "model_params.multi_prompt"
-        );
-        let six: Vec<(u32, &str, &str)> = (1..=6)
-            .map(|i| (i, "x", if i == 1 { "5" } else { "2" }))
-            .collect();
+        assert_eq!(fail(&with(base(shots(&seven)), "duration", json!(7))).param, "model_params.multi_prompt");
+        let six: Vec<(u32, &str, &str)> = (1..=6).map(|i| (i, "x", if i == 1 { "5" } else { "2" })).collect();
         let t = ok(&with(base(shots(&six)), "duration", json!(15)));
-        assert!(
-            matches!(&t.multi_shot, Some(MultiShot::Customize(s)) if s.len() == 6 && s[0].duration == 5)
-        );
-        assert_eq!(
-            fail(&base(json!(["shot one"]))).param,
-            "model_params.multi_prompt[0]"
-        );
+        assert!(matches!(&t.multi_shot, Some(MultiShot::Customize(s)) if s.len() == 6 && s[0].duration == 5));
+        assert_eq!(fail(&base(json!(["shot one"]))).param, "model_params.multi_prompt[0]");
     }
 
     #[test]
     fn each_shot_is_checked_field_by_field() {
-        let base = |mp: Value| {
-            params(
-                i2v(),
-                json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": mp}),
-            )
-        };
+        let base = |mp: Value| params(i2v(), json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": mp}));
         let long = "s".repeat(513);
         let cases: Vec<(Value, &str)> = vec![
-            (
-                shots(&[(1, "a", "2"), (1, "b", "3")]),
-                "model_params.multi_prompt[1].index",
-            ),
-            (
-                shots(&[(0, "a", "5")]),
-                "model_params.multi_prompt[0].index",
-            ),
-            (
-                shots(&[(2, "a", "2"), (1, "b", "3")]),
-                "model_params.multi_prompt[0].index",
-            ),
-            (
-                json!([{"index": "1", "prompt": "a", "duration": "5"}]),
-                "model_params.multi_prompt[0].index",
-            ),
-            (
-                json!([{"index": 1.5, "prompt": "a", "duration": "5"}]),
-                "model_params.multi_prompt[0].index",
-            ),
-            (
-                json!([{"prompt": "a", "duration": "5"}]),
-                "model_params.multi_prompt[0].index",
-            ),
-            (
-                shots(&[(1, "a", "2"), (2, "", "3")]),
-                "model_params.multi_prompt[1].prompt",
-            ),
-            (
-                json!([{"index": 1, "duration": "5"}]),
-                "model_params.multi_prompt[0].prompt",
-            ),
-            (
-                shots(&[(1, &long, "5")]),
-                "model_params.multi_prompt[0].prompt",
-            ),
-            (
-                shots(&[(1, "a", "2"), (2, "b", "x")]),
-                "model_params.multi_prompt[1].duration",
-            ),
-            (
-                shots(&[(1, "a", "0"), (2, "b", "5")]),
-                "model_params.multi_prompt[0].duration",
-            ),
-            (
-                shots(&[(1, "a", "-1")]),
-                "model_params.multi_prompt[0].duration",
-            ),
-            (
-                shots(&[(1, "a", "2.5")]),
-                "model_params.multi_prompt[0].duration",
-            ),
-            (
-                shots(&[(1, "a", "4294967295"), (2, "b", "4294967295")]),
-                "model_params.multi_prompt[0].duration",
-            ),
-            (
-                json!([{"index": 1, "prompt": "a", "duration": 5}]),
-                "model_params.multi_prompt[0].duration",
-            ),
+            (shots(&[(1, "a", "2"), (1, "b", "3")]), "model_params.multi_prompt[1].index"),
+            (shots(&[(0, "a", "5")]), "model_params.multi_prompt[0].index"),
+            (shots(&[(2, "a", "2"), (1, "b", "3")]), "model_params.multi_prompt[0].index"),
+            (json!([{"index": "1", "prompt": "a", "duration": "5"}]), "model_params.multi_prompt[0].index"),
+            (json!([{"index": 1.5, "prompt": "a", "duration": "5"}]), "model_params.multi_prompt[0].index"),
+            (json!([{"prompt": "a", "duration": "5"}]), "model_params.multi_prompt[0].index"),
+            (shots(&[(1, "a", "2"), (2, "", "3")]), "model_params.multi_prompt[1].prompt"),
+            (json!([{"index": 1, "duration": "5"}]), "model_params.multi_prompt[0].prompt"),
+            (shots(&[(1, &long, "5")]), "model_params.multi_prompt[0].prompt"),
+            (shots(&[(1, "a", "2"), (2, "b", "x")]), "model_params.multi_prompt[1].duration"),
+            (shots(&[(1, "a", "0"), (2, "b", "5")]), "model_params.multi_prompt[0].duration"),
+            (shots(&[(1, "a", "-1")]), "model_params.multi_prompt[0].duration"),
+            (shots(&[(1, "a", "2.5")]), "model_params.multi_prompt[0].duration"),
+            (shots(&[(1, "a", "4294967295"), (2, "b", "4294967295")]), "model_params.multi_prompt[0].duration"),
+            (json!([{"index": 1, "prompt": "a", "duration": 5}]), "model_params.multi_prompt[0].duration"),
         ];
         for (mp, param) in cases {
             assert_eq!(fail(&base(mp.clone())).param, param, "{mp}");
@@ -1825,12 +1334,7 @@ mod tests {
             json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": shots(&[(1, "a", "4"), (2, "b", "4")])}),
         );
         let e = fail(&b);
-        assert!(
-            e.param == "model_params.multi_prompt"
-                && e.message.contains("8")
-                && e.message.contains("5"),
-            "{e}"
-        );
+        assert!(e.param == "model_params.multi_prompt" && e.message.contains("8") && e.message.contains("5"), "{e}");
         let t = ok(&with(b, "duration", json!(8)));
         assert_eq!((t.duration, t.price().units()), (8, 8 * 54_000));
     }
@@ -1838,26 +1342,15 @@ mod tests {
     #[test]
     fn customised_shots_replace_the_prompt_even_for_text_to_video() {
         let mp = json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": shots(&[(1, "sunrise", "3"), (2, "noon", "2")])});
-        let t = ok(&params(
-            json!({"model": "kling-v3-text-to-video"}),
-            mp.clone(),
-        ));
+        let t = ok(&params(json!({"model": "kling-v3-text-to-video"}), mp.clone()));
         assert_eq!(t.prompt, None);
         let t = ok(&params(t2v(), mp));
         assert_eq!(t.prompt, None);
         assert_eq!(
             t.multi_shot,
             Some(MultiShot::Customize(vec![
-                ShotPrompt {
-                    index: 1,
-                    prompt: "sunrise".to_owned(),
-                    duration: 3
-                },
-                ShotPrompt {
-                    index: 2,
-                    prompt: "noon".to_owned(),
-                    duration: 2
-                },
+                ShotPrompt { index: 1, prompt: "sunrise".to_owned(), duration: 3 },
+                ShotPrompt { index: 2, prompt: "noon".to_owned(), duration: 2 },
             ]))
         );
     }
@@ -1870,24 +1363,14 @@ mod tests {
         ));
         assert_eq!(t.element_ids, ["a", "b", "c"]);
         let four = json!({"element_list": [{"element_id": "a"}, {"element_id": "b"}, {"element_id": "c"}, {"element_id": "d"}]});
-        assert_eq!(
-            fail(&params(i2v(), four)).param,
-            "model_params.element_list"
-        );
-        assert_eq!(
-            fail(&params(i2v(), json!({"element_list": "a"}))).param,
-            "model_params.element_list"
-        );
+        assert_eq!(fail(&params(i2v(), four)).param, "model_params.element_list");
+        assert_eq!(fail(&params(i2v(), json!({"element_list": "a"}))).param, "model_params.element_list");
         assert_eq!(
             fail(&params(i2v(), json!({"element_list": [{"id": "a"}]}))).param,
             "model_params.element_list[0].element_id"
         );
         assert_eq!(
-            fail(&params(
-                i2v(),
-                json!({"element_list": [{"element_id": "a"}, {"element_id": 2}]})
-            ))
-            .param,
+            fail(&params(i2v(), json!({"element_list": [{"element_id": "a"}, {"element_id": 2}]}))).param,
             "model_params.element_list[1].element_id"
         );
         assert_eq!(
@@ -1895,10 +1378,7 @@ mod tests {
             "model_params.element_list[0].element_id"
         );
         let long = "e".repeat(129);
-        let e = fail(&params(
-            i2v(),
-            json!({"element_list": [{"element_id": long}]}),
-        ));
+        let e = fail(&params(i2v(), json!({"element_list": [{"element_id": long}]})));
         assert!(e.message.contains("128"), "{e}");
     }
 
@@ -1906,16 +1386,9 @@ mod tests {
     fn element_references_in_prompts_must_name_a_listed_element() {
         let two = json!({"element_list": [{"element_id": "a"}, {"element_id": "b"}]});
         assert!(
-            ok(&params(
-                with(
-                    i2v(),
-                    "prompt",
-                    json!("<<<element_1>>> hugs <<<element_2>>>")
-                ),
-                two.clone()
-            ))
-            .prompt
-            .is_some()
+            ok(&params(with(i2v(), "prompt", json!("<<<element_1>>> hugs <<<element_2>>>")), two.clone()))
+                .prompt
+                .is_some()
         );
         for bad in [
             "<<<element_3>>> waves",
@@ -1927,41 +1400,22 @@ mod tests {
             let e = fail(&params(with(i2v(), "prompt", json!(bad)), two.clone()));
             assert_eq!(e.param, "prompt", "{bad}");
         }
-        assert_eq!(
-            fail(&with(t2v(), "prompt", json!("<<<element_1>>> dances"))).param,
-            "prompt"
-        );
+        assert_eq!(fail(&with(t2v(), "prompt", json!("<<<element_1>>> dances"))).param, "prompt");
         let mp = json!({"element_list": [{"element_id": "a"}], "multi_shot": true, "shot_type": "customize",
             "multi_prompt": [{"index": 1, "prompt": "<<<element_1>>> sits", "duration": "2"}, {"index": 2, "prompt": "<<<element_2>>> runs", "duration": "3"}]});
-        assert_eq!(
-            fail(&params(i2v(), mp)).param,
-            "model_params.multi_prompt[1].prompt"
-        );
+        assert_eq!(fail(&params(i2v(), mp)).param, "model_params.multi_prompt[1].prompt");
     }
 
     #[test]
     fn watermark_info_enabled_is_a_bool() {
         assert!(ok(&params(i2v(), json!({"watermark_info": {"enabled": true}}))).watermark);
         assert!(!ok(&params(i2v(), json!({"watermark_info": {}}))).watermark);
-        assert!(
-            !ok(&params(
-                t2v(),
-                json!({"watermark_info": {"enabled": false}})
-            ))
-            .watermark
-        );
+        assert!(!ok(&params(t2v(), json!({"watermark_info": {"enabled": false}}))).watermark);
         assert_eq!(
-            fail(&params(
-                i2v(),
-                json!({"watermark_info": {"enabled": "yes"}})
-            ))
-            .param,
+            fail(&params(i2v(), json!({"watermark_info": {"enabled": "yes"}}))).param,
             "model_params.watermark_info.enabled"
         );
-        assert_eq!(
-            fail(&params(i2v(), json!({"watermark_info": [true]}))).param,
-            "model_params.watermark_info"
-        );
+        assert_eq!(fail(&params(i2v(), json!({"watermark_info": [true]}))).param, "model_params.watermark_info");
     }
 
     #[test]
@@ -1973,20 +1427,9 @@ mod tests {
 
     #[test]
     fn prices_follow_the_catalog() {
-        let t = ok(&with(
-            with(with(i2v(), "quality", json!("1080p")), "sound", json!("on")),
-            "duration",
-            json!(10),
-        ));
-        assert_eq!(
-            (t.price().units(), t.billed_seconds(), t.video_duration()),
-            (1_080_000, 10, 10)
-        );
-        let t = ok(&with(
-            with(t2v(), "quality", json!("1080p")),
-            "duration",
-            json!(3),
-        ));
+        let t = ok(&with(with(with(i2v(), "quality", json!("1080p")), "sound", json!("on")), "duration", json!(10)));
+        assert_eq!((t.price().units(), t.billed_seconds(), t.video_duration()), (1_080_000, 10, 10));
+        let t = ok(&with(with(t2v(), "quality", json!("1080p")), "duration", json!(3)));
         assert_eq!((t.price().units(), t.billed_seconds()), (215_946, 3));
     }
 
@@ -1997,23 +1440,10 @@ mod tests {
             Some(el) => el,
             None => unreachable!("no element"),
         };
-        assert_eq!(
-            (
-                el.name.as_str(),
-                el.description.as_str(),
-                el.refer_images.len()
-            ),
-            ("cat", "a grey cat", 1)
-        );
+        assert_eq!((el.name.as_str(), el.description.as_str(), el.refer_images.len()), ("cat", "a grey cat", 1));
         assert!(matches!(el.frontal_image, ImageSource::Inline { .. }));
-        assert_eq!(
-            (t.price().units(), t.billed_seconds(), t.video_duration()),
-            (10_000, 0, 0)
-        );
-        assert_eq!(
-            (t.duration, t.quality, t.sound, t.prompt.as_ref()),
-            (5, Quality::P720, Sound::Off, None)
-        );
+        assert_eq!((t.price().units(), t.billed_seconds(), t.video_duration()), (10_000, 0, 0));
+        assert_eq!((t.duration, t.quality, t.sound, t.prompt.as_ref()), (5, Quality::P720, Sound::Off, None));
 
         let set = |path: &[&str], v: Value| {
             let mut b = element();
@@ -2031,80 +1461,35 @@ mod tests {
         };
         let img = uri(&png_header(400, 400));
         let cases: Vec<(Value, &str)> = vec![
-            (
-                set(&["element_name"], Value::Null),
-                "model_params.element_name",
-            ),
-            (
-                set(&["element_name"], json!("")),
-                "model_params.element_name",
-            ),
-            (
-                set(&["element_name"], json!(3)),
-                "model_params.element_name",
-            ),
-            (
-                set(&["element_name"], json!("n".repeat(21))),
-                "model_params.element_name",
-            ),
-            (
-                set(&["element_description"], Value::Null),
-                "model_params.element_description",
-            ),
-            (
-                set(&["element_description"], json!("d".repeat(101))),
-                "model_params.element_description",
-            ),
-            (
-                set(&["reference_type"], json!("sketch_refer")),
-                "model_params.reference_type",
-            ),
-            (
-                set(&["element_image_list"], Value::Null),
-                "model_params.element_image_list",
-            ),
-            (
-                set(&["element_image_list"], json!([img])),
-                "model_params.element_image_list",
-            ),
+            (set(&["element_name"], Value::Null), "model_params.element_name"),
+            (set(&["element_name"], json!("")), "model_params.element_name"),
+            (set(&["element_name"], json!(3)), "model_params.element_name"),
+            (set(&["element_name"], json!("n".repeat(21))), "model_params.element_name"),
+            (set(&["element_description"], Value::Null), "model_params.element_description"),
+            (set(&["element_description"], json!("d".repeat(101))), "model_params.element_description"),
+            (set(&["reference_type"], json!("sketch_refer")), "model_params.reference_type"),
+            (set(&["element_image_list"], Value::Null), "model_params.element_image_list"),
+            (set(&["element_image_list"], json!([img])), "model_params.element_image_list"),
             (
                 set(&["element_image_list", "frontal_image"], Value::Null),
                 "model_params.element_image_list.frontal_image",
             ),
             (
-                set(
-                    &["element_image_list", "frontal_image"],
-                    json!(uri(&png_header(100, 100))),
-                ),
+                set(&["element_image_list", "frontal_image"], json!(uri(&png_header(100, 100)))),
                 "model_params.element_image_list.frontal_image",
             ),
             (
-                set(
-                    &["element_image_list", "frontal_image"],
-                    json!("http://cdn.example.com/f.png"),
-                ),
+                set(&["element_image_list", "frontal_image"], json!("http://cdn.example.com/f.png")),
                 "model_params.element_image_list.frontal_image",
             ),
+            (set(&["element_image_list", "refer_images"], Value::Null), "model_params.element_image_list.refer_images"),
+            (set(&["element_image_list", "refer_images"], json!([])), "model_params.element_image_list.refer_images"),
             (
-                set(&["element_image_list", "refer_images"], Value::Null),
+                set(&["element_image_list", "refer_images"], json!({"image_url": img})),
                 "model_params.element_image_list.refer_images",
             ),
             (
-                set(&["element_image_list", "refer_images"], json!([])),
-                "model_params.element_image_list.refer_images",
-            ),
-            (
-                set(
-                    &["element_image_list", "refer_images"],
-                    json!({"image_url": img}),
-                ),
-                "model_params.element_image_list.refer_images",
-            ),
-            (
-                set(
-                    &["element_image_list", "refer_images"],
-                    json!([{"url": img}]),
-                ),
+                set(&["element_image_list", "refer_images"], json!([{"url": img}])),
                 "model_params.element_image_list.refer_images[0].image_url",
             ),
             (
@@ -2114,14 +1499,8 @@ mod tests {
                 ),
                 "model_params.element_image_list.refer_images[1].image_url",
             ),
-            (
-                with(element(), "callback_url", json!("http://x.example/")),
-                "callback_url",
-            ),
-            (
-                json!({"model": "kling-custom-element"}),
-                "model_params.element_name",
-            ),
+            (with(element(), "callback_url", json!("http://x.example/")), "callback_url"),
+            (json!({"model": "kling-custom-element"}), "model_params.element_name"),
         ];
         for (b, param) in cases {
             assert_eq!(param_of(b.clone()), param, "{b}");
@@ -2129,21 +1508,11 @@ mod tests {
         // 20 and 100 characters, counted as characters.
         let t = ok(&set(&["element_name"], json!("猫".repeat(20))));
         assert_eq!(t.element.map(|e| e.name.chars().count()), Some(20));
-        assert!(
-            ok(&set(&["element_description"], json!("d".repeat(100))))
-                .element
-                .is_some()
-        );
-        assert!(
-            ok(&set(&["reference_type"], json!("image_refer")))
-                .element
-                .is_some()
-        );
+        assert!(ok(&set(&["element_description"], json!("d".repeat(100)))).element.is_some());
+        assert!(ok(&set(&["reference_type"], json!("image_refer"))).element.is_some());
         let three = json!([{"image_url": img}, {"image_url": img}, {"image_url": "https://cdn.example.com/3.png"}]);
         assert_eq!(
-            ok(&set(&["element_image_list", "refer_images"], three))
-                .element
-                .map(|e| e.refer_images.len()),
+            ok(&set(&["element_image_list", "refer_images"], three)).element.map(|e| e.refer_images.len()),
             Some(3)
         );
     }
@@ -2153,10 +1522,7 @@ mod tests {
         let mut b = element();
         b["model_params"]["reference_type"] = json!("video_refer");
         let e = fail(&b);
-        assert!(
-            e.param == "model_params.reference_type" && e.message.contains("not supported"),
-            "{e}"
-        );
+        assert!(e.param == "model_params.reference_type" && e.message.contains("not supported"), "{e}");
     }
 
     #[test]
@@ -2175,35 +1541,22 @@ mod tests {
             let req = t.to_request();
             let back = serde_json::to_value(&req)
                 .map_err(|e| e.to_string())
-                .and_then(|v| {
-                    parse_create(&v, &ParseOptions::default()).map_err(|e| e.to_string())
-                });
+                .and_then(|v| parse_create(&v, &ParseOptions::default()).map_err(|e| e.to_string()));
             assert_eq!(back.as_ref(), Ok(&t), "{body}");
             // And the typed request itself survives JSON.
-            let again: Result<CreateRequest, _> =
-                serde_json::to_string(&req).and_then(|s| serde_json::from_str(&s));
+            let again: Result<CreateRequest, _> = serde_json::to_string(&req).and_then(|s| serde_json::from_str(&s));
             assert_eq!(again.ok(), Some(req));
         }
         // Image-to-video does not send an aspect ratio; elements send no duration.
         let v = serde_json::to_value(ok(&i2v()).to_request()).unwrap_or_default();
-        assert!(
-            v.get("aspect_ratio").is_none()
-                && v.get("model_params").is_none()
-                && v["duration"] == json!(5)
-        );
+        assert!(v.get("aspect_ratio").is_none() && v.get("model_params").is_none() && v["duration"] == json!(5));
         let v = serde_json::to_value(ok(&element()).to_request()).unwrap_or_default();
-        assert!(
-            v.get("duration").is_none()
-                && v["model_params"]["reference_type"] == json!("image_refer")
-        );
+        assert!(v.get("duration").is_none() && v["model_params"]["reference_type"] == json!("image_refer"));
     }
 
     #[test]
     fn field_errors_display_their_path() {
-        let e = FieldError {
-            param: "model_params.multi_prompt[1].duration".to_owned(),
-            message: "bad".to_owned(),
-        };
+        let e = FieldError { param: "model_params.multi_prompt[1].duration".to_owned(), message: "bad".to_owned() };
         assert_eq!(e.to_string(), "model_params.multi_prompt[1].duration: bad");
     }
 }

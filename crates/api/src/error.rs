@@ -8,6 +8,8 @@ use utoipa::ToSchema;
 pub enum ErrorCode {
     InvalidRequest,
     InvalidTaskId,
+    /// An image that cannot be read (corrupt, truncated, not an image).
+    ImageProcessingError,
     Unauthorized,
     InsufficientQuota,
     ModelAccessDenied,
@@ -16,6 +18,7 @@ pub enum ErrorCode {
     MethodNotAllowed,
     IdempotencyConflict,
     PayloadTooLarge,
+    RangeNotSatisfiable,
     RateLimitExceeded,
     InternalError,
     UpstreamError,
@@ -25,7 +28,7 @@ pub enum ErrorCode {
 impl ErrorCode {
     pub fn status(self) -> u16 {
         match self {
-            Self::InvalidRequest | Self::InvalidTaskId => 400,
+            Self::InvalidRequest | Self::InvalidTaskId | Self::ImageProcessingError => 400,
             Self::Unauthorized => 401,
             Self::InsufficientQuota => 402,
             Self::ModelAccessDenied => 403,
@@ -33,6 +36,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => 405,
             Self::IdempotencyConflict => 409,
             Self::PayloadTooLarge => 413,
+            Self::RangeNotSatisfiable => 416,
             Self::RateLimitExceeded => 429,
             Self::InternalError => 500,
             Self::UpstreamError => 502,
@@ -44,6 +48,7 @@ impl ErrorCode {
         match self {
             Self::InvalidRequest => "invalid_request",
             Self::InvalidTaskId => "invalid_task_id",
+            Self::ImageProcessingError => "image_processing_error",
             Self::Unauthorized => "unauthorized",
             Self::InsufficientQuota => "insufficient_quota",
             Self::ModelAccessDenied => "model_access_denied",
@@ -52,6 +57,7 @@ impl ErrorCode {
             Self::MethodNotAllowed => "method_not_allowed",
             Self::IdempotencyConflict => "idempotency_conflict",
             Self::PayloadTooLarge => "payload_too_large",
+            Self::RangeNotSatisfiable => "range_not_satisfiable",
             Self::RateLimitExceeded => "rate_limit_exceeded",
             Self::InternalError => "internal_error",
             Self::UpstreamError => "upstream_error",
@@ -102,18 +108,15 @@ impl ErrorBody {
 impl From<&crate::create::FieldError> for ErrorBody {
     /// A rejected create field: `400 invalid_request` naming the field in `param`.
     fn from(e: &crate::create::FieldError) -> Self {
-        Self::new(
-            ErrorCode::InvalidRequest,
-            e.message.clone(),
-            Some(e.param.clone()),
-        )
+        Self::new(ErrorCode::InvalidRequest, e.message.clone(), Some(e.param.clone()))
     }
 }
 
 impl ErrorCode {
-    pub const ALL: [ErrorCode; 14] = [
+    pub const ALL: [ErrorCode; 16] = [
         Self::InvalidRequest,
         Self::InvalidTaskId,
+        Self::ImageProcessingError,
         Self::Unauthorized,
         Self::InsufficientQuota,
         Self::ModelAccessDenied,
@@ -122,6 +125,7 @@ impl ErrorCode {
         Self::MethodNotAllowed,
         Self::IdempotencyConflict,
         Self::PayloadTooLarge,
+        Self::RangeNotSatisfiable,
         Self::RateLimitExceeded,
         Self::InternalError,
         Self::UpstreamError,
@@ -148,9 +152,7 @@ mod tests {
         let b = ErrorBody::new(ErrorCode::InsufficientQuota, "no", None);
         assert_eq!(
             serde_json::to_string(&b).ok().as_deref(),
-            Some(
-                r#"{"error":{"code":"insufficient_quota","message":"no","type":"insufficient_quota","param":null}}"#
-            )
+            Some(r#"{"error":{"code":"insufficient_quota","message":"no","type":"insufficient_quota","param":null}}"#)
         );
         assert_eq!(ErrorCode::TaskNotFound.status(), 404);
         assert_eq!(ErrorCode::UpstreamError.error_type(), "upstream_error");
@@ -160,88 +162,35 @@ mod tests {
     fn every_code_has_the_spec_status_and_type() {
         use ErrorCode::*;
         let table = [
-            (
-                InvalidRequest,
-                400,
-                "invalid_request",
-                "invalid_request_error",
-            ),
-            (
-                InvalidTaskId,
-                400,
-                "invalid_task_id",
-                "invalid_request_error",
-            ),
+            (InvalidRequest, 400, "invalid_request", "invalid_request_error"),
+            (InvalidTaskId, 400, "invalid_task_id", "invalid_request_error"),
+            (ImageProcessingError, 400, "image_processing_error", "invalid_request_error"),
             (Unauthorized, 401, "unauthorized", "authentication_error"),
-            (
-                InsufficientQuota,
-                402,
-                "insufficient_quota",
-                "insufficient_quota",
-            ),
-            (
-                ModelAccessDenied,
-                403,
-                "model_access_denied",
-                "invalid_request_error",
-            ),
+            (InsufficientQuota, 402, "insufficient_quota", "insufficient_quota"),
+            (ModelAccessDenied, 403, "model_access_denied", "invalid_request_error"),
             (TaskNotFound, 404, "task_not_found", "invalid_request_error"),
             (NotFound, 404, "not_found", "invalid_request_error"),
-            (
-                MethodNotAllowed,
-                405,
-                "method_not_allowed",
-                "invalid_request_error",
-            ),
-            (
-                IdempotencyConflict,
-                409,
-                "idempotency_conflict",
-                "invalid_request_error",
-            ),
-            (
-                PayloadTooLarge,
-                413,
-                "payload_too_large",
-                "invalid_request_error",
-            ),
-            (
-                RateLimitExceeded,
-                429,
-                "rate_limit_exceeded",
-                "rate_limit_error",
-            ),
+            (MethodNotAllowed, 405, "method_not_allowed", "invalid_request_error"),
+            (IdempotencyConflict, 409, "idempotency_conflict", "invalid_request_error"),
+            (PayloadTooLarge, 413, "payload_too_large", "invalid_request_error"),
+            (RangeNotSatisfiable, 416, "range_not_satisfiable", "invalid_request_error"),
+            (RateLimitExceeded, 429, "rate_limit_exceeded", "rate_limit_error"),
             (InternalError, 500, "internal_error", "api_error"),
             (UpstreamError, 502, "upstream_error", "upstream_error"),
-            (
-                ServiceUnavailable,
-                503,
-                "service_unavailable",
-                "upstream_error",
-            ),
+            (ServiceUnavailable, 503, "service_unavailable", "upstream_error"),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, status, s, kind) in table {
-            assert_eq!(
-                (code.status(), code.as_str(), code.error_type()),
-                (status, s, kind),
-                "{code:?}"
-            );
+            assert_eq!((code.status(), code.as_str(), code.error_type()), (status, s, kind), "{code:?}");
             assert_eq!(ErrorCode::parse(s), Some(code));
         }
     }
 
     #[test]
     fn a_field_error_becomes_a_400_naming_the_field() {
-        let fe = crate::create::FieldError {
-            param: "duration".to_owned(),
-            message: "bad".to_owned(),
-        };
+        let fe = crate::create::FieldError { param: "duration".to_owned(), message: "bad".to_owned() };
         let body = ErrorBody::from(&fe);
-        assert_eq!(
-            ErrorCode::parse(&body.error.code).map(ErrorCode::status),
-            Some(400)
-        );
+        assert_eq!(ErrorCode::parse(&body.error.code).map(ErrorCode::status), Some(400));
         assert_eq!(
             serde_json::to_string(&body).ok().as_deref(),
             Some(

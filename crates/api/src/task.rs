@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::catalog::BillingRule;
-use crate::credits::Credits;
 
 /// `object` of every task.
 pub const TASK_OBJECT: &str = "video.generation.task";
@@ -33,14 +32,7 @@ impl TaskStatus {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Processing,
-            Self::Completed,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        [Self::Pending, Self::Processing, Self::Completed, Self::Failed].into_iter().find(|x| x.as_str() == s)
     }
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
@@ -128,11 +120,7 @@ pub struct TaskError {
 
 impl TaskError {
     pub fn new(code: TaskErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            kind: TASK_ERROR_KIND.to_owned(),
-        }
+        Self { code, message: message.into(), kind: TASK_ERROR_KIND.to_owned() }
     }
 }
 
@@ -200,17 +188,28 @@ pub struct TaskList {
     pub next_cursor: Option<String>,
 }
 
+/// The API key's view. `remaining_credits` is what it may still hold for new
+/// tasks: the account's available balance, or less when the key has a cap.
+/// `used_credits` is what it has committed: charged for completed tasks plus
+/// held by running ones (`held_credits`, given back if they fail).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct TokenCredits {
     pub remaining_credits: f64,
     pub unlimited_credits: bool,
     pub used_credits: f64,
+    #[serde(default)]
+    pub held_credits: f64,
 }
 
+/// The account's view, with the same meanings as the key's: remaining is
+/// available now; used is charged plus held; held is the part of used that
+/// running tasks hold.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct UserCredits {
     pub remaining_credits: f64,
     pub used_credits: f64,
+    #[serde(default)]
+    pub held_credits: f64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -225,27 +224,6 @@ pub struct CreditsResponse {
     pub data: CreditsData,
     pub message: String,
     pub success: bool,
-}
-
-impl CreditsResponse {
-    /// `remaining` and `used` shown as decimal credits for both the key and the account.
-    pub fn new(remaining: Credits, used: Credits, unlimited: bool) -> Self {
-        Self {
-            data: CreditsData {
-                token: TokenCredits {
-                    remaining_credits: remaining.to_credits_f64(),
-                    unlimited_credits: unlimited,
-                    used_credits: used.to_credits_f64(),
-                },
-                user: UserCredits {
-                    remaining_credits: remaining.to_credits_f64(),
-                    used_credits: used.to_credits_f64(),
-                },
-            },
-            message: String::new(),
-            success: true,
-        }
-    }
 }
 
 /// `POST /v1/files`: an upload usable as `image_start`/`image_end` until it expires.
@@ -269,9 +247,7 @@ pub fn is_valid_task_id(s: &str) -> bool {
         && secs.len() <= 12
         && secs.bytes().all(|b| b.is_ascii_digit())
         && tail.len() == 8
-        && tail
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && tail.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -290,11 +266,7 @@ mod tests {
             result_data: None,
             results: None,
             status: TaskStatus::Pending,
-            task_info: TaskInfo {
-                can_cancel: true,
-                estimated_time: 120,
-                video_duration: 5,
-            },
+            task_info: TaskInfo { can_cancel: true, estimated_time: 120, video_duration: 5 },
             kind: "video".to_owned(),
             usage: Usage {
                 billing_rule: BillingRule::PerSecond,
@@ -330,13 +302,7 @@ mod tests {
             Ok(t) => t,
             Err(e) => unreachable!("{e}"),
         };
-        assert_eq!(
-            t.error,
-            Some(TaskError::new(
-                TaskErrorCode::RequestCancelled,
-                "cancelled by the client"
-            ))
-        );
+        assert_eq!(t.error, Some(TaskError::new(TaskErrorCode::RequestCancelled, "cancelled by the client")));
         assert_eq!(t.usage.credits_charged, Some(0));
         assert_eq!(serde_json::to_string(&t).ok().as_deref(), Some(json));
     }
@@ -349,22 +315,12 @@ mod tests {
             matches!(&t, Ok(t) if t.status.is_final() && t.result_data == Some(serde_json::json!({"element_id": "el_1"}))),
             "{t:?}"
         );
-        assert_eq!(
-            t.ok()
-                .and_then(|t| serde_json::to_string(&t).ok())
-                .as_deref(),
-            Some(json)
-        );
+        assert_eq!(t.ok().and_then(|t| serde_json::to_string(&t).ok()).as_deref(), Some(json));
     }
 
     #[test]
     fn statuses_parse_and_only_two_are_final() {
-        for (s, fin) in [
-            ("pending", false),
-            ("processing", false),
-            ("completed", true),
-            ("failed", true),
-        ] {
+        for (s, fin) in [("pending", false), ("processing", false), ("completed", true), ("failed", true)] {
             let st = TaskStatus::parse(s);
             assert_eq!(st.map(|x| (x.as_str(), x.is_final())), Some((s, fin)));
             assert_eq!(serde_json::to_value(st).ok(), Some(serde_json::json!(s)));
@@ -374,38 +330,36 @@ mod tests {
 
     #[test]
     fn a_task_list_shows_a_null_cursor() {
-        let l = TaskList {
-            data: Vec::new(),
-            next_cursor: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&l).ok().as_deref(),
-            Some(r#"{"data":[],"next_cursor":null}"#)
-        );
+        let l = TaskList { data: Vec::new(), next_cursor: None };
+        assert_eq!(serde_json::to_string(&l).ok().as_deref(), Some(r#"{"data":[],"next_cursor":null}"#));
     }
 
     #[test]
     fn credits_response_matches_evolink() {
-        let r = CreditsResponse::new(
-            Credits::from_units(71_982),
-            Credits::from_units(270_000),
-            false,
-        );
+        let r = CreditsResponse {
+            data: CreditsData {
+                token: TokenCredits {
+                    remaining_credits: 7.1982,
+                    unlimited_credits: false,
+                    used_credits: 27.0,
+                    held_credits: 0.0,
+                },
+                user: UserCredits { remaining_credits: 7.1982, used_credits: 27.0, held_credits: 0.0 },
+            },
+            message: String::new(),
+            success: true,
+        };
         assert_eq!(
             serde_json::to_string(&r).ok().as_deref(),
             Some(
-                r#"{"data":{"token":{"remaining_credits":7.1982,"unlimited_credits":false,"used_credits":27.0},"user":{"remaining_credits":7.1982,"used_credits":27.0}},"message":"","success":true}"#
+                r#"{"data":{"token":{"remaining_credits":7.1982,"unlimited_credits":false,"used_credits":27.0,"held_credits":0.0},"user":{"remaining_credits":7.1982,"used_credits":27.0,"held_credits":0.0}},"message":"","success":true}"#
             )
         );
     }
 
     #[test]
     fn file_objects_serialize_plainly() {
-        let f = FileObject {
-            id: "file_1".to_owned(),
-            url: "https://x.example/f".to_owned(),
-            expires_at: 5,
-        };
+        let f = FileObject { id: "file_1".to_owned(), url: "https://x.example/f".to_owned(), expires_at: 5 };
         assert_eq!(
             serde_json::to_string(&f).ok().as_deref(),
             Some(r#"{"id":"file_1","url":"https://x.example/f","expires_at":5}"#)
@@ -417,18 +371,9 @@ mod tests {
         for c in TaskErrorCode::ALL {
             assert_eq!(TaskErrorCode::parse(c.as_str()), Some(c));
         }
-        assert_eq!(
-            TaskErrorCode::ALL
-                .iter()
-                .filter(|c| c.is_client_side())
-                .count(),
-            5
-        );
+        assert_eq!(TaskErrorCode::ALL.iter().filter(|c| c.is_client_side()).count(), 5);
         for c in TaskErrorCode::ALL {
-            assert_eq!(
-                serde_json::to_value(c).ok(),
-                Some(serde_json::json!(c.as_str()))
-            );
+            assert_eq!(serde_json::to_value(c).ok(), Some(serde_json::json!(c.as_str())));
         }
         assert!(!TaskErrorCode::ServiceError.is_client_side());
         assert!(TaskErrorCode::RequestCancelled.is_client_side());

@@ -1,6 +1,10 @@
-//! One typed configuration: built-in defaults, then an optional TOML file, then
-//! `VIDGATE_*` environment variables, then command-line flags (applied by the CLI).
-//! Everything has a default, so `vidgate serve` runs with no configuration at all.
+//! One typed configuration, each setting declared exactly once (in `settings!`
+//! below) with its type, default and parser; its TOML key is its name, its
+//! environment variable `VIDGATE_<NAME>` and its flag `--<name-with-dashes>`.
+//! Layers apply in order: defaults, then the TOML file, then the environment,
+//! then flags; every layer goes through the same parser, so a value means the
+//! same wherever it is written and a bad one is refused naming where it was.
+//! Upstream providers and routes are tables and live in the file only.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -8,84 +12,232 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
+use vidgate_api::credits::Credits;
 
-/// The whole configuration of one vidgate process.
-#[derive(Debug, Clone)]
-pub struct Config {
-    /// Address the HTTP server binds (port 0 picks a free port).
-    pub listen: SocketAddr,
-    /// Folder for the SQLite database and stored files.
-    pub data_dir: PathBuf,
-    /// `sqlite://...` or `postgres://...`; `None` means SQLite in `data_dir`.
-    pub database_url: Option<String>,
-    /// Base URL clients use to reach this server (links in results and uploads).
-    /// `None` means `http://<listen address>`.
-    pub public_url: Option<String>,
-    /// Let user-given URLs reach loopback/private addresses and use `http://`.
-    /// For development and tests only.
-    pub allow_private_urls: bool,
-    /// Admin key; `None` means one is generated on first start and printed once.
-    pub admin_key: Option<String>,
-    /// Free credits (in units of 1/10000 credit) for a new account.
-    pub signup_credits: i64,
-    /// Number of task workers in this process (0 pauses task execution).
-    pub workers: usize,
-    /// How long a claimed task is leased before another worker may take it over.
-    pub lease: Duration,
-    /// How often idle workers look for claimable tasks (new tasks wake them at once).
-    pub poll_interval: Duration,
-    /// Largest accepted request body in bytes (JSON with data: URIs, uploads).
-    pub max_body_bytes: usize,
-    /// Lifetime of result and upload links, and of the files behind them.
-    pub link_ttl: Duration,
-    /// How often the janitor deletes expired files and idempotency keys.
-    pub janitor_interval: Duration,
-    /// Deadline for a whole task; past it the task fails with `generation_timeout`.
-    pub task_deadline: Duration,
-    /// Timeout for fetching a user-given image URL.
-    pub fetch_timeout: Duration,
-    /// Callbacks sent at once by this process (0 stops sending; they wait in the outbox).
-    pub webhook_concurrency: usize,
-    /// Callbacks sent at once to one host.
-    pub webhook_per_host: usize,
-    /// Wait before each retry of a failed callback; its length is the number of retries.
-    pub webhook_retry_schedule: Vec<Duration>,
-    /// Timeout of one callback request.
-    pub webhook_timeout: Duration,
-    /// After a secret rotation, how long the previous secret also signs.
-    pub webhook_secret_overlap: Duration,
-    /// Upstream providers by name (credentials are named env variables, never values).
-    pub providers: BTreeMap<String, ProviderConfig>,
-    /// Routes per model; none configured means the built-in `local` provider serves all.
-    pub routes: Vec<RouteConfig>,
-    /// Most routes one task may try before it fails.
-    pub max_routes_per_task: usize,
-    /// First wait between polls of an upstream task; it grows 1.5x per poll...
-    pub upstream_poll_min: Duration,
-    /// ...up to this.
-    pub upstream_poll_max: Duration,
+use crate::secret::Secret;
+
+/// Declares the settings: for each, its doc, field, type, default and parser.
+macro_rules! settings {
+    ($( $(#[doc = $doc:literal])+ $field:ident : $ty:ty = $default:expr, $parse:expr; )+) => {
+        /// The whole configuration of one vidgate process.
+        #[derive(Debug, Clone)]
+        pub struct Config {
+            $( $(#[doc = $doc])+ pub $field: $ty, )+
+            /// Upstream providers by name (credentials are named env variables or
+            /// files, never values).
+            pub providers: BTreeMap<String, ProviderConfig>,
+            /// Routes per model; none configured means the built-in `local`
+            /// provider serves every model.
+            pub routes: Vec<RouteConfig>,
+        }
+
+        impl Default for Config {
+            fn default() -> Self {
+                Self { $( $field: $default, )+ providers: BTreeMap::new(), routes: Vec::new() }
+            }
+        }
+
+        /// Every setting's name and help, in declaration order.
+        pub const SETTINGS: &[Setting] = &[ $( Setting { name: stringify!($field), help: concat!($($doc),+) }, )+ ];
+
+        impl Config {
+            /// Sets one setting from its text form; the error says what is wrong
+            /// with the value (the caller adds where it came from).
+            fn set(&mut self, name: &str, raw: &str) -> Result<(), String> {
+                match name {
+                    $( stringify!($field) => { self.$field = ($parse)(raw.trim())?; Ok(()) } )+
+                    _ => Err(format!("unknown setting {name:?}")),
+                }
+            }
+        }
+    };
 }
 
-/// One upstream API as configured.
+settings! {
+    /// Address the HTTP server binds (port 0 picks a free port).
+    listen: SocketAddr = SocketAddr::from(([127, 0, 0, 1], 8080)), from_str;
+    /// Folder for the SQLite database and stored files.
+    data_dir: PathBuf = PathBuf::from("./vidgate-data"), |s: &str| non_empty(s).map(PathBuf::from);
+    /// `sqlite://...` or `postgres://...`; unset means SQLite in the data folder.
+    database_url: Option<String> = None, |s: &str| non_empty(s).map(|s| Some(s.to_owned()));
+    /// Base URL clients use to reach this server (links in results and uploads);
+    /// unset means `http://<listen address>`.
+    public_url: Option<String> = None, |s: &str| non_empty(s).map(|s| Some(s.trim_end_matches('/').to_owned()));
+    /// Let user-given URLs reach loopback/private addresses and use `http://`
+    /// (development and tests only).
+    allow_private_urls: bool = false, boolean;
+    /// The admin key; unset means one is generated on first start and printed once.
+    admin_key: Option<Secret> = None, |s: &str| non_empty(s).map(|s| Some(Secret::new(s)));
+    /// Free credits for a new account (decimal, up to 4 places).
+    signup_credits: Credits = Credits::from_units(100 * Credits::UNITS_PER_CREDIT), credits;
+    /// Task workers in this process (0 pauses task execution and upstream polling).
+    workers: usize = 2, from_str;
+    /// How long a claimed task is leased before another worker may take it over.
+    lease_secs: Duration = Duration::from_secs(30), |s| secs(s, 1);
+    /// How often idle workers look for claimable tasks (new tasks wake them at once).
+    poll_interval_ms: Duration = Duration::from_millis(500), |s| millis(s, 10);
+    /// Largest accepted request body in bytes (JSON with data: URIs, uploads).
+    max_body_bytes: usize = 32 * 1024 * 1024, from_str;
+    /// Lifetime of result and upload links, and of the files behind them.
+    link_ttl_secs: Duration = Duration::from_secs(24 * 3600), |s| secs(s, 1);
+    /// How often the janitor deletes expired files and idempotency keys.
+    janitor_interval_secs: Duration = Duration::from_secs(600), |s| secs(s, 1);
+    /// Deadline for a whole task; past it the task fails with `generation_timeout`.
+    task_deadline_secs: Duration = Duration::from_secs(3600), |s| secs(s, 1);
+    /// Timeout for fetching a user-given image URL or an upstream result.
+    fetch_timeout_secs: Duration = Duration::from_secs(30), |s| secs(s, 1);
+    /// Callbacks sent at once by this process (0 holds them in the outbox).
+    webhook_concurrency: usize = 16, from_str;
+    /// Callbacks sent at once to one host.
+    webhook_per_host: usize = 4, |s| at_least(s, 1);
+    /// Waits before each retry of a failed callback, in seconds, comma-separated
+    /// (TOML: an array); its length is the number of retries.
+    webhook_retry_schedule_secs: Vec<Duration> = vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)], secs_list;
+    /// Timeout of one callback request.
+    webhook_timeout_secs: Duration = Duration::from_secs(10), |s| secs(s, 1);
+    /// After a secret rotation, how long the previous secret also signs.
+    webhook_secret_overlap_secs: Duration = Duration::from_secs(24 * 3600), |s| secs(s, 0);
+    /// Most upstream routes one task may try before it fails.
+    max_routes_per_task: usize = 3, |s| at_least(s, 1);
+    /// Shortest wait between polls of an upstream task (the wait is an eighth of
+    /// the task's age upstream, between this and the maximum).
+    upstream_poll_min_ms: Duration = Duration::from_secs(2), |s| millis(s, 10);
+    /// Longest wait between polls of an upstream task.
+    upstream_poll_max_ms: Duration = Duration::from_secs(30), |s| millis(s, 10);
+}
+
+/// A setting's name and help text (for `--help` and the docs).
+#[derive(Debug, Clone, Copy)]
+pub struct Setting {
+    pub name: &'static str,
+    pub help: &'static str,
+}
+
+impl Setting {
+    /// `VIDGATE_LEASE_SECS` for `lease_secs`.
+    pub fn env_var(&self) -> String {
+        format!("VIDGATE_{}", self.name.to_ascii_uppercase())
+    }
+
+    /// `lease-secs` for `lease_secs` (the flag is `--lease-secs`).
+    pub fn flag(&self) -> String {
+        self.name.replace('_', "-")
+    }
+
+    pub fn is_switch(&self) -> bool {
+        self.name == "allow_private_urls"
+    }
+}
+
+fn from_str<T: std::str::FromStr>(s: &str) -> Result<T, String>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse::<T>().map_err(|e| e.to_string())
+}
+
+fn non_empty(s: &str) -> Result<&str, String> {
+    if s.is_empty() { Err("must not be empty".to_owned()) } else { Ok(s) }
+}
+
+fn boolean(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Ok(true),
+        "0" | "false" | "no" | "off" => Ok(false),
+        other => Err(format!("expected true or false, got {other:?}")),
+    }
+}
+
+fn credits(s: &str) -> Result<Credits, String> {
+    match Credits::parse_decimal(s) {
+        Some(c) if c.units() >= 0 => Ok(c),
+        _ => Err(format!("expected a non-negative number of credits with at most 4 decimals, got {s:?}")),
+    }
+}
+
+fn at_least(s: &str, min: usize) -> Result<usize, String> {
+    let n: usize = from_str(s)?;
+    if n < min { Err(format!("must be at least {min}")) } else { Ok(n) }
+}
+
+fn secs(s: &str, min: u64) -> Result<Duration, String> {
+    let n: u64 = from_str(s)?;
+    if n < min { Err(format!("must be at least {min} second(s)")) } else { Ok(Duration::from_secs(n)) }
+}
+
+fn millis(s: &str, min: u64) -> Result<Duration, String> {
+    let n: u64 = from_str(s)?;
+    if n < min { Err(format!("must be at least {min} ms")) } else { Ok(Duration::from_millis(n)) }
+}
+
+/// Seconds, comma-separated: "1,2,4" or "5,300,1800,7200"; each up to a week.
+fn secs_list(s: &str) -> Result<Vec<Duration>, String> {
+    let mut out = Vec::new();
+    for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        let secs: f64 = from_str(part)?;
+        if !(0.0..=604_800.0).contains(&secs) {
+            return Err(format!("{part} is not between 0 and 604800 seconds"));
+        }
+        out.push(Duration::from_secs_f64(secs));
+    }
+    Ok(out)
+}
+
+/// The common fields of a provider that authenticates with one API key.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ProviderConfig {
-    /// `kling`, `fal`, `replicate`, `evolink` or `local`.
-    pub kind: String,
+pub struct KeyedProviderConfig {
+    /// The API's base URL; each kind has a public default.
     pub base_url: Option<String>,
-    /// Env variable holding the API key (fal, replicate, evolink, or kling's static key).
+    /// Env variable holding the API key.
     pub api_key_env: Option<String>,
-    /// Or a file holding the API key (a mounted secret); read at start.
+    /// Or a file holding it (a mounted secret); read at start.
     pub api_key_file: Option<PathBuf>,
-    /// Env variables holding Kling's AccessKey and SecretKey (JWT auth).
+    /// Polls in flight at once for this provider (default 64).
+    pub max_concurrent_polls: Option<usize>,
+    /// Timeout of one request to the API, seconds (default 30).
+    pub timeout_secs: Option<u64>,
+}
+
+/// Official Kling: a static API key, or an AccessKey/SecretKey pair for JWTs.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct KlingProviderConfig {
+    pub base_url: Option<String>,
+    /// Env variable (or file) holding a static API key.
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    /// Env variables (or files) holding the AccessKey and SecretKey (JWT auth).
     pub access_key_env: Option<String>,
-    pub secret_key_env: Option<String>,
-    /// Or files holding them (mounted secrets); read at start.
     pub access_key_file: Option<PathBuf>,
+    pub secret_key_env: Option<String>,
     pub secret_key_file: Option<PathBuf>,
-    /// Polls in flight at once for this provider.
     pub max_concurrent_polls: Option<usize>,
     pub timeout_secs: Option<u64>,
+}
+
+/// One upstream API as configured, by `kind`; a field of another kind is refused.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProviderConfig {
+    /// The built-in renderer (needs no settings).
+    Local {},
+    Kling(KlingProviderConfig),
+    Fal(KeyedProviderConfig),
+    Replicate(KeyedProviderConfig),
+    Evolink(KeyedProviderConfig),
+}
+
+impl ProviderConfig {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Local {} => "local",
+            Self::Kling(_) => "kling",
+            Self::Fal(_) => "fal",
+            Self::Replicate(_) => "replicate",
+            Self::Evolink(_) => "evolink",
+        }
+    }
 }
 
 /// What a route costs us, in USD per second, for each quality and sound.
@@ -118,69 +270,6 @@ pub struct RouteConfig {
     pub supports: Vec<String>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            data_dir: PathBuf::from("./vidgate-data"),
-            database_url: None,
-            public_url: None,
-            allow_private_urls: false,
-            admin_key: None,
-            signup_credits: 100 * 10_000,
-            workers: 2,
-            lease: Duration::from_secs(30),
-            poll_interval: Duration::from_millis(500),
-            max_body_bytes: 32 * 1024 * 1024,
-            link_ttl: Duration::from_secs(24 * 3600),
-            janitor_interval: Duration::from_secs(600),
-            task_deadline: Duration::from_secs(3600),
-            fetch_timeout: Duration::from_secs(30),
-            webhook_concurrency: 16,
-            webhook_per_host: 4,
-            webhook_retry_schedule: vec![Duration::from_secs(1), Duration::from_secs(2), Duration::from_secs(4)],
-            webhook_timeout: Duration::from_secs(10),
-            webhook_secret_overlap: Duration::from_secs(24 * 3600),
-            providers: BTreeMap::new(),
-            routes: Vec::new(),
-            max_routes_per_task: 3,
-            upstream_poll_min: Duration::from_secs(2),
-            upstream_poll_max: Duration::from_secs(30),
-        }
-    }
-}
-
-/// The subset of settings a TOML file may carry; every field is optional.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    listen: Option<SocketAddr>,
-    data_dir: Option<PathBuf>,
-    database_url: Option<String>,
-    public_url: Option<String>,
-    allow_private_urls: Option<bool>,
-    admin_key: Option<String>,
-    signup_credits: Option<f64>,
-    workers: Option<usize>,
-    lease_secs: Option<u64>,
-    poll_interval_ms: Option<u64>,
-    max_body_bytes: Option<usize>,
-    link_ttl_secs: Option<u64>,
-    janitor_interval_secs: Option<u64>,
-    task_deadline_secs: Option<u64>,
-    fetch_timeout_secs: Option<u64>,
-    webhook_concurrency: Option<usize>,
-    webhook_per_host: Option<usize>,
-    webhook_retry_schedule_secs: Option<Vec<f64>>,
-    webhook_timeout_secs: Option<u64>,
-    webhook_secret_overlap_secs: Option<u64>,
-    providers: Option<BTreeMap<String, ProviderConfig>>,
-    routes: Option<Vec<RouteConfig>>,
-    max_routes_per_task: Option<usize>,
-    upstream_poll_min_ms: Option<u64>,
-    upstream_poll_max_ms: Option<u64>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config file {path}: {source}")]
@@ -188,7 +277,29 @@ pub enum ConfigError {
     #[error("invalid config file {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("invalid value for {name}: {message}")]
-    Env { name: String, message: String },
+    Value { name: String, message: String },
+}
+
+/// The tables a config file may hold beside the settings.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Tables {
+    #[serde(default)]
+    providers: BTreeMap<String, ProviderConfig>,
+    #[serde(default)]
+    routes: Vec<RouteConfig>,
+}
+
+/// A TOML value as the text a setting's parser reads (arrays comma-joined).
+fn toml_text(v: &toml::Value) -> Option<String> {
+    match v {
+        toml::Value::String(s) => Some(s.clone()),
+        toml::Value::Integer(i) => Some(i.to_string()),
+        toml::Value::Float(f) => Some(f.to_string()),
+        toml::Value::Boolean(b) => Some(b.to_string()),
+        toml::Value::Array(items) => items.iter().map(toml_text).collect::<Option<Vec<_>>>().map(|v| v.join(",")),
+        toml::Value::Datetime(_) | toml::Value::Table(_) => None,
+    }
 }
 
 impl Config {
@@ -198,164 +309,47 @@ impl Config {
         if let Some(path) = file {
             let text =
                 std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.to_owned(), source })?;
-            let parsed: FileConfig = toml::from_str(&text)
-                .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.message().to_owned() })?;
-            config.apply_file(parsed);
+            config.apply_file(path, &text)?;
         }
         config.apply_env(env)?;
         Ok(config)
     }
 
-    fn apply_file(&mut self, f: FileConfig) {
-        let secs = Duration::from_secs;
-        if let Some(v) = f.listen {
-            self.listen = v;
+    fn apply_file(&mut self, path: &Path, text: &str) -> Result<(), ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse { path: path.to_owned(), message };
+        let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.message().to_owned()))?;
+        let mut tables = toml::Table::new();
+        for key in ["providers", "routes"] {
+            if let Some(v) = table.remove(key) {
+                tables.insert(key.to_owned(), v);
+            }
         }
-        if let Some(v) = f.data_dir {
-            self.data_dir = v;
+        let tables: Tables =
+            toml::Value::Table(tables).try_into().map_err(|e: toml::de::Error| parse_err(e.message().to_owned()))?;
+        self.providers = tables.providers;
+        self.routes = tables.routes;
+        for (key, value) in &table {
+            let raw = toml_text(value).ok_or_else(|| parse_err(format!("{key}: expected a value, not a table")))?;
+            self.set(key, &raw).map_err(|m| parse_err(format!("{key}: {m}")))?;
         }
-        if f.database_url.is_some() {
-            self.database_url = f.database_url;
-        }
-        if f.public_url.is_some() {
-            self.public_url = f.public_url;
-        }
-        if let Some(v) = f.allow_private_urls {
-            self.allow_private_urls = v;
-        }
-        if f.admin_key.is_some() {
-            self.admin_key = f.admin_key;
-        }
-        if let Some(v) = f.signup_credits {
-            self.signup_credits = credits_to_units(v);
-        }
-        if let Some(v) = f.workers {
-            self.workers = v;
-        }
-        if let Some(v) = f.lease_secs {
-            self.lease = secs(v.max(1));
-        }
-        if let Some(v) = f.poll_interval_ms {
-            self.poll_interval = Duration::from_millis(v.max(10));
-        }
-        if let Some(v) = f.max_body_bytes {
-            self.max_body_bytes = v;
-        }
-        if let Some(v) = f.link_ttl_secs {
-            self.link_ttl = secs(v.max(1));
-        }
-        if let Some(v) = f.janitor_interval_secs {
-            self.janitor_interval = secs(v.max(1));
-        }
-        if let Some(v) = f.task_deadline_secs {
-            self.task_deadline = secs(v.max(1));
-        }
-        if let Some(v) = f.fetch_timeout_secs {
-            self.fetch_timeout = secs(v.max(1));
-        }
-        if let Some(v) = f.webhook_concurrency {
-            self.webhook_concurrency = v;
-        }
-        if let Some(v) = f.webhook_per_host {
-            self.webhook_per_host = v.max(1);
-        }
-        if let Some(v) = f.webhook_retry_schedule_secs {
-            self.webhook_retry_schedule =
-                v.into_iter().map(|s| Duration::from_secs_f64(s.clamp(0.0, 86_400.0 * 7.0))).collect();
-        }
-        if let Some(v) = f.webhook_timeout_secs {
-            self.webhook_timeout = secs(v.max(1));
-        }
-        if let Some(v) = f.webhook_secret_overlap_secs {
-            self.webhook_secret_overlap = secs(v);
-        }
-        if let Some(v) = f.providers {
-            self.providers = v;
-        }
-        if let Some(v) = f.routes {
-            self.routes = v;
-        }
-        if let Some(v) = f.max_routes_per_task {
-            self.max_routes_per_task = v.max(1);
-        }
-        if let Some(v) = f.upstream_poll_min_ms {
-            self.upstream_poll_min = Duration::from_millis(v.max(10));
-        }
-        if let Some(v) = f.upstream_poll_max_ms {
-            self.upstream_poll_max = Duration::from_millis(v.max(10));
-        }
+        Ok(())
     }
 
     fn apply_env(&mut self, env: impl Fn(&str) -> Option<String>) -> Result<(), ConfigError> {
-        fn parse<T: std::str::FromStr>(name: &str, v: &str) -> Result<T, ConfigError>
-        where
-            T::Err: std::fmt::Display,
-        {
-            v.trim().parse::<T>().map_err(|e| ConfigError::Env { name: name.to_owned(), message: e.to_string() })
-        }
-        let get = |name: &str| env(name).filter(|v| !v.is_empty());
-        if let Some(v) = get("VIDGATE_LISTEN") {
-            self.listen = parse("VIDGATE_LISTEN", &v)?;
-        }
-        if let Some(v) = get("VIDGATE_DATA_DIR") {
-            self.data_dir = PathBuf::from(v);
-        }
-        if let Some(v) = get("VIDGATE_DATABASE_URL") {
-            self.database_url = Some(v);
-        }
-        if let Some(v) = get("VIDGATE_PUBLIC_URL") {
-            self.public_url = Some(v);
-        }
-        if let Some(v) = get("VIDGATE_ALLOW_PRIVATE_URLS") {
-            self.allow_private_urls = parse_bool("VIDGATE_ALLOW_PRIVATE_URLS", &v)?;
-        }
-        if let Some(v) = get("VIDGATE_ADMIN_KEY") {
-            self.admin_key = Some(v);
-        }
-        if let Some(v) = get("VIDGATE_SIGNUP_CREDITS") {
-            self.signup_credits = credits_to_units(parse::<f64>("VIDGATE_SIGNUP_CREDITS", &v)?);
-        }
-        if let Some(v) = get("VIDGATE_WORKERS") {
-            self.workers = parse("VIDGATE_WORKERS", &v)?;
-        }
-        if let Some(v) = get("VIDGATE_LEASE_SECS") {
-            self.lease = Duration::from_secs(parse::<u64>("VIDGATE_LEASE_SECS", &v)?.max(1));
-        }
-        if let Some(v) = get("VIDGATE_POLL_INTERVAL_MS") {
-            self.poll_interval = Duration::from_millis(parse::<u64>("VIDGATE_POLL_INTERVAL_MS", &v)?.max(10));
-        }
-        if let Some(v) = get("VIDGATE_MAX_BODY_BYTES") {
-            self.max_body_bytes = parse("VIDGATE_MAX_BODY_BYTES", &v)?;
-        }
-        if let Some(v) = get("VIDGATE_LINK_TTL_SECS") {
-            self.link_ttl = Duration::from_secs(parse::<u64>("VIDGATE_LINK_TTL_SECS", &v)?.max(1));
-        }
-        if let Some(v) = get("VIDGATE_JANITOR_INTERVAL_SECS") {
-            self.janitor_interval = Duration::from_secs(parse::<u64>("VIDGATE_JANITOR_INTERVAL_SECS", &v)?.max(1));
-        }
-        if let Some(v) = get("VIDGATE_TASK_DEADLINE_SECS") {
-            self.task_deadline = Duration::from_secs(parse::<u64>("VIDGATE_TASK_DEADLINE_SECS", &v)?.max(1));
-        }
-        if let Some(v) = get("VIDGATE_WEBHOOK_CONCURRENCY") {
-            self.webhook_concurrency = parse("VIDGATE_WEBHOOK_CONCURRENCY", &v)?;
-        }
-        if let Some(v) = get("VIDGATE_WEBHOOK_RETRY_SCHEDULE") {
-            // Seconds, comma-separated: "1,2,4" or "5,300,1800,7200".
-            let mut schedule = Vec::new();
-            for part in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                let secs: f64 = parse("VIDGATE_WEBHOOK_RETRY_SCHEDULE", part)?;
-                if !(0.0..=604_800.0).contains(&secs) {
-                    return Err(ConfigError::Env {
-                        name: "VIDGATE_WEBHOOK_RETRY_SCHEDULE".to_owned(),
-                        message: format!("{secs} is not between 0 and 604800 seconds"),
-                    });
-                }
-                schedule.push(Duration::from_secs_f64(secs));
+        for s in SETTINGS {
+            let var = s.env_var();
+            if let Some(v) = env(&var).filter(|v| !v.trim().is_empty()) {
+                self.set(s.name, &v).map_err(|message| ConfigError::Value { name: var, message })?;
             }
-            self.webhook_retry_schedule = schedule;
         }
-        if let Some(v) = get("VIDGATE_WEBHOOK_TIMEOUT_SECS") {
-            self.webhook_timeout = Duration::from_secs(parse::<u64>("VIDGATE_WEBHOOK_TIMEOUT_SECS", &v)?.max(1));
+        Ok(())
+    }
+
+    /// Applies flags given on the command line (`(setting, value)` pairs).
+    pub fn apply_flags(&mut self, flags: &[(&'static str, String)]) -> Result<(), ConfigError> {
+        for (name, value) in flags {
+            self.set(name, value)
+                .map_err(|message| ConfigError::Value { name: format!("--{}", name.replace('_', "-")), message })?;
         }
         Ok(())
     }
@@ -365,22 +359,6 @@ impl Config {
         match &self.database_url {
             Some(url) => url.clone(),
             None => format!("sqlite://{}", self.data_dir.join("vidgate.db").display()),
-        }
-    }
-}
-
-/// Whole or fractional credits (as a person writes them) to integer units.
-pub fn credits_to_units(credits: f64) -> i64 {
-    // Rounded once at the edge; ledgers only ever see the integer.
-    (credits * 10_000.0).round().clamp(0.0, i64::MAX as f64) as i64
-}
-
-fn parse_bool(name: &str, v: &str) -> Result<bool, ConfigError> {
-    match v.trim().to_ascii_lowercase().as_str() {
-        "1" | "true" | "yes" | "on" => Ok(true),
-        "0" | "false" | "no" | "off" => Ok(false),
-        other => {
-            Err(ConfigError::Env { name: name.to_owned(), message: format!("expected true or false, got {other:?}") })
         }
     }
 }
@@ -405,5 +383,76 @@ mod tests {
         let env = |k: &str| (k == "VIDGATE_WORKERS").then(|| "many".to_owned());
         let err = Config::load(None, env).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(err.contains("VIDGATE_WORKERS"), "{err}");
+    }
+
+    #[test]
+    fn every_setting_reads_the_same_from_the_file_the_env_and_a_flag() {
+        let mut from_file = Config::default();
+        from_file
+            .apply_file(
+                Path::new("x.toml"),
+                "lease_secs = 7\nwebhook_retry_schedule_secs = [5, 300]\nsignup_credits = 2.5",
+            )
+            .unwrap();
+        let env = |k: &str| match k {
+            "VIDGATE_LEASE_SECS" => Some("7".to_owned()),
+            "VIDGATE_WEBHOOK_RETRY_SCHEDULE_SECS" => Some("5, 300".to_owned()),
+            "VIDGATE_SIGNUP_CREDITS" => Some("2.5".to_owned()),
+            _ => None,
+        };
+        let from_env = Config::load(None, env).unwrap();
+        let mut from_flags = Config::default();
+        from_flags
+            .apply_flags(&[
+                ("lease_secs", "7".to_owned()),
+                ("webhook_retry_schedule_secs", "5,300".to_owned()),
+                ("signup_credits", "2.5".to_owned()),
+            ])
+            .unwrap();
+        for c in [&from_file, &from_env, &from_flags] {
+            assert_eq!(c.lease_secs, Duration::from_secs(7));
+            assert_eq!(c.webhook_retry_schedule_secs, vec![Duration::from_secs(5), Duration::from_secs(300)]);
+            assert_eq!(c.signup_credits, Credits::from_units(25_000));
+        }
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_the_same_way_everywhere() {
+        let file = Config::default().apply_file(Path::new("x.toml"), "webhook_retry_schedule_secs = [1, 999999]");
+        assert!(file.err().is_some_and(|e| e.to_string().contains("webhook_retry_schedule_secs")));
+        let env = Config::load(None, |k: &str| (k == "VIDGATE_WEBHOOK_RETRY_SCHEDULE_SECS").then(|| "1,999999".into()));
+        assert!(env.err().is_some_and(|e| e.to_string().contains("VIDGATE_WEBHOOK_RETRY_SCHEDULE_SECS")));
+        let flag = Config::default().apply_flags(&[("lease_secs", "0".to_owned())]);
+        assert!(flag.err().is_some_and(|e| e.to_string().contains("--lease-secs")));
+        let money = Config::load(None, |k: &str| (k == "VIDGATE_SIGNUP_CREDITS").then(|| "1e9".into()));
+        assert!(money.is_err(), "money is never read through a float");
+    }
+
+    #[test]
+    fn unknown_keys_and_fields_of_another_provider_kind_are_refused() {
+        let unknown = Config::default().apply_file(Path::new("x.toml"), "lease = 3");
+        assert!(unknown.err().is_some_and(|e| e.to_string().contains("lease")));
+        let wrong_kind = Config::default().apply_file(
+            Path::new("x.toml"),
+            "[providers.f]\nkind = \"fal\"\napi_key_env = \"K\"\naccess_key_env = \"A\"\n",
+        );
+        assert!(wrong_kind.err().is_some_and(|e| e.to_string().contains("access_key_env")), "fal has no access key");
+        let mut ok = Config::default();
+        ok.apply_file(
+            Path::new("x.toml"),
+            "[providers.k]\nkind = \"kling\"\naccess_key_env = \"A\"\nsecret_key_env = \"S\"\n",
+        )
+        .unwrap();
+        assert_eq!(ok.providers.get("k").map(ProviderConfig::kind), Some("kling"));
+    }
+
+    #[test]
+    fn every_setting_has_help_and_a_distinct_env_variable() {
+        let mut vars: Vec<String> = SETTINGS.iter().map(Setting::env_var).collect();
+        assert!(SETTINGS.iter().all(|s| !s.help.is_empty()));
+        vars.sort();
+        vars.dedup();
+        assert_eq!(vars.len(), SETTINGS.len());
+        assert!(vars.contains(&"VIDGATE_WEBHOOK_RETRY_SCHEDULE_SECS".to_owned()));
     }
 }

@@ -45,15 +45,6 @@ impl ApiError {
             source: Some(cause.into()),
         }
     }
-
-    pub fn unavailable(cause: impl Into<anyhow::Error>) -> Self {
-        Self {
-            code: ErrorCode::ServiceUnavailable,
-            message: "The service is temporarily unavailable. Try again later.".to_owned(),
-            param: None,
-            source: Some(cause.into()),
-        }
-    }
 }
 
 impl std::fmt::Display for ApiError {

@@ -1,20 +1,29 @@
 //! vidgate, the service as a library: the `vidgate` binary is a thin shell over
 //! `cli::run`, and tests start the real application through `startup`.
+//!
+//! Layers, each importing only those below it: `ids`, `secret`, `util`,
+//! `config`, `error` and `job` at the bottom; `store`, `blobs` and `net`; then
+//! `providers`, `routing`, `files`, `tasks`, `webhooks`, `accounts` and `engine`;
+//! `http` and `cli` on top. `state` aggregates the services and `startup`
+//! assembles them.
 
 pub mod accounts;
+pub mod api_client;
 pub mod blobs;
+pub mod bootstrap;
 pub mod cli;
-pub mod cli_client;
-pub mod client;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod files;
 pub mod http;
+pub mod ids;
+pub mod job;
 pub mod metrics;
 pub mod net;
-pub mod output;
 pub mod providers;
 pub mod routing;
+pub mod secret;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -1,4 +1,5 @@
-//! The `vidgate` binary: logging, then the command line.
+//! The `vidgate` binary: logging, then the command line. An error is printed
+//! once, on standard error; an interrupted command exits 130.
 
 use tracing_subscriber::EnvFilter;
 
@@ -12,10 +13,15 @@ async fn main() -> std::process::ExitCode {
         .init();
     match vidgate::cli::run().await {
         Ok(()) => std::process::ExitCode::SUCCESS,
-        Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("error: {e:#}");
-            std::process::ExitCode::FAILURE
-        }
+        Err(e) => match e.downcast_ref::<vidgate::cli::Interrupted>() {
+            Some(i) => {
+                eprintln!("{i}");
+                std::process::ExitCode::from(130)
+            }
+            None => {
+                eprintln!("error: {e:#}");
+                std::process::ExitCode::FAILURE
+            }
+        },
     }
 }

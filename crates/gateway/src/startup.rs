@@ -1,7 +1,8 @@
 //! Building and running the application the same way in `vidgate serve` and in
-//! tests: `Application::build(config)` binds (port 0 allowed), migrates, makes the
-//! first account on a fresh database, and `run_until_stopped` serves until the
-//! shutdown token fires, then drains requests and stops workers cleanly.
+//! tests: `Application::build(config)` binds (port 0 allowed), migrates, runs the
+//! bootstrap (first account, admin key) on a fresh database, and
+//! `run_until_stopped` serves until the shutdown token fires, then drains
+//! requests and stops workers cleanly.
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -10,21 +11,15 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::blobs::Blobs;
+pub use crate::bootstrap::Bootstrap;
 use crate::config::Config;
+use crate::http::auth::KeyCache;
 use crate::metrics::Metrics;
 use crate::net::GuardedClient;
-use crate::state::{AppState, Inner, KeyCache};
+use crate::routing::Routing;
+use crate::state::{AppState, Services};
 use crate::store::Store;
-use crate::{accounts, engine, http, util};
-
-/// What a first start made and must be shown once.
-#[derive(Debug, Default, Clone)]
-pub struct Bootstrap {
-    /// The first account's API key (only on the very first start).
-    pub api_key: Option<String>,
-    /// The generated admin key (only when it was generated now).
-    pub admin_key: Option<String>,
-}
+use crate::{bootstrap, engine, http};
 
 pub struct Application {
     listener: TcpListener,
@@ -33,7 +28,7 @@ pub struct Application {
     bootstrap: Bootstrap,
 }
 
-/// Opens the store for `config` and applies migrations (also used by CLI commands).
+/// Opens the store for `config` and applies migrations.
 pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
     std::fs::create_dir_all(&config.data_dir)?;
     let store = Store::connect(&config.effective_database_url()).await?;
@@ -46,39 +41,14 @@ impl Application {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let store = open_store(&config).await?;
-        let mut bootstrap = Bootstrap::default();
-
-        let link_secret = store.meta_get_or_insert("link_secret", &util::random_alnum(48)).await?;
-        let admin_key_hash = match &config.admin_key {
-            Some(key) => util::sha256_hex(key.as_bytes()),
-            None => match store.meta_get("admin_key_hash").await? {
-                Some(h) => h,
-                None => {
-                    let key = format!("sk-admin-{}", util::random_alnum(32));
-                    let hash = util::sha256_hex(key.as_bytes());
-                    store.meta_set("admin_key_hash", &hash).await?;
-                    bootstrap.admin_key = Some(key);
-                    hash
-                }
-            },
-        };
-        // The first account is made once per database, even if several replicas
-        // start together: the meta row decides who makes it.
-        if store.meta_get("bootstrapped").await?.is_none() {
-            let marker = util::random_alnum(16);
-            if store.meta_get_or_insert("bootstrapped", &marker).await? == marker {
-                let (_, key) = accounts::create_account(&store, "default", config.signup_credits).await?;
-                bootstrap.api_key = Some(key.secret);
-            }
-        }
-
-        let public_url =
-            config.public_url.clone().unwrap_or_else(|| format!("http://{addr}")).trim_end_matches('/').to_owned();
-        let blobs = Blobs::new(config.data_dir.join("files"), link_secret.into_bytes(), public_url.clone())?;
-        let guard = GuardedClient::new(config.allow_private_urls, config.fetch_timeout)?;
+        let (shared, bootstrap) = bootstrap::run(&store, &config).await?;
+        let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
+        let blobs = Blobs::new(config.data_dir.join("files"), shared.link_secret, public_url.clone())?;
+        let guard = GuardedClient::new(config.allow_private_urls, config.fetch_timeout_secs)?;
         let sole_writer = store.backend() == crate::store::Backend::Sqlite;
-        let routing = crate::routing::Routing::from_config(&config, |k| std::env::var(k).ok())?;
-        let state = AppState::new(Inner {
+        let upstreams = crate::routing::build_providers(&config, &|k| std::env::var(k).ok())?;
+        let routing = Routing::new(&config, upstreams)?;
+        let state = AppState::new(Services {
             config,
             store,
             blobs,
@@ -86,7 +56,7 @@ impl Application {
             metrics: Metrics::default(),
             keys: KeyCache::new(Duration::from_secs(5)),
             wake: tokio::sync::Notify::new(),
-            admin_key_hash,
+            admin_key_hash: shared.admin_key_hash,
             public_url,
             webhooks: crate::webhooks::Dispatcher::default(),
             routing,
@@ -140,7 +110,7 @@ impl Application {
         }
         janitor.abort();
         // Callbacks in flight finish within their timeout or are sent again later.
-        let _ = tokio::time::timeout(state.config.webhook_timeout, dispatcher).await;
+        let _ = tokio::time::timeout(state.config.webhook_timeout_secs, dispatcher).await;
         state.store.close().await;
         Ok(())
     }

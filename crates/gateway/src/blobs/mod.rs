@@ -2,70 +2,61 @@
 //! HMAC-signed links that expire. A link is `{public}/files/{id}?exp=..&sig=..`; the
 //! signature covers the id and the expiry, so a tampered or stale link is refused.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 
+use crate::ids::FileId;
+use crate::secret::Secret;
 use crate::util;
 
 /// The local-disk blob store and its link signer. Cheap to clone.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Blobs {
     root: PathBuf,
-    secret: Vec<u8>,
+    secret: Secret,
     public_url: String,
 }
 
-impl std::fmt::Debug for Blobs {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Blobs").field("root", &self.root).finish_non_exhaustive()
-    }
-}
-
 impl Blobs {
-    pub fn new(root: PathBuf, secret: Vec<u8>, public_url: String) -> std::io::Result<Self> {
+    pub fn new(root: PathBuf, secret: Secret, public_url: String) -> std::io::Result<Self> {
         std::fs::create_dir_all(&root)?;
         Ok(Self { root, secret, public_url: public_url.trim_end_matches('/').to_owned() })
     }
 
-    /// A fresh, unguessable file id.
-    pub fn new_id() -> String {
-        format!("file-{}", util::random_lower_alnum(24))
-    }
-
     /// Where the file with this id lives. Ids are ours, but check anyway so no
     /// caller can ever walk out of the folder.
-    pub fn path(&self, id: &str) -> Option<PathBuf> {
-        valid_id(id).then(|| self.root.join(id))
+    pub fn path(&self, id: &FileId) -> Option<PathBuf> {
+        valid_id(id.as_str()).then(|| self.root.join(id.as_str()))
     }
 
     /// Writes the file atomically (temporary name, then rename).
-    pub async fn put(&self, id: &str, bytes: &[u8]) -> std::io::Result<()> {
+    pub async fn put(&self, id: &FileId, bytes: &[u8]) -> std::io::Result<()> {
         let path = self.path(id).ok_or_else(bad_id)?;
-        let tmp = self.root.join(format!(".{id}.tmp"));
+        let tmp = self.temp_path(id).ok_or_else(bad_id)?;
         tokio::fs::write(&tmp, bytes).await?;
         tokio::fs::rename(&tmp, &path).await
     }
 
     /// A temporary path to write a file into before `commit_temp` moves it in place.
-    pub fn temp_path(&self, id: &str) -> Option<PathBuf> {
-        valid_id(id).then(|| self.root.join(format!(".{id}.tmp")))
+    pub fn temp_path(&self, id: &FileId) -> Option<PathBuf> {
+        valid_id(id.as_str()).then(|| self.root.join(format!(".{id}.tmp")))
     }
 
-    pub async fn commit_temp(&self, id: &str) -> std::io::Result<()> {
+    pub async fn commit_temp(&self, id: &FileId) -> std::io::Result<()> {
         let (Some(tmp), Some(path)) = (self.temp_path(id), self.path(id)) else {
             return Err(bad_id());
         };
         tokio::fs::rename(tmp, path).await
     }
 
-    pub async fn read(&self, id: &str) -> std::io::Result<Vec<u8>> {
+    pub async fn read(&self, id: &FileId) -> std::io::Result<Vec<u8>> {
         tokio::fs::read(self.path(id).ok_or_else(bad_id)?).await
     }
 
     /// Deletes the file; a file already gone is not an error.
-    pub async fn delete(&self, id: &str) -> std::io::Result<()> {
+    pub async fn delete(&self, id: &FileId) -> std::io::Result<()> {
         let path = self.path(id).ok_or_else(bad_id)?;
         match tokio::fs::remove_file(path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -73,17 +64,13 @@ impl Blobs {
         }
     }
 
-    pub fn root(&self) -> &Path {
-        &self.root
-    }
-
     fn signature(&self, id: &str, exp: i64) -> String {
-        URL_SAFE_NO_PAD.encode(util::hmac_sha256(&self.secret, format!("{id}.{exp}").as_bytes()))
+        URL_SAFE_NO_PAD.encode(util::hmac_sha256(self.secret.expose().as_bytes(), format!("{id}.{exp}").as_bytes()))
     }
 
     /// A link to the file valid until `exp` (Unix seconds).
-    pub fn signed_url(&self, id: &str, exp: i64) -> String {
-        format!("{}/files/{id}?exp={exp}&sig={}", self.public_url, self.signature(id, exp))
+    pub fn signed_url(&self, id: &FileId, exp: i64) -> String {
+        format!("{}/files/{id}?exp={exp}&sig={}", self.public_url, self.signature(id.as_str(), exp))
     }
 
     /// True when `sig` is ours for this id and expiry and the link has not expired.
@@ -93,7 +80,7 @@ impl Blobs {
 
     /// If `url` is a valid, unexpired link made by this server (whatever host the
     /// client used to reach us), the file id it names.
-    pub fn own_link_id(&self, url: &str, now_secs: i64) -> Option<String> {
+    pub fn own_link_id(&self, url: &str, now_secs: i64) -> Option<FileId> {
         let rest = url.split_once("://")?.1;
         let path_and_query = &rest[rest.find('/')?..];
         let (path, query) = path_and_query.split_once('?')?;
@@ -110,11 +97,13 @@ impl Blobs {
                 _ => {}
             }
         }
-        self.verify(id, exp?, sig?, now_secs).then(|| id.to_owned())
+        self.verify(id, exp?, sig?, now_secs).then(|| FileId::from_raw(id))
     }
 }
 
-fn valid_id(id: &str) -> bool {
+/// The shape of a file id this store accepts: what `FileId::new` makes, and
+/// nothing that could leave the folder.
+pub fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
@@ -128,7 +117,7 @@ mod tests {
 
     fn blobs() -> Blobs {
         let dir = std::env::temp_dir().join(format!("vidgate-blobs-{}", util::random_lower_alnum(8)));
-        match Blobs::new(dir, b"secret".to_vec(), "http://h:1/".to_owned()) {
+        match Blobs::new(dir, Secret::new("secret"), "http://h:1/".to_owned()) {
             Ok(b) => b,
             Err(e) => unreachable!("temp dir: {e}"),
         }
@@ -137,15 +126,15 @@ mod tests {
     #[test]
     fn a_signed_link_verifies_until_it_expires() {
         let b = blobs();
-        let url = b.signed_url("file-abc", 1000);
-        assert_eq!(b.own_link_id(&url, 999).as_deref(), Some("file-abc"));
+        let url = b.signed_url(&FileId::from_raw("file-abc"), 1000);
+        assert_eq!(b.own_link_id(&url, 999), Some(FileId::from_raw("file-abc")));
         assert_eq!(b.own_link_id(&url, 1001), None);
     }
 
     #[test]
     fn a_tampered_link_is_refused() {
         let b = blobs();
-        let url = b.signed_url("file-abc", 1000);
+        let url = b.signed_url(&FileId::from_raw("file-abc"), 1000);
         assert_eq!(b.own_link_id(&url.replace("file-abc", "file-abd"), 0), None);
         assert_eq!(b.own_link_id(&url.replace("exp=1000", "exp=1001"), 0), None);
         assert_eq!(b.own_link_id("https://evil.example/files/file-abc?exp=1000&sig=x", 0), None);
@@ -154,7 +143,7 @@ mod tests {
     #[test]
     fn ids_cannot_escape_the_folder() {
         let b = blobs();
-        assert!(b.path("../etc/passwd").is_none());
-        assert!(b.path("a/b").is_none());
+        assert!(b.path(&FileId::from_raw("../etc/passwd")).is_none());
+        assert!(b.path(&FileId::from_raw("a/b")).is_none());
     }
 }

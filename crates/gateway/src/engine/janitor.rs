@@ -16,6 +16,8 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
             break;
         }
         for file in &batch {
+            // The blob first: a row without a blob is harmless, a blob without a
+            // row would never be found again.
             state.blobs.delete(&file.id).await?;
             state.store.delete_file(&file.id).await?;
             deleted += 1;
@@ -34,7 +36,7 @@ pub async fn run_janitor(state: AppState, shutdown: CancellationToken) {
         }
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(state.config.janitor_interval) => {}
+            () = tokio::time::sleep(state.config.janitor_interval_secs) => {}
         }
     }
 }

@@ -16,10 +16,14 @@ use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::{time_out, upstream};
+use vidgate_api::task::TaskErrorCode;
+
+use super::remote;
+use super::settle::time_out;
+use crate::ids::{LeaseOwner, TaskId};
+use crate::job::StoredRequest;
 use crate::state::AppState;
-use crate::store::{TaskRow, UpstreamAttempt};
-use crate::tasks::StoredRequest;
+use crate::store::{AttemptStatus, TaskRow, UpstreamAttempt};
 use crate::util;
 
 /// Progress is written when it has risen by this much since the last write.
@@ -46,20 +50,22 @@ impl Held {
     }
 
     pub fn active(&self) -> Option<&UpstreamAttempt> {
-        self.attempts.iter().rev().find(|a| a.status == "running")
+        self.attempts.iter().rev().find(|a| a.status == AttemptStatus::Running)
     }
 }
 
+/// The held tasks and when each is next due (a heap entry is stale when its
+/// task was dropped or held again since).
 #[derive(Default)]
-struct Book {
-    held: HashMap<String, Held>,
-    due: BinaryHeap<Reverse<(i64, String)>>,
+struct DueQueue {
+    held: HashMap<TaskId, Held>,
+    due: BinaryHeap<Reverse<(i64, TaskId)>>,
 }
 
 pub struct Poller {
     /// The lease owner of every task held here.
-    pub owner: String,
-    book: Mutex<Book>,
+    pub owner: LeaseOwner,
+    book: Mutex<DueQueue>,
     wake: Notify,
 }
 
@@ -71,11 +77,7 @@ impl Default for Poller {
 
 impl Poller {
     pub fn new() -> Self {
-        Self {
-            owner: format!("poller-{}", util::random_lower_alnum(12)),
-            book: Mutex::new(Book::default()),
-            wake: Notify::new(),
-        }
+        Self { owner: LeaseOwner::named("poller"), book: Mutex::new(DueQueue::default()), wake: Notify::new() }
     }
 
     /// Takes a task (whose lease is already ours) to poll at `due` (ms).
@@ -89,13 +91,9 @@ impl Poller {
         self.wake.notify_one();
     }
 
-    /// Tasks held here.
-    pub fn len(&self) -> usize {
+    /// How many tasks are held here.
+    pub fn held_count(&self) -> usize {
         self.book.lock().map(|b| b.held.len()).unwrap_or(0)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
     }
 
     /// Removes and returns the tasks due by `now`.
@@ -123,10 +121,17 @@ impl Poller {
 
     /// Keeps only the tasks whose leases a renewal that started at `renewed_at`
     /// found ours, and those put here since (their lease was moved to us after
-    /// the renewal read the table).
-    fn retain(&self, ours: &HashSet<String>, renewed_at: i64) {
+    /// the renewal read the table); answers the tasks dropped.
+    fn retain(&self, ours: &HashSet<TaskId>, renewed_at: i64) -> Vec<TaskId> {
+        let mut dropped = Vec::new();
         if let Ok(mut book) = self.book.lock() {
-            book.held.retain(|id, h| ours.contains(id) || h.since >= renewed_at);
+            book.held.retain(|id, h| {
+                let keep = ours.contains(id) || h.since >= renewed_at;
+                if !keep {
+                    dropped.push(id.clone());
+                }
+                keep
+            });
             if book.due.len() > 2 * book.held.len() + 1024 {
                 let held = &book.held;
                 let fresh: BinaryHeap<_> =
@@ -134,13 +139,14 @@ impl Poller {
                 book.due = fresh;
             }
         }
+        dropped
     }
 }
 
 /// Polls the held tasks until `shutdown`, then hands their leases back.
 pub async fn run_poller(state: AppState, shutdown: CancellationToken) {
     let poller = &state.poller;
-    let renew_every = (state.config.lease / 3).max(Duration::from_millis(100));
+    let renew_every = (state.config.lease_secs / 3).max(Duration::from_millis(100));
     let mut next_renew = Instant::now() + renew_every;
     let mut jobs = JoinSet::new();
     loop {
@@ -171,13 +177,28 @@ pub async fn run_poller(state: AppState, shutdown: CancellationToken) {
 }
 
 /// Extends every lease we hold in one statement and drops the tasks that are no
-/// longer ours (cancelled by their owner, or taken over after a stall).
+/// longer ours: cancelled by their owner (their upstream work is stopped), or
+/// taken over after a stall (the new holder polls them on).
 async fn renew(state: &AppState) {
     let started = util::now_ms();
-    let until = started + state.config.lease.as_millis() as i64;
-    match state.store.renew_leases(&state.poller.owner, until).await {
+    let until = started + state.config.lease_secs.as_millis() as i64;
+    let dropped = match state.store.renew_leases(&state.poller.owner, until).await {
         Ok(ids) => state.poller.retain(&ids.into_iter().collect(), started),
-        Err(e) => tracing::warn!(error = %e, "renewing the upstream leases failed; will retry"),
+        Err(e) => {
+            tracing::warn!(error = %e, "renewing the upstream leases failed; will retry");
+            return;
+        }
+    };
+    for id in dropped {
+        if let Ok(Some(task)) = state.store.get_task_any(&id).await
+            && task.is_final()
+        {
+            let why = "the task ended without it";
+            let state = state.clone();
+            tokio::spawn(async move {
+                state.routing.cancel_running(&state.store, &task.id, TaskErrorCode::RequestCancelled, why).await;
+            });
+        }
     }
 }
 
@@ -194,11 +215,11 @@ async fn poll_one(state: AppState, mut held: Held) {
         }
         return;
     }
-    match upstream::poll(&state, &held, &owner).await {
-        Ok(upstream::Polled::Running { progress, age_ms }) => {
+    match remote::poll(&state, &held, &owner).await {
+        Ok(remote::Polled::Running { progress, age_ms }) => {
             held.unwritten_polls += 1;
             if progress >= held.task.progress + PROGRESS_STEP {
-                let lease_until = util::now_ms() + state.config.lease.as_millis() as i64;
+                let lease_until = util::now_ms() + state.config.lease_secs.as_millis() as i64;
                 match state.store.heartbeat(&held.task.id, &owner, progress, lease_until).await {
                     Ok(true) => {
                         held.task.progress = progress;
@@ -214,10 +235,10 @@ async fn poll_one(state: AppState, mut held: Held) {
                     Err(e) => tracing::warn!(error = %e, task_id = %held.task.id, "progress write failed"),
                 }
             }
-            let next = util::now_ms() + upstream::poll_delay(&state.config, age_ms).as_millis() as i64;
+            let next = util::now_ms() + remote::poll_delay(&state.config, age_ms).as_millis() as i64;
             state.poller.hold(held, next);
         }
-        Ok(upstream::Polled::Ended) => {}
+        Ok(remote::Polled::Ended) => {}
         Err(e) => {
             // A database error: keep the task and try again shortly.
             tracing::warn!(error = ?e, task_id = %held.task.id, "upstream poll step failed; will retry");
@@ -231,7 +252,7 @@ mod tests {
     use super::*;
 
     fn held(id: &str) -> Held {
-        let task = TaskRow { id: id.to_owned(), ..TaskRow::default() };
+        let task = TaskRow { id: TaskId::from_raw(id), ..TaskRow::default() };
         let request: StoredRequest =
             serde_json::from_value(serde_json::json!({"model": "kling-v3-text-to-video", "prompt": null,
                 "negative_prompt": null, "image_start": null, "image_end": null, "duration": 5,
@@ -251,13 +272,13 @@ mod tests {
         p.hold(held("a"), 25);
         assert_eq!(p.next_due(), Some(10));
         assert!(p.take_due(9).is_empty());
-        let ids = |v: Vec<Held>| v.into_iter().map(|h| h.task.id).collect::<Vec<_>>();
+        let ids = |v: Vec<Held>| v.into_iter().map(|h| h.task.id.to_string()).collect::<Vec<_>>();
         assert_eq!(ids(p.take_due(26)), ["b", "a"]);
-        assert_eq!(p.len(), 1);
-        p.retain(&HashSet::new(), 0);
-        assert_eq!(p.len(), 1, "a task put here after the renewal began is kept");
-        p.retain(&HashSet::new(), util::now_ms() + 1);
+        assert_eq!(p.held_count(), 1);
+        assert!(p.retain(&HashSet::new(), 0).is_empty());
+        assert_eq!(p.held_count(), 1, "a task put here after the renewal began is kept");
+        assert_eq!(p.retain(&HashSet::new(), util::now_ms() + 1), [TaskId::from_raw("c")]);
         assert!(p.take_due(100).is_empty(), "a task that is no longer ours is dropped");
-        assert!(p.is_empty());
+        assert_eq!(p.held_count(), 0);
     }
 }

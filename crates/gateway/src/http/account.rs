@@ -18,8 +18,11 @@ pub fn router() -> Router<AppState> {
 
 /// Remaining and used credits of the account and of the key asking.
 ///
-/// Credits are decimal numbers here, as EvoLink answers them. Held credits (of
-/// running tasks) are neither remaining nor used until the task ends.
+/// Credits are decimal numbers here, as EvoLink answers them. For the key and
+/// the account alike, `remaining_credits` is what can be held for new tasks now,
+/// `used_credits` what is committed (charged for completed tasks plus held by
+/// running ones) and `held_credits` the held part of it, given back if those
+/// tasks fail or are cancelled.
 #[utoipa::path(
     get, path = "/v1/credits", operation_id = "v1.credits.get", tag = "account",
     responses(
@@ -41,8 +44,13 @@ pub async fn get_credits(State(state): State<AppState>, caller: Caller) -> Resul
                 remaining_credits: dec(key_remaining),
                 unlimited_credits: b.key_cap.is_none(),
                 used_credits: dec(b.key_spent),
+                held_credits: dec(b.key_held),
             },
-            user: UserCredits { remaining_credits: dec(b.account_remaining), used_credits: dec(b.account_used) },
+            user: UserCredits {
+                remaining_credits: dec(b.account_remaining),
+                used_credits: dec(b.account_used + b.account_held),
+                held_credits: dec(b.account_held),
+            },
         },
         message: String::new(),
         success: true,

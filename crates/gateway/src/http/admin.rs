@@ -1,23 +1,53 @@
-//! `/admin`: accounts, API keys (create, list, revoke, credit cap, allowed models)
-//! and credit grants, behind the admin key. Key secrets are shown only when made.
+//! `/admin`: accounts, API keys (create, list, revoke, credit cap, allowed models),
+//! credit grants, provider health, task attempts and the margin report, behind
+//! the admin key. Key secrets are shown only when made. Handlers extract and
+//! shape; the rules live in `accounts`.
 
-use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use vidgate_api::catalog::ModelId;
 use vidgate_api::credits::Credits;
 use vidgate_api::error::{ErrorBody, ErrorCode};
 
-use crate::accounts;
-use crate::config::credits_to_units;
+use crate::accounts::{self, KeyLimits};
 use crate::error::ApiError;
 use crate::http::auth::Admin;
-use crate::http::error::json_error;
+use crate::http::extract::Json as Body;
+use crate::ids::{AccountId, KeyId, TaskId};
+use crate::routing::ProviderHealth;
 use crate::state::AppState;
-use crate::store::{AccountRow, KeyRow};
+use crate::store::{AccountRow, AttemptStatus, KeyRow};
+
+/// Credits as a JSON number or string, read exactly (at most 4 decimals): money
+/// never passes through a float.
+mod credits_json {
+    use serde::{Deserialize, Deserializer};
+    use vidgate_api::credits::Credits;
+
+    fn parse<E: serde::de::Error>(text: &str) -> Result<Credits, E> {
+        Credits::parse_decimal(text)
+            .ok_or_else(|| E::custom(format!("{text} is not a number of credits with at most 4 decimals")))
+    }
+
+    pub fn required<'de, D: Deserializer<'de>>(d: D) -> Result<Credits, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Number(n) => parse(&n.to_string()),
+            serde_json::Value::String(s) => parse(s.trim()),
+            other => Err(serde::de::Error::custom(format!("expected a number of credits, got {other}"))),
+        }
+    }
+
+    pub fn optional<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Credits>, D::Error> {
+        match serde_json::Value::deserialize(d)? {
+            serde_json::Value::Null => Ok(None),
+            serde_json::Value::Number(n) => parse(&n.to_string()).map(Some),
+            serde_json::Value::String(s) => parse(s.trim()).map(Some),
+            other => Err(serde::de::Error::custom(format!("expected a number of credits, got {other}"))),
+        }
+    }
+}
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -34,15 +64,19 @@ pub fn router() -> Router<AppState> {
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateAccountBody {
-    /// A name for people.
+    /// A name for people, 1 to 100 characters.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
-    /// Starting credits (decimal); the signup amount when absent.
-    pub credits: Option<f64>,
+    /// Starting credits (decimal, at most 4 places); the signup amount when absent.
+    #[serde(default, deserialize_with = "credits_json::optional")]
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    pub credits: Option<Credits>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AccountView {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: AccountId,
     pub name: String,
     pub user_group: String,
     pub remaining_credits: f64,
@@ -68,8 +102,10 @@ impl From<AccountRow> for AccountView {
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct KeyView {
-    pub id: String,
-    pub account_id: String,
+    #[schema(value_type = String)]
+    pub id: KeyId,
+    #[schema(value_type = String)]
+    pub account_id: AccountId,
     pub name: String,
     /// The first characters of the key.
     pub prefix: String,
@@ -90,7 +126,7 @@ impl From<KeyRow> for KeyView {
             prefix: k.prefix,
             credit_cap: k.credit_cap.map(dec),
             spent_credits: dec(k.spent),
-            allowed_models: k.allowed_models,
+            allowed_models: k.allowed_models.0,
             revoked: k.revoked_at.is_some(),
             created_at: k.created_at / 1000,
         }
@@ -105,14 +141,6 @@ pub struct CreatedAccount {
     pub api_key: String,
 }
 
-fn valid_credits(param: &str, v: f64, allow_negative: bool) -> Result<i64, ApiError> {
-    if !v.is_finite() || v.abs() > 1e12 || (!allow_negative && v < 0.0) {
-        return Err(ApiError::invalid(param, "Credits must be a finite number in range."));
-    }
-    let units = (v * 10_000.0).round() as i64;
-    Ok(if allow_negative { units } else { credits_to_units(v) })
-}
-
 /// Create an account with credits and a first API key.
 #[utoipa::path(post, path = "/admin/accounts", operation_id = "admin.accounts.create", tag = "admin",
     request_body = CreateAccountBody,
@@ -121,21 +149,16 @@ fn valid_credits(param: &str, v: f64, allow_negative: bool) -> Result<i64, ApiEr
 pub async fn create_account(
     State(state): State<AppState>,
     _admin: Admin,
-    body: Result<Json<CreateAccountBody>, JsonRejection>,
+    Body(body): Body<CreateAccountBody>,
 ) -> Result<Json<CreatedAccount>, ApiError> {
-    let Json(body) = body.map_err(|e| json_error(&e))?;
-    let credits = match body.credits {
-        Some(c) => valid_credits("credits", c, false)?,
-        None => state.config.signup_credits,
-    };
-    let name = body.name.unwrap_or_else(|| "account".to_owned());
-    if name.chars().count() > 100 {
-        return Err(ApiError::invalid("name", "The name is longer than 100 characters."));
+    let credits = body.credits.unwrap_or(state.config.signup_credits);
+    if credits.units() < 0 {
+        return Err(ApiError::invalid("credits", "Starting credits cannot be negative."));
     }
-    let (id, key) = accounts::create_account(&state.store, &name, credits).await?;
-    let account =
-        state.store.get_account(&id).await?.ok_or_else(|| ApiError::internal(anyhow::anyhow!("account vanished")))?;
-    Ok(Json(CreatedAccount { account: account.into(), key: key.row.into(), api_key: key.secret }))
+    let name = accounts::checked_name("name", body.name, "account")?;
+    let (id, key) = accounts::create_account(&state.store, &name, credits.units()).await?;
+    let account = accounts::existing(&state.store, &id).await?;
+    Ok(Json(CreatedAccount { account: account.into(), key: key.row.into(), api_key: key.secret.expose().to_owned() }))
 }
 
 /// List accounts with their balances.
@@ -156,19 +179,18 @@ pub async fn get_account(
     _admin: Admin,
     Path(account_id): Path<String>,
 ) -> Result<Json<AccountView>, ApiError> {
-    let a = state.store.get_account(&account_id).await?.ok_or_else(account_not_found)?;
-    Ok(Json(a.into()))
-}
-
-fn account_not_found() -> ApiError {
-    ApiError::new(ErrorCode::NotFound, "No such account.").with_param("account_id")
+    Ok(Json(accounts::existing(&state.store, &AccountId::from_raw(account_id)).await?.into()))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct CreateKeyBody {
+    /// A name for people, 1 to 100 characters.
+    #[schema(max_length = 100)]
     pub name: Option<String>,
     /// Most credits this key may spend (decimal); no cap when absent.
-    pub credit_cap: Option<f64>,
+    #[serde(default, deserialize_with = "credits_json::optional")]
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    pub credit_cap: Option<Credits>,
     /// Models this key may use; all when absent.
     pub allowed_models: Option<Vec<String>>,
 }
@@ -180,17 +202,6 @@ pub struct CreatedKey {
     pub api_key: String,
 }
 
-fn check_models(models: &Option<Vec<String>>) -> Result<(), ApiError> {
-    if let Some(models) = models {
-        for (i, m) in models.iter().enumerate() {
-            if ModelId::parse(m).is_none() {
-                return Err(ApiError::invalid(format!("allowed_models[{i}]"), format!("Unknown model {m:?}.")));
-            }
-        }
-    }
-    Ok(())
-}
-
 /// Create another API key for an account.
 #[utoipa::path(post, path = "/admin/accounts/{account_id}/keys", operation_id = "admin.keys.create", tag = "admin",
     params(("account_id" = String, Path)), request_body = CreateKeyBody,
@@ -200,28 +211,27 @@ pub async fn create_key(
     State(state): State<AppState>,
     _admin: Admin,
     Path(account_id): Path<String>,
-    body: Result<Json<CreateKeyBody>, JsonRejection>,
+    Body(body): Body<CreateKeyBody>,
 ) -> Result<Json<CreatedKey>, ApiError> {
-    let Json(body) = body.map_err(|e| json_error(&e))?;
-    state.store.get_account(&account_id).await?.ok_or_else(account_not_found)?;
-    check_models(&body.allowed_models)?;
-    let cap = body.credit_cap.map(|c| valid_credits("credit_cap", c, false)).transpose()?;
-    let name = body.name.unwrap_or_else(|| "key".to_owned());
-    let key = accounts::create_key(&state.store, &account_id, &name, cap, body.allowed_models).await?;
-    Ok(Json(CreatedKey { key: key.row.into(), api_key: key.secret }))
+    let account = accounts::existing(&state.store, &AccountId::from_raw(account_id)).await?;
+    let limits = KeyLimits::checked(body.credit_cap, body.allowed_models)?;
+    let name = accounts::checked_name("name", body.name, "key")?;
+    let key = accounts::create_key(&state.store, &account.id, &name, limits).await?;
+    Ok(Json(CreatedKey { key: key.row.into(), api_key: key.secret.expose().to_owned() }))
 }
 
 /// List an account's keys (never their secrets).
 #[utoipa::path(get, path = "/admin/accounts/{account_id}/keys", operation_id = "admin.keys.list", tag = "admin",
     params(("account_id" = String, Path)),
-    responses((status = 200, body = Vec<KeyView>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Vec<KeyView>), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn list_keys(
     State(state): State<AppState>,
     _admin: Admin,
     Path(account_id): Path<String>,
 ) -> Result<Json<Vec<KeyView>>, ApiError> {
-    Ok(Json(state.store.list_keys(&account_id).await?.into_iter().map(Into::into).collect()))
+    let account = accounts::existing(&state.store, &AccountId::from_raw(account_id)).await?;
+    Ok(Json(state.store.list_keys(&account.id).await?.into_iter().map(Into::into).collect()))
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -239,7 +249,7 @@ pub async fn revoke_key(
     _admin: Admin,
     Path(key_id): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
-    if !state.store.revoke_key(&key_id).await? {
+    if !state.store.revoke_key(&KeyId::from_raw(key_id)).await? {
         return Err(ApiError::new(ErrorCode::NotFound, "No such live key.").with_param("key_id"));
     }
     state.keys.clear();
@@ -248,37 +258,48 @@ pub async fn revoke_key(
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct UpdateKeyBody {
-    /// New cap (decimal credits), or null for none.
-    pub credit_cap: Option<f64>,
-    /// Models allowed, or null for all.
+    /// New cap (decimal credits); absent or null for none.
+    #[serde(default, deserialize_with = "credits_json::optional")]
+    #[schema(value_type = Option<f64>, minimum = 0)]
+    pub credit_cap: Option<Credits>,
+    /// Models allowed; absent or null for all.
     pub allowed_models: Option<Vec<String>>,
 }
 
-/// Set a key's credit cap and allowed models.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Updated {
+    pub updated: bool,
+}
+
+/// Set a key's credit cap and allowed models (both are replaced).
 #[utoipa::path(patch, path = "/admin/keys/{key_id}", operation_id = "admin.keys.update", tag = "admin",
     params(("key_id" = String, Path)), request_body = UpdateKeyBody,
-    responses((status = 200, body = Revoked), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = Updated), (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("admin" = [])))]
 pub async fn update_key(
     State(state): State<AppState>,
     _admin: Admin,
     Path(key_id): Path<String>,
-    body: Result<Json<UpdateKeyBody>, JsonRejection>,
-) -> Result<Json<serde_json::Value>, ApiError> {
-    let Json(body) = body.map_err(|e| json_error(&e))?;
-    check_models(&body.allowed_models)?;
-    let cap = body.credit_cap.map(|c| valid_credits("credit_cap", c, false)).transpose()?;
-    if !state.store.update_key_limits(&key_id, cap, body.allowed_models.as_deref()).await? {
+    Body(body): Body<UpdateKeyBody>,
+) -> Result<Json<Updated>, ApiError> {
+    let limits = KeyLimits::checked(body.credit_cap, body.allowed_models)?;
+    let key_id = KeyId::from_raw(key_id);
+    if !state.store.update_key_limits(&key_id, limits.credit_cap, &limits.allowed_models).await? {
         return Err(ApiError::new(ErrorCode::NotFound, "No such key.").with_param("key_id"));
     }
     state.keys.clear();
-    Ok(Json(serde_json::json!({ "updated": true })))
+    Ok(Json(Updated { updated: true }))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct GrantBody {
-    /// Credits to add (decimal); negative to take back (never below zero).
-    pub credits: f64,
+    /// Credits to add (decimal, at most 4 places); negative to take back (never
+    /// below zero).
+    #[serde(deserialize_with = "credits_json::required")]
+    #[schema(value_type = f64)]
+    pub credits: Credits,
+    /// Up to 500 characters.
+    #[schema(max_length = 500)]
     pub note: Option<String>,
 }
 
@@ -296,26 +317,17 @@ pub async fn grant_credits(
     State(state): State<AppState>,
     _admin: Admin,
     Path(account_id): Path<String>,
-    body: Result<Json<GrantBody>, JsonRejection>,
+    Body(body): Body<GrantBody>,
 ) -> Result<Json<GrantResult>, ApiError> {
-    let Json(body) = body.map_err(|e| json_error(&e))?;
-    let units = valid_credits("credits", body.credits, true)?;
-    state.store.get_account(&account_id).await?.ok_or_else(account_not_found)?;
-    let note = body.note.unwrap_or_else(|| "admin grant".to_owned());
-    match state.store.grant_credits(&account_id, units, &note).await? {
-        Some(balance) => Ok(Json(GrantResult { remaining_credits: Credits::from_units(balance).to_credits_f64() })),
-        None => Err(ApiError::invalid("credits", "The account does not have that many credits to take back.")),
-    }
+    let balance = accounts::grant(&state.store, &AccountId::from_raw(account_id), body.credits, body.note).await?;
+    Ok(Json(GrantResult { remaining_credits: Credits::from_units(balance).to_credits_f64() }))
 }
 
 /// Health of each provider: its circuit breaker's state and recent outcomes.
 #[utoipa::path(get, path = "/admin/providers", operation_id = "admin.providers.health", tag = "admin",
-    responses((status = 200, body = Vec<crate::routing::ProviderHealth>), (status = 401, body = ErrorBody)),
+    responses((status = 200, body = Vec<ProviderHealth>), (status = 401, body = ErrorBody)),
     security(("admin" = [])))]
-pub async fn provider_health(
-    State(state): State<AppState>,
-    _admin: Admin,
-) -> Json<Vec<crate::routing::ProviderHealth>> {
+pub async fn provider_health(State(state): State<AppState>, _admin: Admin) -> Json<Vec<ProviderHealth>> {
     Json(state.routing.health())
 }
 
@@ -325,8 +337,7 @@ pub struct AttemptView {
     pub provider: String,
     pub upstream_model: String,
     pub upstream_id: Option<String>,
-    /// `running`, `succeeded`, `failed` or `error` (could not submit).
-    pub status: String,
+    pub status: AttemptStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub polls: i64,
@@ -338,7 +349,7 @@ pub struct AttemptView {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct TaskAttempts {
     pub task_id: String,
-    pub status: String,
+    pub status: vidgate_api::task::TaskStatus,
     pub provider: Option<String>,
     pub attempts: Vec<AttemptView>,
 }
@@ -353,10 +364,11 @@ pub async fn task_attempts(
     _admin: Admin,
     Path(task_id): Path<String>,
 ) -> Result<Json<TaskAttempts>, ApiError> {
-    let task = state.store.get_task_any(&task_id).await?.ok_or_else(ApiError::task_not_found)?;
+    let id = TaskId::parse(&task_id).ok_or_else(ApiError::task_not_found)?;
+    let task = state.store.get_task_any(&id).await?.ok_or_else(ApiError::task_not_found)?;
     let attempts = state
         .store
-        .upstream_attempts(&task_id)
+        .upstream_attempts(&id)
         .await?
         .into_iter()
         .map(|a| AttemptView {

@@ -25,21 +25,3 @@ impl IntoResponse for ApiError {
         resp
     }
 }
-
-/// Maps a body that could not be read (too large, cut off) to our error.
-pub fn body_error(e: &axum::extract::rejection::BytesRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.").with_param("body")
-    } else {
-        ApiError::invalid("body", "The request body could not be read.")
-    }
-}
-
-/// Maps a JSON body rejection (admin routes) to our error.
-pub fn json_error(e: &axum::extract::rejection::JsonRejection) -> ApiError {
-    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(ErrorCode::PayloadTooLarge, "The request body is too large.").with_param("body")
-    } else {
-        ApiError::invalid("body", e.body_text())
-    }
-}

@@ -1,21 +1,25 @@
 //! `POST /v1/files` (uploads usable as `image_start`/`image_end`) and `GET /files/{id}`,
-//! the signed, expiring links to uploads and results.
+//! the signed, expiring links to uploads and results, streamed with `Range`
+//! support (see `range`).
 
 use axum::body::Body;
-use axum::extract::{Multipart, Path, Query, Request, State};
-use axum::http::{HeaderValue, header};
+use axum::extract::{Multipart, Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tower::ServiceExt;
+use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use vidgate_api::error::{ErrorBody, ErrorCode};
-use vidgate_api::image::{MAX_IMAGE_BYTES, check_image_rules, sniff_image};
+use vidgate_api::image::MAX_IMAGE_BYTES;
 use vidgate_api::task::FileObject;
 
+use super::extract::Query;
+use super::range::{self, Answer};
 use crate::error::ApiError;
+use crate::files;
+use crate::ids::FileId;
 use crate::state::AppState;
-use crate::store::FileRow;
-use crate::tasks::{Caller, image_content_type};
+use crate::tasks::Caller;
 use crate::util;
 
 pub fn router() -> Router<AppState> {
@@ -46,89 +50,65 @@ pub async fn upload_file(
 ) -> Result<Json<FileObject>, ApiError> {
     let mut multipart = multipart.map_err(|e| ApiError::invalid("file", e.body_text()))?;
     let mut found: Option<Vec<u8>> = None;
-    loop {
-        let field = match multipart.next_field().await {
-            Ok(Some(f)) => f,
-            Ok(None) => break,
-            Err(e) => return Err(multipart_error(&e)),
-        };
+    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
         if field.name() != Some("file") {
             continue;
         }
         if found.is_some() {
             return Err(ApiError::invalid("file", "Send exactly one file."));
         }
-        let mut field = field;
         let mut bytes = Vec::new();
-        loop {
-            match field.chunk().await {
-                Ok(Some(chunk)) => {
-                    if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-                        return Err(ApiError::new(ErrorCode::PayloadTooLarge, "The file is larger than 10 MB.")
-                            .with_param("file"));
-                    }
-                    bytes.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) => return Err(multipart_error(&e)),
+        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+            if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
+                return Err(
+                    ApiError::new(ErrorCode::PayloadTooLarge, "The file is larger than 10 MB.").with_param("file")
+                );
             }
+            bytes.extend_from_slice(&chunk);
         }
         found = Some(bytes);
     }
     let bytes = found.ok_or_else(|| ApiError::invalid("file", "A part named 'file' is required."))?;
-    let info = sniff_image(&bytes).map_err(|e| ApiError::invalid("file", e.to_string()))?;
-    check_image_rules(&info).map_err(|e| ApiError::invalid("file", e.to_string()))?;
-
-    let now = util::now_ms();
-    let id = crate::blobs::Blobs::new_id();
-    let expires_at = now + state.config.link_ttl.as_millis() as i64;
-    state.blobs.put(&id, &bytes).await?;
-    let row = FileRow {
-        id: id.clone(),
-        account_id: Some(caller.account_id.clone()),
-        kind: "upload".to_owned(),
-        content_type: image_content_type(info.format).to_owned(),
-        bytes: bytes.len() as i64,
-        created_at: now,
-        expires_at,
-    };
-    if let Err(e) = state.store.insert_file(&row).await {
-        let _ = state.blobs.delete(&id).await;
-        return Err(e.into());
-    }
-    Ok(Json(FileObject { url: state.blobs.signed_url(&id, expires_at / 1000), id, expires_at: expires_at / 1000 }))
+    Ok(Json(files::store_upload(&state, &caller, &bytes).await?))
 }
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {
-    if e.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
         ApiError::new(ErrorCode::PayloadTooLarge, "The upload is too large.").with_param("file")
     } else {
         ApiError::invalid("file", e.body_text())
     }
 }
 
-#[derive(Debug, serde::Deserialize)]
+#[derive(Debug, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LinkQuery {
+    /// Expiry of the link, Unix seconds.
     exp: Option<String>,
+    /// The link's signature.
     sig: Option<String>,
 }
 
 /// Download a stored file through its signed link (no API key needed: the link is
-/// the credential). A tampered or expired link answers 404. Supports ranges.
+/// the credential). A tampered or expired link answers 404. One byte range is
+/// served as 206; an unknown unit or several ranges get the whole file.
 #[utoipa::path(
     get, path = "/files/{file_id}", operation_id = "files.download", tag = "files",
-    params(("file_id" = String, Path), ("exp" = i64, Query), ("sig" = String, Query)),
+    params(("file_id" = String, Path, description = "The file id, `file-...`."), LinkQuery,
+        ("Range" = Option<String>, Header, description = "One byte range, e.g. `bytes=0-1023`.")),
     responses(
-        (status = 200, description = "The file.", content_type = "video/mp4"),
-        (status = 206, description = "Part of the file (Range)."),
+        (status = 200, description = "The file.", content_type = "application/octet-stream"),
+        (status = 206, description = "Part of the file (Range).", content_type = "application/octet-stream"),
+        (status = 400, description = "A query string that cannot be read.", body = ErrorBody),
         (status = 404, description = "Unknown, expired or tampered link.", body = ErrorBody),
+        (status = 416, description = "The range is outside the file.", body = ErrorBody),
     )
 )]
 pub async fn download_file(
     State(state): State<AppState>,
     Path(file_id): Path<String>,
     Query(q): Query<LinkQuery>,
-    request: Request,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let not_found = || ApiError::new(ErrorCode::NotFound, "This link is unknown, expired or invalid.");
     let exp = q.exp.as_deref().and_then(|e| e.parse::<i64>().ok()).ok_or_else(not_found)?;
@@ -136,26 +116,64 @@ pub async fn download_file(
     if !state.blobs.verify(&file_id, exp, sig, util::now_ms() / 1000) {
         return Err(not_found());
     }
-    let row = state.store.get_file(&file_id).await?.ok_or_else(not_found)?;
-    let path = state.blobs.path(&file_id).ok_or_else(not_found)?;
-    let served = tower_http::services::ServeFile::new(path).oneshot(request).await.map_err(ApiError::internal)?;
-    if served.status() == axum::http::StatusCode::NOT_FOUND {
-        return Err(not_found());
-    }
-    let mut resp = served.map(Body::new).into_response();
-    if let Ok(v) = HeaderValue::from_str(&row.content_type) {
-        resp.headers_mut().insert(header::CONTENT_TYPE, v);
-    }
-    let ext = if row.content_type == "video/mp4" {
-        "mp4"
-    } else if row.content_type == "image/png" {
-        "png"
-    } else {
-        "jpg"
+    let id = FileId::from_raw(file_id);
+    let row = state.store.get_file(&id).await?.ok_or_else(not_found)?;
+    let path = state.blobs.path(&id).ok_or_else(not_found)?;
+    let mut file = match tokio::fs::File::open(&path).await {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
+        Err(e) => return Err(e.into()),
     };
-    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{file_id}.{ext}\"")) {
-        resp.headers_mut().insert(header::CONTENT_DISPOSITION, v);
+    let len = file.metadata().await?.len();
+    // Files never change, so the id is a strong validator.
+    let etag = format!("\"{id}\"");
+    let if_range_ok = headers.get(header::IF_RANGE).is_none_or(|v| v.as_bytes() == etag.as_bytes());
+    let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok);
+    let mut resp = match range::answer(range, len) {
+        Answer::Full => {
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            let mut r = (StatusCode::OK, body).into_response();
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+            r
+        }
+        Answer::Partial { start, end } => {
+            file.seek(std::io::SeekFrom::Start(start)).await?;
+            let part = end - start + 1;
+            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(part)));
+            let mut r = (StatusCode::PARTIAL_CONTENT, body).into_response();
+            r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(part));
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            r
+        }
+        Answer::Unsatisfiable => {
+            let mut r = ApiError::new(ErrorCode::RangeNotSatisfiable, "The range is outside the file.")
+                .with_param("Range")
+                .into_response();
+            if let Ok(v) = HeaderValue::from_str(&format!("bytes */{len}")) {
+                r.headers_mut().insert(header::CONTENT_RANGE, v);
+            }
+            return Ok(r);
+        }
+    };
+    let h = resp.headers_mut();
+    if let Ok(v) = HeaderValue::from_str(&row.content_type) {
+        h.insert(header::CONTENT_TYPE, v);
     }
-    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
+    let ext = match row.content_type.as_str() {
+        "video/mp4" => "mp4",
+        "image/png" => "png",
+        "image/jpeg" => "jpg",
+        _ => "bin",
+    };
+    if let Ok(v) = HeaderValue::from_str(&format!("inline; filename=\"{id}.{ext}\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+    if let Ok(v) = HeaderValue::from_str(&etag) {
+        h.insert(header::ETAG, v);
+    }
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=3600"));
     Ok(resp)
 }

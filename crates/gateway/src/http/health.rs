@@ -37,7 +37,7 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     responses((status = 200, description = "Prometheus text format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let open = state.store.count_open_tasks().await.map(|n| n as f64).unwrap_or(-1.0);
-    let held = state.poller.len() as f64;
+    let held = state.poller.held_count() as f64;
     let mut body = state.metrics.render(&[
         ("vidgate_tasks_open", "Tasks pending or processing.", open),
         ("vidgate_upstream_tasks_held", "Upstream tasks this process holds and polls.", held),
@@ -45,7 +45,7 @@ pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     body.push_str("# HELP vidgate_provider_up 1 when the provider's circuit is closed or half-open, 0 when open.\n");
     body.push_str("# TYPE vidgate_provider_up gauge\n");
     for h in state.routing.health() {
-        let up = if h.state == "open" { 0 } else { 1 };
+        let up = if h.state == crate::routing::BreakerState::Open { 0 } else { 1 };
         body.push_str(&format!("vidgate_provider_up{{provider=\"{}\"}} {up}\n", h.provider));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)

@@ -5,10 +5,12 @@ pub mod account;
 pub mod admin;
 pub mod auth;
 pub mod error;
+pub mod extract;
 pub mod files;
 pub mod health;
 pub mod openapi;
 pub mod playground;
+mod range;
 pub mod tasks;
 pub mod webhooks;
 

@@ -3,46 +3,11 @@
 
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Deserialize;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use crate::http;
 use crate::state::AppState;
-
-/// The create body as documentation (validation lives in `vidgate_api::create`,
-/// which reads the JSON by hand so every error names its field).
-#[derive(Debug, Deserialize, ToSchema)]
-#[allow(dead_code)]
-pub struct CreateTaskDoc {
-    /// `kling-v3-image-to-video`, `kling-v3-text-to-video` or `kling-custom-element`.
-    model: String,
-    /// Up to 2500 characters; may reference `<<<element_1>>>`..`<<<element_3>>>`.
-    prompt: Option<String>,
-    /// Up to 2500 characters.
-    negative_prompt: Option<String>,
-    /// First frame (image-to-video, required there): an `https://` URL, a
-    /// `data:image/...;base64,` URI or a `/v1/files` link. JPG/PNG, <= 10 MB,
-    /// sides >= 300 px, aspect between 1:2.5 and 2.5:1.
-    image_start: Option<String>,
-    /// Last frame; needs `image_start`; not with multi-shot.
-    image_end: Option<String>,
-    /// Seconds, 3..=15 (default 5).
-    duration: Option<u32>,
-    /// `720p` (default) or `1080p`.
-    quality: Option<String>,
-    /// `on` or `off` (default).
-    sound: Option<String>,
-    /// Text-to-video only: `16:9` (default), `9:16`, `1:1`.
-    aspect_ratio: Option<String>,
-    /// `https://` URL called when the task ends; <= 2048 characters; must not
-    /// resolve to a private or reserved address.
-    callback_url: Option<String>,
-    /// `multi_shot`, `shot_type`, `multi_prompt`, `element_list`, `watermark_info`;
-    /// for `kling-custom-element`: `element_name`, `element_description`,
-    /// `reference_type`, `element_image_list`.
-    model_params: Option<serde_json::Value>,
-}
 
 struct Security;
 

@@ -2,7 +2,7 @@
 
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use vidgate_api::error::ErrorBody;
 use vidgate_api::task::{TaskList, TaskObject};
 
+use super::extract::{Query, body_error};
 use crate::error::ApiError;
-use crate::http::error::body_error;
 use crate::state::AppState;
 use crate::tasks::{self, Caller, Created, ListQuery};
 
@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 /// `Idempotency-Key`, a retry with the same body returns the first response.
 #[utoipa::path(
     post, path = "/v1/videos/generations", operation_id = "v1.tasks.create", tag = "tasks",
-    request_body(content = crate::http::openapi::CreateTaskDoc, content_type = "application/json"),
+    request_body(content = vidgate_api::create::CreateRequest, content_type = "application/json"),
     params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; remembered for 24 h per account.")),
     responses(
         (status = 200, description = "The task, pending.", body = TaskObject),
@@ -41,6 +41,7 @@ pub fn router() -> Router<AppState> {
         (status = 403, description = "The key may not use this model.", body = ErrorBody),
         (status = 409, description = "Idempotency-Key reused with another body.", body = ErrorBody),
         (status = 413, description = "Body too large.", body = ErrorBody),
+        (status = 429, description = "Too many requests for this key.", body = ErrorBody),
         (status = 500, description = "Server error.", body = ErrorBody),
     ),
     security(("bearer" = []))
@@ -103,9 +104,8 @@ pub async fn get_task(
 pub async fn list_tasks(
     State(state): State<AppState>,
     caller: Caller,
-    query: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    Query(query): Query<ListQuery>,
 ) -> Result<Json<TaskList>, ApiError> {
-    let Query(query) = query.map_err(|e| ApiError::invalid("query", e.body_text()))?;
     Ok(Json(tasks::list(&state, &caller, &query).await?))
 }
 

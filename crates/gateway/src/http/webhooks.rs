@@ -10,7 +10,9 @@ use utoipa::ToSchema;
 use vidgate_api::error::{ErrorBody, ErrorCode};
 
 use crate::error::ApiError;
+use crate::ids::DeliveryId;
 use crate::state::AppState;
+use crate::store::DeliveryStatus;
 use crate::tasks::Caller;
 use crate::{util, webhooks};
 
@@ -46,7 +48,7 @@ pub async fn rotate_secret(State(state): State<AppState>, caller: Caller) -> Res
 }
 
 #[derive(Debug, Serialize, ToSchema)]
-pub struct AttemptView {
+pub struct DeliveryAttemptView {
     /// Unix milliseconds.
     pub attempted_at: i64,
     pub status_code: Option<i64>,
@@ -59,20 +61,15 @@ pub struct DeliveryView {
     /// The `webhook-id` header of every attempt of this delivery.
     pub id: String,
     pub url: String,
-    /// `pending`, `delivered` or `failed`.
-    pub status: String,
+    pub status: DeliveryStatus,
     /// Unix milliseconds of the next attempt while pending.
     pub next_attempt_at: Option<i64>,
-    pub attempts: Vec<AttemptView>,
+    pub attempts: Vec<DeliveryAttemptView>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DeliveryList {
     pub data: Vec<DeliveryView>,
-}
-
-async fn owned_task(state: &AppState, caller: &Caller, task_id: &str) -> Result<(), ApiError> {
-    crate::tasks::get(state, caller, task_id).await.map(|_| ())
 }
 
 /// The callbacks of a task and every attempt to deliver them.
@@ -85,7 +82,7 @@ pub async fn list_callbacks(
     caller: Caller,
     Path(task_id): Path<String>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    owned_task(&state, &caller, &task_id).await?;
+    let task_id = crate::tasks::owns(&state, &caller, &task_id).await?;
     let mut data = Vec::new();
     for d in state.store.list_deliveries(&task_id).await? {
         let attempts = state
@@ -93,7 +90,7 @@ pub async fn list_callbacks(
             .delivery_attempts(&d.id)
             .await?
             .into_iter()
-            .map(|a| AttemptView {
+            .map(|a| DeliveryAttemptView {
                 attempted_at: a.attempted_at,
                 status_code: a.status_code,
                 error: a.error,
@@ -101,8 +98,8 @@ pub async fn list_callbacks(
             })
             .collect();
         data.push(DeliveryView {
-            next_attempt_at: (d.status == "pending").then_some(d.next_attempt_at),
-            id: d.id,
+            next_attempt_at: (d.status == DeliveryStatus::Pending).then_some(d.next_attempt_at),
+            id: d.id.to_string(),
             url: d.url,
             status: d.status,
             attempts,
@@ -121,9 +118,10 @@ pub async fn retry_callback(
     caller: Caller,
     Path((task_id, delivery_id)): Path<(String, String)>,
 ) -> Result<Json<DeliveryList>, ApiError> {
-    owned_task(&state, &caller, &task_id).await?;
-    if !state.store.retry_delivery(&caller.account_id, &task_id, &delivery_id, util::now_ms()).await? {
-        let known = state.store.list_deliveries(&task_id).await?.into_iter().any(|d| d.id == delivery_id);
+    let task = crate::tasks::owns(&state, &caller, &task_id).await?;
+    let delivery_id = DeliveryId::from_raw(delivery_id);
+    if !state.store.retry_delivery(&caller.account_id, &task, &delivery_id, util::now_ms()).await? {
+        let known = state.store.list_deliveries(&task).await?.into_iter().any(|d| d.id == delivery_id);
         return Err(if known {
             ApiError::invalid("delivery_id", "This delivery is still pending.")
         } else {

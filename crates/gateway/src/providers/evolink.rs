@@ -1,23 +1,18 @@
 //! Another EvoLink-compatible gateway (EvoLink itself, or another vidgate) as an
-//! upstream: this very API, spoken with the shared `api` crate's wire types.
+//! upstream: this very API. Requests are written by hand; answers are read with
+//! the shared `api` crate's task object.
 
 use serde_json::{Value, json};
 use vidgate_api::create::MultiShot;
 use vidgate_api::task::{TaskObject, TaskStatus};
 
-use super::{BoxFuture, Handle, Job, Poll, Provider, ProviderError, data_uri, send_json, transport_error};
+use super::{Api, Failure, Handle, Job, Poll, ProviderError, data_uri, send_json, transport_error};
+use crate::secret::Secret;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub struct Evolink {
-    pub base_url: String,
-    pub key: String,
-    pub client: reqwest::Client,
-}
-
-impl std::fmt::Debug for Evolink {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Evolink").field("base_url", &self.base_url).finish_non_exhaustive()
-    }
+    pub api: Api,
+    pub key: Secret,
 }
 
 fn body(job: &Job<'_>) -> Value {
@@ -76,54 +71,46 @@ fn task(v: Value) -> Result<TaskObject, ProviderError> {
     serde_json::from_value(v).map_err(|_| ProviderError::transient("the upstream gateway sent a malformed task"))
 }
 
-impl Provider for Evolink {
-    fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
-        Box::pin(async move {
-            let url = format!("{}/v1/videos/generations", self.base_url.trim_end_matches('/'));
-            let (status, v) = send_json(self.client.post(url).bearer_auth(&self.key).json(&body(job))).await?;
-            if status.is_client_error() {
-                let message = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("refused").to_owned();
-                return Err(match status.as_u16() {
-                    400 | 413 => {
-                        ProviderError::Rejected { code: vidgate_api::task::TaskErrorCode::InvalidParameters, message }
-                    }
-                    _ => ProviderError::transient(format!("the upstream gateway refused ({status}): {message}")),
-                });
+impl Evolink {
+    pub async fn submit(&self, job: &Job<'_>) -> Result<Handle, ProviderError> {
+        let url = self.api.url("/v1/videos/generations");
+        let (status, v) = send_json(self.api.client.post(url).bearer_auth(self.key.expose()).json(&body(job))).await?;
+        if status.is_client_error() {
+            let message = v.pointer("/error/message").and_then(Value::as_str).unwrap_or("refused").to_owned();
+            return Err(match status.as_u16() {
+                400 | 413 => ProviderError::rejected(vidgate_api::task::TaskErrorCode::InvalidParameters, message),
+                _ => ProviderError::transient(format!("the upstream gateway refused ({status}): {message}")),
+            });
+        }
+        Ok(Handle { id: task(v)?.id, ..Default::default() })
+    }
+
+    pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
+        let url = self.api.url(&format!("/v1/tasks/{}", handle.id));
+        let (status, v) = send_json(self.api.client.get(url).bearer_auth(self.key.expose())).await?;
+        if !status.is_success() {
+            return Err(ProviderError::transient(format!("the upstream gateway answered {status}")));
+        }
+        let t = task(v)?;
+        Ok(match t.status {
+            TaskStatus::Pending | TaskStatus::Processing => Poll::Running { progress: Some(t.progress) },
+            TaskStatus::Completed => match t.results.and_then(|r| r.into_iter().next()) {
+                Some(video_url) => Poll::Succeeded { video_url },
+                None => return Err(ProviderError::transient("the upstream gateway completed without a result")),
+            },
+            TaskStatus::Failed => {
+                let e = t.error;
+                Poll::Failed(Failure {
+                    code: e.as_ref().map(|e| e.code).unwrap_or(vidgate_api::task::TaskErrorCode::UnknownError),
+                    message: e.map(|e| e.message).unwrap_or_default(),
+                })
             }
-            Ok(Handle { id: task(v)?.id, ..Default::default() })
         })
     }
 
-    fn poll<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Poll, ProviderError>> {
-        Box::pin(async move {
-            let url = format!("{}/v1/tasks/{}", self.base_url.trim_end_matches('/'), handle.id);
-            let (status, v) = send_json(self.client.get(url).bearer_auth(&self.key)).await?;
-            if !status.is_success() {
-                return Err(ProviderError::transient(format!("the upstream gateway answered {status}")));
-            }
-            let t = task(v)?;
-            Ok(match t.status {
-                TaskStatus::Pending | TaskStatus::Processing => Poll::Running { progress: Some(t.progress) },
-                TaskStatus::Completed => match t.results.and_then(|r| r.into_iter().next()) {
-                    Some(video_url) => Poll::Succeeded { video_url },
-                    None => return Err(ProviderError::transient("the upstream gateway completed without a result")),
-                },
-                TaskStatus::Failed => {
-                    let e = t.error;
-                    Poll::Failed {
-                        code: e.as_ref().map(|e| e.code).unwrap_or(vidgate_api::task::TaskErrorCode::UnknownError),
-                        message: e.map(|e| e.message).unwrap_or_default(),
-                    }
-                }
-            })
-        })
-    }
-
-    fn cancel<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<(), ProviderError>> {
-        Box::pin(async move {
-            let url = format!("{}/v1/tasks/{}/cancel", self.base_url.trim_end_matches('/'), handle.id);
-            self.client.post(url).bearer_auth(&self.key).send().await.map_err(transport_error)?;
-            Ok(())
-        })
+    pub async fn cancel(&self, handle: &Handle) -> Result<(), ProviderError> {
+        let url = self.api.url(&format!("/v1/tasks/{}/cancel", handle.id));
+        self.api.client.post(url).bearer_auth(self.key.expose()).send().await.map_err(transport_error)?;
+        Ok(())
     }
 }

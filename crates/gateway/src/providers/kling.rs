@@ -11,30 +11,20 @@ use vidgate_api::catalog::{ModelId, Quality, Sound};
 use vidgate_api::create::MultiShot;
 use vidgate_api::task::TaskErrorCode;
 
-use super::{BoxFuture, Handle, Job, Poll, Provider, ProviderError, send_json};
+use super::{Api, Failure, Handle, Job, Poll, ProviderError, send_json};
+use crate::secret::Secret;
 use crate::util;
 
-#[derive(Clone)]
+#[derive(Debug, Clone)]
 pub enum KlingAuth {
-    Jwt { access_key: String, secret_key: String },
-    ApiKey(String),
-}
-
-impl std::fmt::Debug for KlingAuth {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        // Credentials never reach logs.
-        f.write_str(match self {
-            KlingAuth::Jwt { .. } => "Jwt(..)",
-            KlingAuth::ApiKey(_) => "ApiKey(..)",
-        })
-    }
+    Jwt { access_key: Secret, secret_key: Secret },
+    ApiKey(Secret),
 }
 
 #[derive(Debug, Clone)]
 pub struct Kling {
-    pub base_url: String,
+    pub api: Api,
     pub auth: KlingAuth,
-    pub client: reqwest::Client,
 }
 
 /// An HS256 JWT for Kling: `iss` = access key, valid from 5 s ago for 30 minutes.
@@ -50,8 +40,10 @@ pub fn jwt(access_key: &str, secret_key: &str, now_secs: i64) -> String {
 impl Kling {
     fn bearer(&self) -> String {
         match &self.auth {
-            KlingAuth::Jwt { access_key, secret_key } => jwt(access_key, secret_key, util::now_ms() / 1000),
-            KlingAuth::ApiKey(k) => k.clone(),
+            KlingAuth::Jwt { access_key, secret_key } => {
+                jwt(access_key.expose(), secret_key.expose(), util::now_ms() / 1000)
+            }
+            KlingAuth::ApiKey(k) => k.expose().to_owned(),
         }
     }
 
@@ -109,13 +101,11 @@ impl Kling {
     /// `POST /v1/general/advanced-custom-elements`: the element's name, description
     /// and images (raw base64, like the video routes).
     fn element_body(job: &Job<'_>) -> Result<Value, ProviderError> {
-        let e = job.request.element.as_ref().ok_or_else(|| ProviderError::Rejected {
-            code: TaskErrorCode::InvalidParameters,
-            message: "the element definition is missing".to_owned(),
+        let e = job.request.element.as_ref().ok_or_else(|| {
+            ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element definition is missing")
         })?;
-        let (frontal, refers) = job.element_images.split_first().ok_or_else(|| ProviderError::Rejected {
-            code: TaskErrorCode::InvalidParameters,
-            message: "the element has no frontal image".to_owned(),
+        let (frontal, refers) = job.element_images.split_first().ok_or_else(|| {
+            ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element has no frontal image")
         })?;
         Ok(json!({
             "element_name": e.name,
@@ -149,10 +139,8 @@ pub fn service_code_error(code: i64, message: &str) -> ProviderError {
         1000..=1004 | 1100..=1103 | 1302..=1304 | 5000..=5002 => {
             ProviderError::transient(format!("kling service code {code}: {message}"))
         }
-        1200..=1203 => ProviderError::Rejected { code: TaskErrorCode::InvalidParameters, message: message.to_owned() },
-        1300 | 1301 => {
-            ProviderError::Rejected { code: TaskErrorCode::ContentPolicyViolation, message: message.to_owned() }
-        }
+        1200..=1203 => ProviderError::rejected(TaskErrorCode::InvalidParameters, message),
+        1300 | 1301 => ProviderError::rejected(TaskErrorCode::ContentPolicyViolation, message),
         _ => ProviderError::transient(format!("kling service code {code}: {message}")),
     }
 }
@@ -169,57 +157,53 @@ fn envelope(status: reqwest::StatusCode, v: &Value) -> Result<&Value, ProviderEr
     v.get("data").ok_or_else(|| ProviderError::transient("kling body without data"))
 }
 
-impl Provider for Kling {
-    fn submit<'a>(&'a self, job: &'a Job<'a>) -> BoxFuture<'a, Result<Handle, ProviderError>> {
-        Box::pin(async move {
-            let (kind, body, path) = if job.makes_element() {
-                (ELEMENT, Self::element_body(job)?, "/v1/general/advanced-custom-elements".to_owned())
-            } else {
-                let (kind, body) = Self::body(job);
-                (kind, body, format!("/v1/videos/{kind}"))
-            };
-            let url = format!("{}{path}", self.base_url.trim_end_matches('/'));
-            let (status, v) = send_json(self.client.post(url).bearer_auth(self.bearer()).json(&body)).await?;
-            let data = envelope(status, &v)?;
-            let id = data
-                .get("task_id")
+impl Kling {
+    pub async fn submit(&self, job: &Job<'_>) -> Result<Handle, ProviderError> {
+        let (kind, body, path) = if job.makes_element() {
+            (ELEMENT, Self::element_body(job)?, "/v1/general/advanced-custom-elements".to_owned())
+        } else {
+            let (kind, body) = Self::body(job);
+            (kind, body, format!("/v1/videos/{kind}"))
+        };
+        let url = self.api.url(&path);
+        let (status, v) = send_json(self.api.client.post(url).bearer_auth(self.bearer()).json(&body)).await?;
+        let data = envelope(status, &v)?;
+        let id = data
+            .get("task_id")
+            .and_then(Value::as_str)
+            .ok_or_else(|| ProviderError::transient("kling answer without task_id"))?;
+        Ok(Handle { id: id.to_owned(), kind: kind.to_owned(), ..Default::default() })
+    }
+
+    pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
+        let url = self.api.url(&poll_path(handle));
+        let (status, v) = send_json(self.api.client.get(url).bearer_auth(self.bearer())).await?;
+        let data = envelope(status, &v)?;
+        match data.get("task_status").and_then(Value::as_str) {
+            Some("submitted") => Ok(Poll::Running { progress: Some(5) }),
+            Some("processing") => Ok(Poll::Running { progress: None }),
+            Some("succeed") if handle.kind == ELEMENT => data
+                .pointer("/task_result/elements/0/element_id")
+                .or_else(|| data.pointer("/task_result/element_id"))
+                .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|n| n.to_string())))
+                .map(|element_id| Poll::Element { element_id })
+                .ok_or_else(|| ProviderError::transient("kling made an element without an id")),
+            Some("succeed") => data
+                .pointer("/task_result/videos/0/url")
                 .and_then(Value::as_str)
-                .ok_or_else(|| ProviderError::transient("kling answer without task_id"))?;
-            Ok(Handle { id: id.to_owned(), kind: kind.to_owned(), ..Default::default() })
-        })
-    }
-
-    fn poll<'a>(&'a self, handle: &'a Handle) -> BoxFuture<'a, Result<Poll, ProviderError>> {
-        Box::pin(async move {
-            let url = format!("{}{}", self.base_url.trim_end_matches('/'), poll_path(handle));
-            let (status, v) = send_json(self.client.get(url).bearer_auth(self.bearer())).await?;
-            let data = envelope(status, &v)?;
-            match data.get("task_status").and_then(Value::as_str) {
-                Some("submitted") => Ok(Poll::Running { progress: Some(5) }),
-                Some("processing") => Ok(Poll::Running { progress: None }),
-                Some("succeed") if handle.kind == ELEMENT => data
-                    .pointer("/task_result/elements/0/element_id")
-                    .or_else(|| data.pointer("/task_result/element_id"))
-                    .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|n| n.to_string())))
-                    .map(|element_id| Poll::Element { element_id })
-                    .ok_or_else(|| ProviderError::transient("kling made an element without an id")),
-                Some("succeed") => data
-                    .pointer("/task_result/videos/0/url")
-                    .and_then(Value::as_str)
-                    .map(|u| Poll::Succeeded { video_url: u.to_owned() })
-                    .ok_or_else(|| ProviderError::transient("kling succeeded without a video")),
-                Some("failed") => {
-                    let msg = data.get("task_status_msg").and_then(Value::as_str).unwrap_or("generation failed");
-                    Ok(Poll::Failed { code: super::classify_message(msg), message: msg.to_owned() })
-                }
-                _ => Err(ProviderError::transient("kling sent an unknown task status")),
+                .map(|u| Poll::Succeeded { video_url: u.to_owned() })
+                .ok_or_else(|| ProviderError::transient("kling succeeded without a video")),
+            Some("failed") => {
+                let msg = data.get("task_status_msg").and_then(Value::as_str).unwrap_or("generation failed");
+                Ok(Poll::Failed(Failure::new(super::classify_message(msg), msg)))
             }
-        })
+            _ => Err(ProviderError::transient("kling sent an unknown task status")),
+        }
     }
 
-    fn cancel<'a>(&'a self, _handle: &'a Handle) -> BoxFuture<'a, Result<(), ProviderError>> {
+    pub async fn cancel(&self, _handle: &Handle) -> Result<(), ProviderError> {
         // The legacy API has no cancel: the task runs out upstream; we stop polling.
-        Box::pin(async { Ok(()) })
+        Ok(())
     }
 }
 
@@ -245,11 +229,11 @@ mod tests {
         assert!(matches!(service_code_error(1102, "balance"), ProviderError::Transient(_)));
         assert!(matches!(
             service_code_error(1301, "nsfw"),
-            ProviderError::Rejected { code: TaskErrorCode::ContentPolicyViolation, .. }
+            ProviderError::Rejected(Failure { code: TaskErrorCode::ContentPolicyViolation, .. })
         ));
         assert!(matches!(
             service_code_error(1201, "bad"),
-            ProviderError::Rejected { code: TaskErrorCode::InvalidParameters, .. }
+            ProviderError::Rejected(Failure { code: TaskErrorCode::InvalidParameters, .. })
         ));
     }
 }

@@ -13,8 +13,8 @@ use vidgate_api::create::MultiShot;
 use vidgate_api::task::TaskErrorCode;
 use vidgate_render::{RenderError, ShotPlan, ShotSpec, VideoSpec};
 
-use crate::engine::TaskFailure;
-use crate::tasks::StoredRequest;
+use super::Failure;
+use crate::job::StoredRequest;
 
 /// The render plan for a request whose images are already loaded.
 pub fn video_spec(
@@ -56,7 +56,7 @@ pub async fn render_to_file(
     path: PathBuf,
     progress: Arc<AtomicU32>,
     lost: Arc<AtomicBool>,
-) -> Result<u64, TaskFailure> {
+) -> Result<u64, Failure> {
     let joined = tokio::task::spawn_blocking(move || -> Result<u64, RenderError> {
         let file = std::fs::File::create(&path).map_err(RenderError::Io)?;
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
@@ -77,21 +77,21 @@ pub async fn render_to_file(
     match joined {
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(RenderError::Cancelled)) => {
-            Err(TaskFailure::new(TaskErrorCode::RequestCancelled, "The task was cancelled."))
+            Err(Failure::new(TaskErrorCode::RequestCancelled, "The task was cancelled."))
         }
         Ok(Err(RenderError::InvalidImage(msg))) => {
-            Err(TaskFailure::new(TaskErrorCode::ImageProcessingError, format!("The image could not be used: {msg}")))
+            Err(Failure::new(TaskErrorCode::ImageProcessingError, format!("The image could not be used: {msg}")))
         }
         Ok(Err(RenderError::InvalidSpec(msg))) => {
-            Err(TaskFailure::new(TaskErrorCode::InvalidParameters, format!("The request cannot be rendered: {msg}")))
+            Err(Failure::new(TaskErrorCode::InvalidParameters, format!("The request cannot be rendered: {msg}")))
         }
         Ok(Err(e)) => {
             tracing::error!(error = %e, "local render failed");
-            Err(TaskFailure::new(TaskErrorCode::GenerationFailedNoContent, "The renderer produced no video."))
+            Err(Failure::new(TaskErrorCode::GenerationFailedNoContent, "The renderer produced no video."))
         }
         Err(e) => {
             tracing::error!(error = %e, "local render thread failed");
-            Err(TaskFailure::new(TaskErrorCode::ServiceError, "The renderer failed."))
+            Err(Failure::new(TaskErrorCode::ServiceError, "The renderer failed."))
         }
     }
 }

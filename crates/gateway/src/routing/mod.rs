@@ -1,24 +1,27 @@
 //! Routing: for each request, the routes that can serve it, healthy providers
 //! first and cheapest first for this request's quality and sound; a circuit
-//! breaker per provider (error ratio over a window, cool-down, one half-open
-//! probe) fed by the outcomes of real calls; and per-provider poll limits.
+//! breaker per provider (`breaker`); per-provider poll limits; and stopping a
+//! task's upstream work when the task ends without it. Providers are built by
+//! `providers::build` and handed in by name: routing knows no adapter.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
-use std::sync::{Arc, Mutex};
+mod breaker;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use serde::Serialize;
 use tokio::sync::Semaphore;
-use utoipa::ToSchema;
 use vidgate_api::catalog::{ModelId, Quality, Sound};
+use vidgate_api::task::TaskErrorCode;
+
+use breaker::Breakers;
+pub use breaker::{BreakerState, ProviderHealth};
 
 use crate::config::{Config, RouteConfig};
-use crate::providers::evolink::Evolink;
-use crate::providers::fal::Fal;
-use crate::providers::kling::{Kling, KlingAuth};
-use crate::providers::replicate::Replicate;
-use crate::providers::{Provider, upstream_client};
-use crate::tasks::StoredRequest;
+use crate::ids::TaskId;
+use crate::job::StoredRequest;
+use crate::providers::{self, Handle, Upstream};
+use crate::store::{AttemptEnd, AttemptStatus, Store};
 
 /// What a route can do beyond the basics.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -59,6 +62,14 @@ impl Supports {
     }
 }
 
+/// Who does the work of a route.
+#[derive(Debug, Clone)]
+pub enum Backend {
+    /// The built-in renderer, on this machine.
+    Local,
+    Remote(Arc<Upstream>),
+}
+
 /// One way to serve a model.
 #[derive(Debug, Clone)]
 pub struct Route {
@@ -69,13 +80,19 @@ pub struct Route {
     /// Micro-USD per second for 720p, 720p+sound, 1080p, 1080p+sound.
     pub cost_micro_usd: [i64; 4],
     pub supports: Supports,
-    /// `None` for the built-in local renderer.
-    pub client: Option<Arc<dyn Provider>>,
+    pub backend: Backend,
 }
 
 impl Route {
     pub fn is_local(&self) -> bool {
-        self.client.is_none()
+        matches!(self.backend, Backend::Local)
+    }
+
+    pub fn upstream(&self) -> Option<&Arc<Upstream>> {
+        match &self.backend {
+            Backend::Local => None,
+            Backend::Remote(u) => Some(u),
+        }
     }
 
     /// What this request costs us on this route, in micro-USD.
@@ -90,115 +107,37 @@ impl Route {
     }
 }
 
-/// A provider's circuit breaker.
-#[derive(Debug)]
-struct Breaker {
-    outcomes: VecDeque<bool>,
-    open_until: Option<Instant>,
-    opened: u64,
-}
-
-const WINDOW: usize = 20;
-const MIN_SAMPLES: usize = 5;
-const OPEN_RATIO: f64 = 0.5;
-
-impl Breaker {
-    fn new() -> Self {
-        Self { outcomes: VecDeque::with_capacity(WINDOW), open_until: None, opened: 0 }
-    }
-
-    fn state(&self, now: Instant) -> &'static str {
-        match self.open_until {
-            Some(t) if now < t => "open",
-            Some(_) => "half_open",
-            None => "closed",
-        }
-    }
-}
-
-/// The provider health an admin sees.
-#[derive(Debug, Clone, Serialize, ToSchema)]
-pub struct ProviderHealth {
-    pub provider: String,
-    /// `closed` (healthy), `open` (taken out) or `half_open` (one probe allowed).
-    pub state: String,
-    pub recent_calls: usize,
-    pub recent_errors: usize,
-    pub times_opened: u64,
-}
-
 #[derive(Debug)]
 pub struct Routing {
     routes: Vec<Route>,
-    breakers: Mutex<BTreeMap<String, Breaker>>,
+    breakers: Breakers,
     polls: HashMap<String, Arc<Semaphore>>,
     pub max_routes: usize,
-    cool_down: Duration,
 }
 
 fn micro(usd: f64) -> i64 {
     (usd * 1_000_000.0).round().max(0.0) as i64
 }
 
+/// The upstream of each configured provider (`None` for `local`), built with
+/// credentials read from the files or env variables the configuration names.
+pub fn build_providers(
+    config: &Config,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> anyhow::Result<BTreeMap<String, Option<Arc<Upstream>>>> {
+    let mut out = BTreeMap::new();
+    for (name, p) in &config.providers {
+        out.insert(name.clone(), providers::build(name, p, env)?.map(Arc::new));
+    }
+    Ok(out)
+}
+
 impl Routing {
-    /// Builds the routes; credentials are read from the env variables the config
-    /// names. With no routes configured, `local` serves every model.
-    pub fn from_config(config: &Config, env: impl Fn(&str) -> Option<String>) -> anyhow::Result<Self> {
-        let mut clients: BTreeMap<String, Option<Arc<dyn Provider>>> = BTreeMap::new();
-        let mut polls = HashMap::new();
-        clients.insert("local".to_owned(), None);
-        for (name, p) in &config.providers {
-            // A credential from its file when one is named, else from its env variable.
-            let secret =
-                |var: &Option<String>, file: &Option<std::path::PathBuf>, what: &str| -> anyhow::Result<String> {
-                    if let Some(path) = file {
-                        return std::fs::read_to_string(path)
-                            .map(|s| s.trim().to_owned())
-                            .map_err(|e| anyhow::anyhow!("provider {name}: cannot read {what}_file: {e}"));
-                    }
-                    let var =
-                        var.as_deref().ok_or_else(|| anyhow::anyhow!("provider {name}: {what}_env is not set"))?;
-                    env(var)
-                        .filter(|v| !v.is_empty())
-                        .ok_or_else(|| anyhow::anyhow!("provider {name}: env variable {var} is empty"))
-                };
-            let api_key = || secret(&p.api_key_env, &p.api_key_file, "api_key");
-            let timeout = Duration::from_secs(p.timeout_secs.unwrap_or(30).max(1));
-            let client = upstream_client(timeout)?;
-            let base = |default: &str| p.base_url.clone().unwrap_or_else(|| default.to_owned());
-            let provider: Option<Arc<dyn Provider>> = match p.kind.as_str() {
-                "local" => None,
-                "kling" => {
-                    let auth = if p.access_key_env.is_some() || p.access_key_file.is_some() {
-                        KlingAuth::Jwt {
-                            access_key: secret(&p.access_key_env, &p.access_key_file, "access_key")?,
-                            secret_key: secret(&p.secret_key_env, &p.secret_key_file, "secret_key")?,
-                        }
-                    } else {
-                        KlingAuth::ApiKey(api_key()?)
-                    };
-                    Some(Arc::new(Kling { base_url: base("https://api-singapore.klingai.com"), auth, client }))
-                }
-                "fal" => Some(Arc::new(Fal { base_url: base("https://queue.fal.run"), key: api_key()?, client })),
-                "replicate" => {
-                    Some(Arc::new(Replicate { base_url: base("https://api.replicate.com"), token: api_key()?, client }))
-                }
-                "evolink" => Some(Arc::new(Evolink {
-                    base_url: p
-                        .base_url
-                        .clone()
-                        .ok_or_else(|| anyhow::anyhow!("provider {name}: base_url is required"))?,
-                    key: api_key()?,
-                    client,
-                })),
-                other => anyhow::bail!("provider {name}: unknown kind {other:?}"),
-            };
-            polls.insert(name.clone(), Arc::new(Semaphore::new(p.max_concurrent_polls.unwrap_or(64).max(1))));
-            clients.insert(name.clone(), provider);
-        }
+    /// Builds the routes over `upstreams` (by provider name). With no routes
+    /// configured, `local` serves every model.
+    pub fn new(config: &Config, upstreams: BTreeMap<String, Option<Arc<Upstream>>>) -> anyhow::Result<Self> {
         let mut routes = Vec::new();
-        let configured: &[RouteConfig] = &config.routes;
-        if configured.is_empty() {
+        if config.routes.is_empty() {
             for model in ModelId::ALL {
                 routes.push(Route {
                     index: routes.len(),
@@ -207,21 +146,23 @@ impl Routing {
                     upstream_model: "local".to_owned(),
                     cost_micro_usd: [0; 4],
                     supports: Supports::ALL,
-                    client: None,
+                    backend: Backend::Local,
                 });
             }
         }
-        for r in configured {
-            let model =
-                ModelId::parse(&r.model).ok_or_else(|| anyhow::anyhow!("route: unknown model {:?}", r.model))?;
-            let client = clients
-                .get(&r.provider)
-                .ok_or_else(|| anyhow::anyhow!("route for {}: unknown provider {:?}", r.model, r.provider))?
-                .clone();
-            if client.is_some() && r.upstream_model.is_empty() {
+        for r in &config.routes {
+            let configured: &RouteConfig = r;
+            let model = ModelId::parse(&configured.model)
+                .ok_or_else(|| anyhow::anyhow!("route: unknown model {:?}", configured.model))?;
+            let upstream = match upstreams.get(&r.provider) {
+                Some(u) => u.clone(),
+                None if r.provider == "local" => None,
+                None => anyhow::bail!("route for {}: unknown provider {:?}", r.model, r.provider),
+            };
+            if upstream.is_some() && r.upstream_model.is_empty() {
                 anyhow::bail!("route {} via {}: upstream_model is required", r.model, r.provider);
             }
-            let kind = config.providers.get(&r.provider).map_or("local", |p| p.kind.as_str());
+            let kind = upstream.as_ref().map_or("local", |u| u.kind());
             if model == ModelId::KlingCustomElement && !matches!(kind, "local" | "kling") {
                 anyhow::bail!(
                     "route kling-custom-element via {}: only the local and kling providers can create elements",
@@ -235,17 +176,21 @@ impl Routing {
                 provider: r.provider.clone(),
                 upstream_model: r.upstream_model.clone(),
                 cost_micro_usd: [micro(c.p720), micro(c.p720_sound), micro(c.p1080), micro(c.p1080_sound)],
-                supports: if client.is_none() { Supports::ALL } else { Supports::parse(&r.supports)? },
-                client,
+                supports: if upstream.is_none() { Supports::ALL } else { Supports::parse(&r.supports)? },
+                backend: upstream.map_or(Backend::Local, Backend::Remote),
             });
         }
-        let breakers = routes.iter().map(|r| (r.provider.clone(), Breaker::new())).collect();
+        let polls = config
+            .providers
+            .iter()
+            .map(|(name, p)| (name.clone(), Arc::new(Semaphore::new(providers::max_concurrent_polls(p)))))
+            .collect();
+        let names: Vec<String> = routes.iter().map(|r| r.provider.clone()).collect();
         Ok(Self {
             routes,
-            breakers: Mutex::new(breakers),
+            breakers: Breakers::new(names, Duration::from_secs(30)),
             polls,
             max_routes: config.max_routes_per_task.max(1),
-            cool_down: Duration::from_secs(30),
         })
     }
 
@@ -257,67 +202,30 @@ impl Routing {
     /// first, then cheapest for this request. `pinned` keeps only one provider (an
     /// element made there).
     pub fn candidates(&self, r: &StoredRequest, pinned: Option<&str>) -> Vec<&Route> {
-        let now = Instant::now();
-        let breakers = self.breakers.lock().ok();
-        let healthy = |p: &str| match breakers.as_ref().and_then(|b| b.get(p)) {
-            Some(b) => b.state(now) != "open",
-            None => true,
-        };
+        self.candidates_at(r, pinned, Instant::now())
+    }
+
+    fn candidates_at(&self, r: &StoredRequest, pinned: Option<&str>, now: Instant) -> Vec<&Route> {
         let mut list: Vec<&Route> = self
             .routes
             .iter()
             .filter(|route| route.model == r.model && route.supports.serves(r))
             .filter(|route| pinned.is_none_or(|p| route.provider == p))
             .collect();
-        list.sort_by_key(|route| (!healthy(&route.provider), route.cost_for(r), route.index));
+        list.sort_by_key(|route| {
+            let open = self.breakers.state(&route.provider, now) == BreakerState::Open;
+            (open, route.cost_for(r), route.index)
+        });
         list
     }
 
     /// Takes the outcome of a real call into the provider's breaker.
     pub fn record(&self, provider: &str, ok: bool) {
-        let Ok(mut breakers) = self.breakers.lock() else { return };
-        let Some(b) = breakers.get_mut(provider) else { return };
-        let now = Instant::now();
-        if b.open_until.is_some_and(|t| now >= t) {
-            // Half-open: this call was the probe.
-            if ok {
-                b.open_until = None;
-                b.outcomes.clear();
-            } else {
-                b.open_until = Some(now + self.cool_down);
-                b.opened += 1;
-            }
-            return;
-        }
-        if b.outcomes.len() == WINDOW {
-            b.outcomes.pop_front();
-        }
-        b.outcomes.push_back(ok);
-        let errors = b.outcomes.iter().filter(|o| !**o).count();
-        if b.open_until.is_none()
-            && b.outcomes.len() >= MIN_SAMPLES
-            && errors as f64 / b.outcomes.len() as f64 >= OPEN_RATIO
-        {
-            b.open_until = Some(now + self.cool_down);
-            b.opened += 1;
-            b.outcomes.clear();
-            tracing::warn!(provider, "provider taken out for a cool-down after repeated failures");
-        }
+        self.breakers.record(provider, ok, Instant::now());
     }
 
     pub fn health(&self) -> Vec<ProviderHealth> {
-        let now = Instant::now();
-        let Ok(breakers) = self.breakers.lock() else { return Vec::new() };
-        breakers
-            .iter()
-            .map(|(name, b)| ProviderHealth {
-                provider: name.clone(),
-                state: b.state(now).to_owned(),
-                recent_calls: b.outcomes.len(),
-                recent_errors: b.outcomes.iter().filter(|o| !**o).count(),
-                times_opened: b.opened,
-            })
-            .collect()
+        self.breakers.health(Instant::now())
     }
 
     /// The poll slots of a provider.
@@ -325,16 +233,28 @@ impl Routing {
         self.polls.get(provider).cloned()
     }
 
-    #[cfg(test)]
-    fn set_cool_down(&mut self, d: Duration) {
-        self.cool_down = d;
+    /// Ends a task's running upstream attempts with `code` and asks their
+    /// providers to stop. Failures only cost upstream money, never the client's.
+    pub async fn cancel_running(&self, store: &Store, task_id: &TaskId, code: TaskErrorCode, why: &str) {
+        let Ok(attempts) = store.upstream_attempts(task_id).await else { return };
+        for a in attempts.iter().filter(|a| a.status == AttemptStatus::Running) {
+            let end = AttemptEnd::Failed { code, message: why.to_owned() };
+            let _ = store.end_upstream_attempt(&a.id, &end).await;
+            let handle: Option<Handle> = a.handle.as_deref().and_then(|h| serde_json::from_str(h).ok());
+            let upstream = usize::try_from(a.route_index).ok().and_then(|i| self.route(i)).and_then(Route::upstream);
+            if let (Some(handle), Some(upstream)) = (handle, upstream)
+                && let Err(e) = upstream.cancel(&handle).await
+            {
+                tracing::warn!(%task_id, provider = %a.provider, error = %e, "upstream cancel failed");
+            }
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CostTable, ProviderConfig};
+    use crate::config::{CostTable, KeyedProviderConfig, ProviderConfig};
 
     fn request(quality: Quality, sound: Sound) -> StoredRequest {
         StoredRequest {
@@ -354,18 +274,18 @@ mod tests {
         }
     }
 
+    fn fal(key_env: &str) -> ProviderConfig {
+        ProviderConfig::Fal(KeyedProviderConfig {
+            base_url: Some("http://127.0.0.1:1".to_owned()),
+            api_key_env: Some(key_env.to_owned()),
+            ..Default::default()
+        })
+    }
+
     fn routing() -> Routing {
         let mut c = Config::default();
         for name in ["a", "b"] {
-            c.providers.insert(
-                name.to_owned(),
-                ProviderConfig {
-                    kind: "fal".to_owned(),
-                    base_url: Some("http://127.0.0.1:1".to_owned()),
-                    api_key_env: Some("K".to_owned()),
-                    ..Default::default()
-                },
-            );
+            c.providers.insert(name.to_owned(), fal("K"));
         }
         let route = |provider: &str, cost: CostTable, supports: &[&str]| RouteConfig {
             model: "kling-v3-text-to-video".to_owned(),
@@ -378,9 +298,7 @@ mod tests {
             route("a", CostTable { p720: 0.08, p720_sound: 0.1, p1080: 0.09, p1080_sound: 0.2 }, &["sound", "1080p"]),
             route("b", CostTable { p720: 0.07, p720_sound: 0.12, p1080: 0.1, p1080_sound: 0.1 }, &["1080p"]),
         ];
-        let mut r = Routing::from_config(&c, |_| Some("key".to_owned())).unwrap();
-        r.set_cool_down(Duration::from_millis(50));
-        r
+        Routing::new(&c, build_providers(&c, &|_| Some("key".to_owned())).unwrap()).unwrap()
     }
 
     #[test]
@@ -395,31 +313,28 @@ mod tests {
     }
 
     #[test]
-    fn a_failing_provider_is_taken_out_then_probed_back_in() {
+    fn an_open_provider_goes_last_until_its_probe_succeeds() {
         let r = routing();
+        let now = Instant::now();
         for _ in 0..5 {
-            r.record("b", false);
+            r.breakers.record("b", false, now);
         }
-        let order = |r: &Routing| {
-            r.candidates(&request(Quality::P720, Sound::Off), None)
+        let order = |at: Instant| {
+            r.candidates_at(&request(Quality::P720, Sound::Off), None, at)
                 .iter()
                 .map(|x| x.provider.clone())
                 .collect::<Vec<_>>()
         };
-        assert_eq!(order(&r), ["a", "b"], "an open provider goes last");
-        assert_eq!(r.health().iter().find(|h| h.provider == "b").map(|h| h.state.clone()).as_deref(), Some("open"));
-        std::thread::sleep(Duration::from_millis(60));
-        assert_eq!(
-            r.health().iter().find(|h| h.provider == "b").map(|h| h.state.clone()).as_deref(),
-            Some("half_open")
-        );
-        r.record("b", true);
-        assert_eq!(order(&r), ["b", "a"]);
+        assert_eq!(order(now), ["a", "b"], "an open provider goes last");
+        let later = now + Duration::from_secs(31);
+        assert_eq!(order(later), ["b", "a"], "half-open: back in price order for its probe");
+        r.breakers.record("b", true, later);
+        assert_eq!(r.breakers.state("b", later), BreakerState::Closed);
     }
 
     #[test]
     fn without_routes_local_serves_every_model() {
-        let r = Routing::from_config(&Config::default(), |_| None).unwrap();
+        let r = Routing::new(&Config::default(), BTreeMap::new()).unwrap();
         let c = r.candidates(&request(Quality::P1080, Sound::On), None);
         assert_eq!(c.len(), 1);
         assert!(c[0].is_local());
@@ -428,32 +343,20 @@ mod tests {
     #[test]
     fn a_missing_credential_is_a_clear_error() {
         let mut c = Config::default();
-        c.providers.insert(
-            "f".to_owned(),
-            ProviderConfig {
-                kind: "fal".to_owned(),
-                base_url: None,
-                api_key_env: Some("FAL_KEY".to_owned()),
-                ..Default::default()
-            },
-        );
-        let e = Routing::from_config(&c, |_| None).err().map(|e| e.to_string()).unwrap_or_default();
+        c.providers.insert("f".to_owned(), fal("FAL_KEY"));
+        let e = build_providers(&c, &|_| None).err().map(|e| e.to_string()).unwrap_or_default();
         assert!(e.contains("FAL_KEY"), "{e}");
     }
-}
-
-#[cfg(test)]
-mod example_config {
-    use super::*;
 
     #[test]
     fn the_example_config_with_every_provider_loads() {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vidgate.toml");
         let config = Config::load(Some(&path), |_| None).unwrap();
         assert_eq!(config.providers.len(), 5);
-        let routing = Routing::from_config(&config, |_| Some("secret".to_owned())).unwrap();
+        let routing =
+            Routing::new(&config, build_providers(&config, &|_| Some("s3cr3t-value".to_owned())).unwrap()).unwrap();
         assert_eq!(routing.routes.len(), 6);
         // The secrets never show in what an admin or a log sees.
-        assert!(!format!("{routing:?}").contains("secret"));
+        assert!(!format!("{routing:?}").contains("s3cr3t-value"));
     }
 }

@@ -1,23 +1,38 @@
-//! SQL for upstream attempts (one row per route a task tried), deferring a task
-//! until its next poll, and the margin report.
+//! Upstream attempts: one row per try of a task at a provider route, with the
+//! provider's handle (so any replica can poll it after a takeover), its outcome
+//! and what it cost us; and the margin report built on them.
 
-use sqlx::Row;
-use sqlx::any::AnyRow;
+use vidgate_api::task::TaskErrorCode;
 
-use super::{Backend, Result, Store};
+use super::{Result, Store};
+use crate::ids::{AttemptId, TaskId};
 
-#[derive(Debug, Clone)]
+super::text_enum! {
+    /// Where an upstream attempt stands.
+    AttemptStatus {
+        /// Accepted upstream and not finished yet.
+        Running = "running",
+        Succeeded = "succeeded",
+        /// The upstream said it failed (or its result was unusable).
+        Failed = "failed",
+        /// Never accepted: the submit itself failed.
+        Error = "error",
+    }
+}
+
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct UpstreamAttempt {
-    pub id: String,
-    pub task_id: String,
+    pub id: AttemptId,
+    pub task_id: TaskId,
     pub seq: i64,
     pub route_index: i64,
     pub provider: String,
     pub upstream_model: String,
     pub upstream_id: Option<String>,
+    /// The provider's `Handle` as JSON.
     pub handle: Option<String>,
-    /// `running`, `succeeded`, `failed` (upstream said so) or `error` (could not submit).
-    pub status: String,
+    #[sqlx(try_from = "super::Text")]
+    pub status: AttemptStatus,
     pub error_code: Option<String>,
     pub error_message: Option<String>,
     pub polls: i64,
@@ -26,30 +41,15 @@ pub struct UpstreamAttempt {
     pub finished_at: Option<i64>,
 }
 
-impl UpstreamAttempt {
-    fn from_row(r: &AnyRow) -> Result<Self> {
-        Ok(Self {
-            id: r.try_get("id")?,
-            task_id: r.try_get("task_id")?,
-            seq: r.try_get("seq")?,
-            route_index: r.try_get("route_index")?,
-            provider: r.try_get("provider")?,
-            upstream_model: r.try_get("upstream_model")?,
-            upstream_id: r.try_get("upstream_id")?,
-            handle: r.try_get("handle")?,
-            status: r.try_get("status")?,
-            error_code: r.try_get("error_code")?,
-            error_message: r.try_get("error_message")?,
-            polls: r.try_get("polls")?,
-            cost_micro_usd: r.try_get("cost_micro_usd")?,
-            created_at: r.try_get("created_at")?,
-            finished_at: r.try_get("finished_at")?,
-        })
-    }
+/// How a running attempt ended.
+#[derive(Debug, Clone)]
+pub enum AttemptEnd {
+    Succeeded { cost_micro_usd: i64 },
+    Failed { code: TaskErrorCode, message: String },
 }
 
 /// Revenue against upstream cost for one model and provider.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 pub struct MarginRow {
     pub model: String,
     pub provider: String,
@@ -63,10 +63,9 @@ const COLUMNS: &str = "id, task_id, seq, route_index, provider, upstream_model, 
 
 impl Store {
     #[tracing::instrument(skip_all)]
-    pub async fn upstream_attempts(&self, task_id: &str) -> Result<Vec<UpstreamAttempt>> {
+    pub async fn upstream_attempts(&self, task_id: &TaskId) -> Result<Vec<UpstreamAttempt>> {
         let sql = format!("SELECT {COLUMNS} FROM task_attempts WHERE task_id = $1 ORDER BY seq");
-        let rows = sqlx::query(&sql).bind(task_id).fetch_all(&self.write).await?;
-        rows.iter().map(UpstreamAttempt::from_row).collect()
+        Ok(sqlx::query_as(&sql).bind(task_id).fetch_all(&self.write).await?)
     }
 
     #[tracing::instrument(skip_all)]
@@ -84,7 +83,7 @@ impl Store {
         .bind(&a.upstream_model)
         .bind(&a.upstream_id)
         .bind(&a.handle)
-        .bind(&a.status)
+        .bind(a.status.as_str())
         .bind(&a.error_code)
         .bind(&a.error_message)
         .bind(a.polls)
@@ -96,23 +95,23 @@ impl Store {
         Ok(())
     }
 
-    /// Ends a running attempt.
+    /// Ends a running attempt (an attempt already ended stays as it was).
     #[tracing::instrument(skip_all)]
-    pub async fn end_upstream_attempt(
-        &self,
-        id: &str,
-        status: &str,
-        error: Option<(&str, &str)>,
-        cost_micro_usd: i64,
-    ) -> Result<()> {
+    pub async fn end_upstream_attempt(&self, id: &AttemptId, end: &AttemptEnd) -> Result<()> {
+        let (status, code, message, cost) = match end {
+            AttemptEnd::Succeeded { cost_micro_usd } => (AttemptStatus::Succeeded, None, None, *cost_micro_usd),
+            AttemptEnd::Failed { code, message } => {
+                (AttemptStatus::Failed, Some(code.as_str()), Some(message.as_str()), 0)
+            }
+        };
         sqlx::query(
             "UPDATE task_attempts SET status = $1, error_code = $2, error_message = $3, cost_micro_usd = $4, \
              finished_at = $5 WHERE id = $6 AND status = 'running'",
         )
-        .bind(status)
-        .bind(error.map(|e| e.0))
-        .bind(error.map(|e| e.1))
-        .bind(cost_micro_usd)
+        .bind(status.as_str())
+        .bind(code)
+        .bind(message)
+        .bind(cost)
         .bind(crate::util::now_ms())
         .bind(id)
         .execute(&self.write)
@@ -123,7 +122,7 @@ impl Store {
     /// Adds polls made since the last count (the poller counts in memory and
     /// writes only now and then).
     #[tracing::instrument(skip_all)]
-    pub async fn add_polls(&self, id: &str, polls: i64) -> Result<()> {
+    pub async fn add_polls(&self, id: &AttemptId, polls: i64) -> Result<()> {
         if polls > 0 {
             sqlx::query("UPDATE task_attempts SET polls = polls + $1 WHERE id = $2")
                 .bind(polls)
@@ -134,97 +133,16 @@ impl Store {
         Ok(())
     }
 
-    /// Hands a task's lease from a worker to this process's upstream poller.
-    #[tracing::instrument(skip_all)]
-    pub async fn transfer_lease(&self, id: &str, from: &str, to: &str, until: i64, progress: i64) -> Result<bool> {
-        let max = if self.backend == Backend::Sqlite { "MAX" } else { "GREATEST" };
-        let sql = format!(
-            "UPDATE tasks SET lease_owner = $1, lease_until = $2, progress = {max}(progress, $3), updated_at = $4 \
-             WHERE id = $5 AND lease_owner = $6 AND status = 'processing'"
-        );
-        let done = sqlx::query(&sql)
-            .bind(to)
-            .bind(until)
-            .bind(progress)
-            .bind(crate::util::now_ms())
-            .bind(id)
-            .bind(from)
-            .execute(&self.write)
-            .await?;
-        Ok(done.rows_affected() == 1)
-    }
-
-    /// True while `owner` holds the open task's lease.
-    #[tracing::instrument(skip_all)]
-    pub async fn holds_lease(&self, id: &str, owner: &str) -> Result<bool> {
-        let row =
-            sqlx::query("SELECT 1 AS one FROM tasks WHERE id = $1 AND lease_owner = $2 AND status = 'processing'")
-                .bind(id)
-                .bind(owner)
-                .fetch_optional(&self.read)
-                .await?;
-        Ok(row.is_some())
-    }
-
-    /// Extends every lease `owner` holds in one statement; answers the tasks it
-    /// still holds (a cancelled task is no longer among them).
-    #[tracing::instrument(skip_all)]
-    pub async fn renew_leases(&self, owner: &str, until: i64) -> Result<Vec<String>> {
-        let rows = sqlx::query(
-            "UPDATE tasks SET lease_until = $1 WHERE lease_owner = $2 AND status = 'processing' RETURNING id",
-        )
-        .bind(until)
-        .bind(owner)
-        .fetch_all(&self.write)
-        .await?;
-        rows.iter().map(|r| Ok(r.try_get::<String, _>("id")?)).collect()
-    }
-
-    /// Gives back every lease `owner` holds, so any worker (here after a restart,
-    /// or on another replica) takes the tasks over at once.
-    #[tracing::instrument(skip_all)]
-    pub async fn release_leases(&self, owner: &str) -> Result<u64> {
-        let done = sqlx::query(
-            "UPDATE tasks SET lease_owner = NULL, lease_until = 0 WHERE lease_owner = $1 AND status = 'processing'",
-        )
-        .bind(owner)
-        .execute(&self.write)
-        .await?;
-        Ok(done.rows_affected())
-    }
-
-    #[tracing::instrument(skip_all)]
-    pub async fn set_task_cost(&self, id: &str, owner: &str, cost_micro_usd: i64) -> Result<()> {
-        sqlx::query("UPDATE tasks SET upstream_cost_micro_usd = $1 WHERE id = $2 AND lease_owner = $3")
-            .bind(cost_micro_usd)
-            .bind(id)
-            .bind(owner)
-            .execute(&self.write)
-            .await?;
-        Ok(())
-    }
-
     /// Completed tasks' revenue and upstream cost by model and provider.
     #[tracing::instrument(skip_all)]
     pub async fn margin_report(&self) -> Result<Vec<MarginRow>> {
-        let rows = sqlx::query(
+        Ok(sqlx::query_as(
             "SELECT model, COALESCE(provider, 'local') AS provider, CAST(COUNT(*) AS BIGINT) AS tasks, \
-             CAST(COALESCE(SUM(credits_charged), 0) AS BIGINT) AS charged, \
-             CAST(COALESCE(SUM(upstream_cost_micro_usd), 0) AS BIGINT) AS cost \
+             CAST(COALESCE(SUM(credits_charged), 0) AS BIGINT) AS credits_charged, \
+             CAST(COALESCE(SUM(upstream_cost_micro_usd), 0) AS BIGINT) AS cost_micro_usd \
              FROM tasks WHERE status = 'completed' GROUP BY model, COALESCE(provider, 'local') ORDER BY model, provider",
         )
         .fetch_all(&self.read)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(MarginRow {
-                    model: r.try_get("model")?,
-                    provider: r.try_get("provider")?,
-                    tasks: r.try_get("tasks")?,
-                    credits_charged: r.try_get("charged")?,
-                    cost_micro_usd: r.try_get("cost")?,
-                })
-            })
-            .collect()
+        .await?)
     }
 }

@@ -18,6 +18,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
+use crate::ids::{AccountId, TaskId};
+
 const OPEN_TTL: Duration = Duration::from_millis(250);
 const MAX_ENTRIES: usize = 50_000;
 
@@ -28,7 +30,7 @@ struct Entry {
 }
 
 struct Value {
-    account_id: String,
+    account_id: AccountId,
     body: Bytes,
     at: Instant,
     is_final: bool,
@@ -44,7 +46,7 @@ pub struct Ticket {
 
 #[derive(Default)]
 struct Entries {
-    map: HashMap<String, Entry>,
+    map: HashMap<TaskId, Entry>,
     /// Raised whenever the map is emptied: every ticket taken before is void,
     /// since the tombstones that would have voided it are gone.
     epoch: u64,
@@ -80,19 +82,22 @@ impl TaskCache {
 
     /// The cached JSON of the account's task if fresh; otherwise the ticket to
     /// fill it with after reading the database.
-    pub fn get(&self, account_id: &str, id: &str) -> Result<Bytes, Ticket> {
+    pub fn get(&self, account_id: &AccountId, id: &TaskId) -> Result<Bytes, Ticket> {
+        self.get_at(account_id, id, Instant::now())
+    }
+
+    fn get_at(&self, account_id: &AccountId, id: &TaskId, now: Instant) -> Result<Bytes, Ticket> {
         let Ok(entries) = self.entries.lock() else { return Err(Ticket { epoch: u64::MAX, stamp: None }) };
         let e = entries.map.get(id);
+        let fresh = |v: &Value| v.is_final || self.sole_writer || now.saturating_duration_since(v.at) < OPEN_TTL;
         match e.and_then(|e| e.value.as_ref()) {
-            Some(v) if v.account_id == account_id && (v.is_final || self.sole_writer || v.at.elapsed() < OPEN_TTL) => {
-                Ok(v.body.clone())
-            }
+            Some(v) if v.account_id == *account_id && fresh(v) => Ok(v.body.clone()),
             _ => Err(Ticket { epoch: entries.epoch, stamp: e.map(|e| e.stamp) }),
         }
     }
 
     /// The ticket for a task about to be created (it has no entry yet).
-    pub fn ticket(&self, id: &str) -> Ticket {
+    pub fn ticket(&self, id: &TaskId) -> Ticket {
         match self.entries.lock() {
             Ok(entries) => Ticket { epoch: entries.epoch, stamp: entries.map.get(id).map(|e| e.stamp) },
             Err(_) => Ticket { epoch: u64::MAX, stamp: None },
@@ -100,23 +105,23 @@ impl TaskCache {
     }
 
     /// Fills the entry, unless it changed since `ticket` was taken.
-    pub fn put(&self, ticket: Ticket, account_id: &str, id: &str, body: Bytes, is_final: bool) {
+    pub fn put(&self, ticket: Ticket, account_id: &AccountId, id: &TaskId, body: Bytes, is_final: bool) {
         let stamp = self.stamp();
         let Ok(mut entries) = self.entries.lock() else { return };
         if entries.epoch != ticket.epoch || entries.map.get(id).map(|e| e.stamp) != ticket.stamp {
             return;
         }
         entries.make_room();
-        let value = Value { account_id: account_id.to_owned(), body, at: Instant::now(), is_final };
-        entries.map.insert(id.to_owned(), Entry { stamp, value: Some(value) });
+        let value = Value { account_id: account_id.clone(), body, at: Instant::now(), is_final };
+        entries.map.insert(id.clone(), Entry { stamp, value: Some(value) });
     }
 
     /// The task changed: whatever is cached, or being read, is stale.
-    pub fn forget(&self, id: &str) {
+    pub fn forget(&self, id: &TaskId) {
         let stamp = self.stamp();
         if let Ok(mut entries) = self.entries.lock() {
             entries.make_room();
-            entries.map.insert(id.to_owned(), Entry { stamp, value: None });
+            entries.map.insert(id.clone(), Entry { stamp, value: None });
         }
     }
 
@@ -130,52 +135,60 @@ impl TaskCache {
 mod tests {
     use super::*;
 
+    fn acc(s: &str) -> AccountId {
+        AccountId::from_raw(s)
+    }
+
+    fn t(s: &str) -> TaskId {
+        TaskId::from_raw(s)
+    }
+
     #[test]
     fn a_read_taken_before_a_change_is_not_cached_after_it() {
         let cache = TaskCache::new(true);
-        let ticket = cache.get("acc", "t").err().unwrap_or(Ticket { epoch: u64::MAX, stamp: None });
+        let ticket = cache.get(&acc("acc"), &t("t")).err().unwrap_or(Ticket { epoch: u64::MAX, stamp: None });
         // The worker finishes the task between the reader's DB read and its put.
-        cache.forget("t");
-        cache.put(ticket, "acc", "t", Bytes::from_static(b"processing"), false);
-        let ticket = match cache.get("acc", "t") {
+        cache.forget(&t("t"));
+        cache.put(ticket, &acc("acc"), &t("t"), Bytes::from_static(b"processing"), false);
+        let ticket = match cache.get(&acc("acc"), &t("t")) {
             Ok(body) => panic!("a stale body was served: {body:?}"),
             Err(t) => t,
         };
-        cache.put(ticket, "acc", "t", Bytes::from_static(b"completed"), true);
-        assert_eq!(cache.get("acc", "t").ok(), Some(Bytes::from_static(b"completed")));
+        cache.put(ticket, &acc("acc"), &t("t"), Bytes::from_static(b"completed"), true);
+        assert_eq!(cache.get(&acc("acc"), &t("t")).ok(), Some(Bytes::from_static(b"completed")));
         // Another account never sees it.
-        assert!(cache.get("other", "t").is_err());
+        assert!(cache.get(&acc("other"), &t("t")).is_err());
     }
 
     #[test]
     fn a_create_racing_a_claim_does_not_cache_the_pending_body() {
         let cache = TaskCache::new(true);
-        let ticket = cache.ticket("t");
-        cache.forget("t");
-        cache.put(ticket, "acc", "t", Bytes::from_static(b"pending"), false);
-        assert!(cache.get("acc", "t").is_err());
+        let ticket = cache.ticket(&t("t"));
+        cache.forget(&t("t"));
+        cache.put(ticket, &acc("acc"), &t("t"), Bytes::from_static(b"pending"), false);
+        assert!(cache.get(&acc("acc"), &t("t")).is_err());
     }
 
     #[test]
     fn open_tasks_expire_when_other_replicas_write() {
         let cache = TaskCache::new(false);
-        cache.put(cache.ticket("t"), "acc", "t", Bytes::from_static(b"open"), false);
-        assert!(cache.get("acc", "t").is_ok());
-        std::thread::sleep(OPEN_TTL + Duration::from_millis(20));
-        assert!(cache.get("acc", "t").is_err());
+        cache.put(cache.ticket(&t("t")), &acc("acc"), &t("t"), Bytes::from_static(b"open"), false);
+        assert!(cache.get(&acc("acc"), &t("t")).is_ok());
+        let later = Instant::now() + OPEN_TTL + Duration::from_millis(1);
+        assert!(cache.get_at(&acc("acc"), &t("t"), later).is_err());
     }
 
     #[test]
     fn tasks_that_change_and_are_never_read_again_do_not_grow_it() {
         let cache = TaskCache::new(true);
-        let before = cache.ticket("late");
+        let before = cache.ticket(&t("late"));
         for i in 0..MAX_ENTRIES + 10 {
-            cache.forget(&format!("t{i}"));
+            cache.forget(&t(&format!("t{i}")));
         }
         assert!(cache.len() <= MAX_ENTRIES, "{} entries", cache.len());
         // A read from before the map was emptied may not fill it: its tombstone
         // may have gone with the rest.
-        cache.put(before, "acc", "late", Bytes::from_static(b"stale"), false);
-        assert!(cache.get("acc", "late").is_err());
+        cache.put(before, &acc("acc"), &t("late"), Bytes::from_static(b"stale"), false);
+        assert!(cache.get(&acc("acc"), &t("late")).is_err());
     }
 }

@@ -2,7 +2,6 @@
 //! and cancel. No HTTP types here: handlers, workers, the CLI and tests share it.
 
 pub mod cache;
-pub mod request;
 mod view;
 
 use base64::Engine;
@@ -14,18 +13,20 @@ use vidgate_api::error::ErrorCode;
 use vidgate_api::task::{TaskList, TaskObject, TaskStatus};
 
 use crate::error::ApiError;
+use crate::files;
+use crate::ids::{AccountId, FileId, KeyId, TaskId};
+use crate::job::{ImageRef, StoredElement, StoredRequest};
 use crate::state::AppState;
-use crate::store::{CancelOutcome, CreateOutcome, FileRow, Idempotency, NewTask};
+use crate::store::{AllowedModels, CancelOutcome, CreateOutcome, FileKind, Idempotency, NewTask};
 use crate::util;
-pub use request::{ImageRef, StoredElement, StoredRequest};
-pub use view::task_object;
+pub use view::{callback_for, task_object};
 
 /// Who is asking: resolved from the API key by `http::auth`.
 #[derive(Debug, Clone)]
 pub struct Caller {
-    pub key_id: String,
-    pub account_id: String,
-    pub allowed_models: Option<Vec<String>>,
+    pub key_id: KeyId,
+    pub account_id: AccountId,
+    pub allowed_models: AllowedModels,
     pub user_group: String,
 }
 
@@ -58,9 +59,7 @@ pub async fn create(
     let input = parse_create(&json, &opts).map_err(|e| ApiError::invalid(e.param, e.message))?;
 
     let model = input.model.as_str();
-    if let Some(allowed) = &caller.allowed_models
-        && !allowed.iter().any(|m| m == model)
-    {
+    if !caller.allowed_models.allows(model) {
         return Err(ApiError::new(
             ErrorCode::ModelAccessDenied,
             format!("This API key may not use the model {model}."),
@@ -80,8 +79,7 @@ pub async fn create(
     if !matches!(result, Ok(Created::New(_))) {
         // Nothing may be left half-written: drop the images stored for this attempt.
         for id in stored_files {
-            let _ = state.store.delete_file(&id).await;
-            let _ = state.blobs.delete(&id).await;
+            files::discard(state, &id).await;
         }
     }
     result
@@ -94,21 +92,22 @@ async fn persist(
     body: &[u8],
     idempotency_key: Option<&str>,
     now: i64,
-    stored_files: &mut Vec<String>,
+    stored_files: &mut Vec<FileId>,
 ) -> Result<Created, ApiError> {
-    let deadline_at = now + state.config.task_deadline.as_millis() as i64;
-    let file_expiry = deadline_at + state.config.link_ttl.as_millis() as i64;
-    let mut images = ImageStore { state, caller, now, expires_at: file_expiry, stored: stored_files };
-    let image_start = images.keep("image_start", input.image_start.as_ref()).await?;
-    let image_end = images.keep("image_end", input.image_end.as_ref()).await?;
+    let deadline_at = now + state.config.task_deadline_secs.as_millis() as i64;
+    let file_expiry = deadline_at + state.config.link_ttl_secs.as_millis() as i64;
+    let mut images = ImageStore { state, caller, expires_at: file_expiry, stored: stored_files };
+    let image_start = images.persist_image("image_start", input.image_start.as_ref()).await?;
+    let image_end = images.persist_image("image_end", input.image_end.as_ref()).await?;
     let element = match &input.element {
         None => None,
         Some(e) => {
-            let frontal = images.keep("model_params.element_image_list.frontal_image", Some(&e.frontal_image)).await?;
+            let frontal =
+                images.persist_image("model_params.element_image_list.frontal_image", Some(&e.frontal_image)).await?;
             let mut refer = Vec::with_capacity(e.refer_images.len());
             for (i, img) in e.refer_images.iter().enumerate() {
                 let param = format!("model_params.element_image_list.refer_images[{i}].image_url");
-                if let Some(r) = images.keep(&param, Some(img)).await? {
+                if let Some(r) = images.persist_image(&param, Some(img)).await? {
                     refer.push(r);
                 }
             }
@@ -146,9 +145,8 @@ async fn persist(
     }
 
     let price = input.price().units();
-    let id = format!("task-unified-{}-{}", now / 1000, util::random_lower_alnum(8));
     let new = NewTask {
-        id,
+        id: TaskId::new(now),
         account_id: caller.account_id.clone(),
         key_id: caller.key_id.clone(),
         user_group: caller.user_group.clone(),
@@ -156,7 +154,7 @@ async fn persist(
         request_json: serde_json::to_string(&request).map_err(ApiError::internal)?,
         credits_reserved: price,
         video_duration: i64::from(input.video_duration()),
-        estimated_time: estimated_time(input),
+        estimated_time: estimated_time(state, &request),
         callback_url: input.callback_url.clone(),
         created_at: now,
         created_us: util::monotonic_us(),
@@ -201,50 +199,53 @@ async fn persist(
 struct ImageStore<'a> {
     state: &'a AppState,
     caller: &'a Caller,
-    now: i64,
     expires_at: i64,
-    stored: &'a mut Vec<String>,
+    stored: &'a mut Vec<FileId>,
 }
 
 impl ImageStore<'_> {
-    async fn keep(&mut self, param: &str, src: Option<&ImageSource>) -> Result<Option<ImageRef>, ApiError> {
+    async fn persist_image(&mut self, param: &str, src: Option<&ImageSource>) -> Result<Option<ImageRef>, ApiError> {
         match src {
             None => Ok(None),
             Some(ImageSource::Url(url)) => {
                 let r = resolve_url(self.state, param, url)?;
-                if let ImageRef::File(id) = &r
-                    && self.state.store.get_file(id).await?.is_none()
-                {
-                    return Err(ApiError::invalid(param, "The uploaded file no longer exists; upload it again."));
+                if let ImageRef::File(id) = &r {
+                    match self.state.store.get_file(id).await? {
+                        None => {
+                            return Err(ApiError::invalid(
+                                param,
+                                "The uploaded file no longer exists; upload it again.",
+                            ));
+                        }
+                        // A result link of ours names a video, not a frame.
+                        Some(f) if !f.content_type.starts_with("image/") => {
+                            return Err(ApiError::new(
+                                ErrorCode::InvalidRequest,
+                                "This link is not an image; give a JPG or PNG.",
+                            )
+                            .with_param(param));
+                        }
+                        Some(_) => {}
+                    }
                 }
                 Ok(Some(r))
             }
             Some(ImageSource::Inline { bytes, info }) => {
-                let id = crate::blobs::Blobs::new_id();
-                self.state.blobs.put(&id, bytes).await?;
-                self.stored.push(id.clone());
-                self.state
-                    .store
-                    .insert_file(&FileRow {
-                        id: id.clone(),
-                        account_id: Some(self.caller.account_id.clone()),
-                        kind: "input".to_owned(),
-                        content_type: image_content_type(info.format).to_owned(),
-                        bytes: bytes.len() as i64,
-                        created_at: self.now,
-                        expires_at: self.expires_at,
-                    })
-                    .await?;
-                Ok(Some(ImageRef::File(id)))
+                let mut file = files::new_file(
+                    self.state,
+                    FileId::new(),
+                    Some(&self.caller.account_id),
+                    FileKind::Input,
+                    info.format.mime(),
+                    bytes.len() as u64,
+                );
+                // Kept until the task's deadline has passed and its link would expire.
+                file.expires_at = self.expires_at;
+                files::keep(self.state, &file, bytes).await?;
+                self.stored.push(file.id.clone());
+                Ok(Some(ImageRef::File(file.id)))
             }
         }
-    }
-}
-
-pub fn image_content_type(format: vidgate_api::image::ImageFormat) -> &'static str {
-    match format {
-        vidgate_api::image::ImageFormat::Png => "image/png",
-        vidgate_api::image::ImageFormat::Jpeg => "image/jpeg",
     }
 }
 
@@ -260,43 +261,68 @@ fn resolve_url(state: &AppState, param: &str, url: &str) -> Result<ImageRef, Api
     Ok(ImageRef::Url(url.to_owned()))
 }
 
-/// Seconds a client should expect to wait (shown as `task_info.estimated_time`).
-fn estimated_time(input: &CreateTask) -> i64 {
-    match input.model {
-        ModelId::KlingCustomElement => 10,
-        _ => {
-            let per_sec = if input.quality.short_side() >= 1080 { 3 } else { 2 };
-            10 + i64::from(input.video_duration()) * per_sec
+/// Seconds a client should expect to wait (shown as `task_info.estimated_time`),
+/// for the route that will serve first: the local renderer takes a few seconds
+/// (about 0.2 s per second of 1080p video on two cores, plus start-up), an
+/// upstream model minutes.
+fn estimated_time(state: &AppState, request: &StoredRequest) -> i64 {
+    let local = state.routing.candidates(request, None).first().is_none_or(|r| r.is_local());
+    let seconds = i64::from(request.duration);
+    match (request.model, local) {
+        (ModelId::KlingCustomElement, true) => 1,
+        (ModelId::KlingCustomElement, false) => 30,
+        (_, true) => {
+            let per = if request.quality.short_side() >= 1080 { 4 } else { 8 };
+            2 + (seconds + per - 1) / per
+        }
+        (_, false) => {
+            let per_sec = if request.quality.short_side() >= 1080 { 24 } else { 18 };
+            30 + seconds * per_sec
         }
     }
 }
 
 pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<TaskObject, ApiError> {
-    check_task_id(id)?;
-    let row = state.store.get_task(&caller.account_id, id).await?.ok_or_else(ApiError::task_not_found)?;
+    let id = check_task_id(id)?;
+    let row = state.store.get_task(&caller.account_id, &id).await?.ok_or_else(ApiError::task_not_found)?;
     view::task_object(&row)
+}
+
+/// True when the caller's account has a task with this id (no object is built).
+pub async fn owns(state: &AppState, caller: &Caller, id: &str) -> Result<TaskId, ApiError> {
+    let id = check_task_id(id)?;
+    state.store.get_task(&caller.account_id, &id).await?.ok_or_else(ApiError::task_not_found)?;
+    Ok(id)
 }
 
 /// The task object as JSON bytes, from the cache when fresh (the polling path).
 pub async fn get_json(state: &AppState, caller: &Caller, id: &str) -> Result<bytes::Bytes, ApiError> {
-    let ticket = match state.task_cache.get(&caller.account_id, id) {
+    let id = check_task_id(id)?;
+    let ticket = match state.task_cache.get(&caller.account_id, &id) {
         Ok(body) => return Ok(body),
         Err(ticket) => ticket,
     };
-    let task = get(state, caller, id).await?;
+    let row = state.store.get_task(&caller.account_id, &id).await?.ok_or_else(ApiError::task_not_found)?;
+    let task = view::task_object(&row)?;
     let body = bytes::Bytes::from(serde_json::to_vec(&task).map_err(ApiError::internal)?);
-    state.task_cache.put(ticket, &caller.account_id, id, body.clone(), task.status.is_final());
+    state.task_cache.put(ticket, &caller.account_id, &id, body.clone(), task.status.is_final());
     Ok(body)
 }
 
 /// Query of `GET /v1/tasks`.
+/// Query of `GET /v1/tasks`; values are read leniently here and checked in
+/// `list`, so a bad one gets a 400 naming it.
 #[derive(Debug, Default, serde::Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ListQuery {
     /// Page size, 1..=100 (default 20).
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 100)]
     pub limit: Option<String>,
     /// `next_cursor` of the previous page.
+    #[param(max_length = 512)]
     pub cursor: Option<String>,
     /// Only tasks in this status.
+    #[param(value_type = Option<TaskStatus>)]
     pub status: Option<String>,
 }
 
@@ -311,7 +337,7 @@ pub async fn list(state: &AppState, caller: &Caller, q: &ListQuery) -> Result<Ta
     let status = match q.status.as_deref() {
         None | Some("") => None,
         Some(s) => match TaskStatus::parse(s) {
-            Some(st) => Some(st.as_str()),
+            Some(st) => Some(st),
             None => {
                 return Err(ApiError::invalid(
                     "status",
@@ -338,7 +364,7 @@ pub async fn list(state: &AppState, caller: &Caller, q: &ListQuery) -> Result<Ta
     Ok(TaskList { data, next_cursor })
 }
 
-fn encode_cursor(created_us: i64, id: &str) -> String {
+fn encode_cursor(created_us: i64, id: &TaskId) -> String {
     URL_SAFE_NO_PAD.encode(format!("{created_us}:{id}"))
 }
 
@@ -348,31 +374,29 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
     Some((t.parse().ok()?, id.to_owned()))
 }
 
+/// Cancels the caller's open task with a full refund. Work in progress stops on
+/// its own: a worker's heartbeat, or the upstream poller's next lease renewal,
+/// finds the task gone (the poller then cancels the upstream task too).
 pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<TaskObject, ApiError> {
-    check_task_id(id)?;
-    match state.store.cancel_task(&caller.account_id, id, &crate::webhooks::outbox_entry).await? {
+    let id = check_task_id(id)?;
+    match state.store.cancel_task(&caller.account_id, &id, &callback_for).await? {
         CancelOutcome::Cancelled(row) => {
             if row.callback_url.is_some() {
                 state.webhooks.wake.notify_one();
             }
             state.metrics.task_finished(&row.model, "failed", "request_cancelled", 0);
-            // Stop the upstream work too (best effort; the client is refunded either way).
             state.task_cache.forget(&row.id);
-            tokio::spawn(crate::engine::upstream::cancel_upstream(state.clone(), row.id.clone()));
             view::task_object(&row)
         }
         CancelOutcome::NotCancellable(row) => Err(ApiError::invalid(
             "task_id",
-            format!("The task is already {} and can no longer be cancelled.", row.status),
+            format!("The task is already {} and can no longer be cancelled.", row.status.as_str()),
         )),
         CancelOutcome::NotFound => Err(ApiError::task_not_found()),
     }
 }
 
-fn check_task_id(id: &str) -> Result<(), ApiError> {
-    if vidgate_api::task::is_valid_task_id(id) {
-        Ok(())
-    } else {
-        Err(ApiError::new(ErrorCode::InvalidTaskId, "The task id is malformed.").with_param("task_id"))
-    }
+fn check_task_id(id: &str) -> Result<TaskId, ApiError> {
+    TaskId::parse(id)
+        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTaskId, "The task id is malformed.").with_param("task_id"))
 }

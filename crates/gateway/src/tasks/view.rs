@@ -1,17 +1,19 @@
-//! Task rows to the wire task object of SPEC 1.2. The only place that decides
-//! what a client sees of a task.
+//! Task rows to the wire task object of SPEC 1.2: the only place that decides
+//! what a client sees of a task, in answers and in callbacks alike.
 
-use vidgate_api::catalog::{BillingRule, ModelId};
-use vidgate_api::task::{TaskError, TaskErrorCode, TaskInfo, TaskObject, TaskStatus, Usage};
+use vidgate_api::catalog::ModelId;
+use vidgate_api::task::{TASK_KIND, TASK_OBJECT, TaskError, TaskErrorCode, TaskInfo, TaskObject, TaskStatus, Usage};
 
 use crate::error::ApiError;
-use crate::store::{NewTask, TaskRow};
+use crate::ids::DeliveryId;
+use crate::store::{NewDelivery, NewTask, TaskRow};
 
-fn billing_rule(model: &str) -> BillingRule {
-    match ModelId::parse(model) {
-        Some(ModelId::KlingCustomElement) => BillingRule::PerCall,
-        _ => BillingRule::PerSecond,
-    }
+fn billing_rule(model: &str) -> vidgate_api::catalog::BillingRule {
+    ModelId::parse(model).map_or(vidgate_api::catalog::BillingRule::PerSecond, ModelId::billing_rule)
+}
+
+fn seconds(v: i64) -> u32 {
+    u32::try_from(v.max(0)).unwrap_or(u32::MAX)
 }
 
 /// The object answered by a create: a pending task that holds its price.
@@ -19,19 +21,19 @@ pub(super) fn new_task_object(task: &NewTask) -> TaskObject {
     TaskObject {
         created: task.created_at / 1000,
         error: None,
-        id: task.id.clone(),
+        id: task.id.to_string(),
         model: task.model.clone(),
-        object: "video.generation.task".to_owned(),
+        object: TASK_OBJECT.to_owned(),
         progress: 0,
         result_data: None,
         results: None,
         status: TaskStatus::Pending,
         task_info: TaskInfo {
             can_cancel: true,
-            estimated_time: task.estimated_time.clamp(0, i64::from(u32::MAX)) as u32,
-            video_duration: task.video_duration.clamp(0, i64::from(u32::MAX)) as u32,
+            estimated_time: seconds(task.estimated_time),
+            video_duration: seconds(task.video_duration),
         },
-        kind: "video".to_owned(),
+        kind: TASK_KIND.to_owned(),
         usage: Usage {
             billing_rule: billing_rule(&task.model),
             credits_charged: None,
@@ -41,46 +43,38 @@ pub(super) fn new_task_object(task: &NewTask) -> TaskObject {
     }
 }
 
-/// The task object exactly as `GET /v1/tasks/{id}` answers it (callbacks send the same).
+/// The task object exactly as `GET /v1/tasks/{id}` answers it.
 pub fn task_object(row: &TaskRow) -> Result<TaskObject, ApiError> {
-    let status = TaskStatus::parse(&row.status)
-        .ok_or_else(|| ApiError::internal(anyhow::anyhow!("task {} has status {}", row.id, row.status)))?;
-    let results = match (&row.results, status) {
-        (Some(json), TaskStatus::Completed) => {
-            Some(serde_json::from_str::<Vec<String>>(json).map_err(ApiError::internal)?)
-        }
+    let status = row.status;
+    let completed = status == TaskStatus::Completed;
+    let results = match &row.results {
+        Some(json) if completed => Some(serde_json::from_str::<Vec<String>>(json).map_err(ApiError::internal)?),
         _ => None,
     };
-    let result_data = match (&row.result_data, status) {
-        (Some(json), TaskStatus::Completed) => {
-            Some(serde_json::from_str::<serde_json::Value>(json).map_err(ApiError::internal)?)
-        }
+    let result_data = match &row.result_data {
+        Some(json) if completed => Some(serde_json::from_str::<serde_json::Value>(json).map_err(ApiError::internal)?),
         _ => None,
     };
-    let error = match status {
-        TaskStatus::Failed => Some(TaskError {
-            code: row.error_code.as_deref().and_then(TaskErrorCode::parse).unwrap_or(TaskErrorCode::UnknownError),
-            message: row.error_message.clone().unwrap_or_default(),
-            kind: "task_error".to_owned(),
-        }),
-        _ => None,
-    };
+    let error = (status == TaskStatus::Failed).then(|| {
+        let code = row.error_code.as_deref().and_then(TaskErrorCode::parse).unwrap_or(TaskErrorCode::UnknownError);
+        TaskError::new(code, row.error_message.clone().unwrap_or_default())
+    });
     Ok(TaskObject {
         created: row.created_at / 1000,
         error,
-        id: row.id.clone(),
+        id: row.id.to_string(),
         model: row.model.clone(),
-        object: "video.generation.task".to_owned(),
+        object: TASK_OBJECT.to_owned(),
         progress: row.progress.clamp(0, 100) as u8,
         result_data,
         results,
         status,
         task_info: TaskInfo {
             can_cancel: !status.is_final(),
-            estimated_time: row.estimated_time.clamp(0, i64::from(u32::MAX)) as u32,
-            video_duration: row.video_duration.clamp(0, i64::from(u32::MAX)) as u32,
+            estimated_time: seconds(row.estimated_time),
+            video_duration: seconds(row.video_duration),
         },
-        kind: "video".to_owned(),
+        kind: TASK_KIND.to_owned(),
         usage: Usage {
             billing_rule: billing_rule(&row.model),
             credits_charged: if status.is_final() { Some(row.credits_charged.unwrap_or(0)) } else { None },
@@ -88,4 +82,18 @@ pub fn task_object(row: &TaskRow) -> Result<TaskObject, ApiError> {
             user_group: row.user_group.clone(),
         },
     })
+}
+
+/// The callback of a task that has just ended, if it asked for one: its body is
+/// exactly the task object `GET /v1/tasks/{id}` answers.
+pub fn callback_for(row: &TaskRow) -> Option<NewDelivery> {
+    let url = row.callback_url.clone()?;
+    let body = match task_object(row).map(|t| serde_json::to_string(&t)) {
+        Ok(Ok(body)) => body,
+        _ => {
+            tracing::error!(task_id = %row.id, "cannot render the callback body");
+            return None;
+        }
+    };
+    Some(NewDelivery { id: DeliveryId::new(), url, body })
 }

@@ -88,6 +88,7 @@ fn kill_9(mut server: Server) {
 /// settlement, and its account's ledger balances. Returns the task's row.
 async fn assert_settled_once(url: &str, id: &str) -> vidgate::store::TaskRow {
     let store = vidgate::store::Store::connect(url).await.unwrap();
+    let id = &vidgate::ids::TaskId::from_raw(id);
     let row = store.get_task_any(id).await.unwrap().unwrap();
     assert_eq!(store.ledger_entries(id).await.unwrap(), vec!["hold".to_owned(), "settle".to_owned()]);
     let (grants, buckets) = store.ledger_check(&row.account_id).await.unwrap();
@@ -281,11 +282,27 @@ both_backends!(sigterm_stops_promptly_and_hands_the_task_back, |backend| async m
     drop(second);
 });
 
+#[test]
+fn keys_create_refuses_a_folder_without_a_database_and_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vidgate"))
+        .args(["keys", "create", "--data-dir"])
+        .arg(dir.path().join("typo"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("no vidgate database") && stderr.contains("--init"), "{stderr}");
+    assert_eq!(stderr.matches("no vidgate database").count(), 1, "the error is printed once: {stderr}");
+    assert!(out.stdout.is_empty());
+    assert!(!dir.path().join("typo").exists(), "no second database was made");
+}
+
 #[tokio::test]
 async fn keys_create_prints_a_working_key_as_its_last_line() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_vidgate"))
-        .args(["keys", "create", "--credits", "12.5", "--name", "alice", "--data-dir"])
+        .args(["keys", "create", "--init", "--credits", "12.5", "--name", "alice", "--data-dir"])
         .arg(dir.path())
         .env("RUST_LOG", "warn")
         .output()

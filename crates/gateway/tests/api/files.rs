@@ -52,7 +52,7 @@ both_backends!(uploads_are_checked_by_content, |backend| async move {
 });
 
 both_backends!(a_tampered_or_expired_link_is_refused, |backend| async move {
-    let Some(app) = TestApp::spawn_with(backend, |c| c.link_ttl = Duration::from_secs(2)).await else {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.link_ttl_secs = Duration::from_secs(2)).await else {
         return;
     };
     let (_, file) = upload(&app, png(400, 400), "a.png").await;
@@ -75,8 +75,8 @@ both_backends!(a_tampered_or_expired_link_is_refused, |backend| async move {
 
 both_backends!(the_janitor_deletes_expired_files, |backend| async move {
     let Some(app) = TestApp::spawn_with(backend, |c| {
-        c.link_ttl = Duration::from_secs(1);
-        c.janitor_interval = Duration::from_millis(200);
+        c.link_ttl_secs = Duration::from_secs(1);
+        c.janitor_interval_secs = Duration::from_millis(200);
     })
     .await
     else {
@@ -89,7 +89,9 @@ both_backends!(the_janitor_deletes_expired_files, |backend| async move {
     // The janitor removes the bytes, then the row: wait for both.
     let gone = eventually(15, || {
         let (path, app, id) = (path.clone(), &app, id.clone());
-        async move { !path.exists() && app.state.store.get_file(&id).await.unwrap().is_none() }
+        async move {
+            !path.exists() && app.state.store.get_file(&vidgate::ids::FileId::from_raw(&id)).await.unwrap().is_none()
+        }
     })
     .await;
     assert!(gone, "the expired file was not deleted");

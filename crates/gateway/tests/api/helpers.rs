@@ -66,12 +66,12 @@ pub fn base_config(data_dir: &std::path::Path) -> Config {
     let mut c = Config::default();
     c.listen = "127.0.0.1:0".parse().unwrap_or(c.listen);
     c.data_dir = data_dir.to_owned();
-    c.admin_key = Some(ADMIN_KEY.to_owned());
+    c.admin_key = Some(vidgate::secret::Secret::new(ADMIN_KEY));
     c.allow_private_urls = true;
-    c.signup_credits = 1000 * 10_000;
+    c.signup_credits = vidgate_api::credits::Credits::from_units(1000 * 10_000);
     c.workers = 1;
-    c.poll_interval = Duration::from_millis(50);
-    c.lease = Duration::from_secs(5);
+    c.poll_interval_ms = Duration::from_millis(50);
+    c.lease_secs = Duration::from_secs(5);
     c
 }
 
@@ -91,7 +91,7 @@ impl TestApp {
         let app = Application::build(config).await.expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         // A replica joining an existing database makes no key: it shares the first's.
-        let api_key = app.bootstrap().api_key.clone().unwrap_or_default();
+        let api_key = app.bootstrap().api_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default();
         let state = app.state().clone();
         let shutdown = CancellationToken::new();
         let token = shutdown.clone();

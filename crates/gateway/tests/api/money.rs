@@ -9,7 +9,7 @@ use crate::helpers::TestApp;
 both_backends!(every_quality_sound_and_duration_reserves_the_seed_price, |backend| async move {
     let Some(app) = TestApp::spawn_with(backend, |c| {
         c.workers = 0;
-        c.signup_credits = 100_000 * 10_000;
+        c.signup_credits = vidgate_api::credits::Credits::from_units(100_000 * 10_000);
     })
     .await
     else {
@@ -72,7 +72,7 @@ both_backends!(fifty_concurrent_creates_never_overdraw_the_account, |backend| as
     // 16.2 credits each: six fit in 100.
     assert_eq!((ok, refused), (6, 44));
     assert!((app.remaining(&key).await - 2.8).abs() < 1e-9);
-    let (grants, buckets) = app.state.store.ledger_check(&account).await.unwrap();
+    let (grants, buckets) = app.state.store.ledger_check(&vidgate::ids::AccountId::from_raw(&account)).await.unwrap();
     assert_eq!(grants, buckets, "the ledger does not balance");
     app.stop().await;
 });

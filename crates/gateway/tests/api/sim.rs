@@ -7,7 +7,8 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vidgate::config::{Config, CostTable, ProviderConfig, RouteConfig};
+use vidgate::config::{Config, CostTable, KeyedProviderConfig, KlingProviderConfig, ProviderConfig, RouteConfig};
+use vidgate::ids::{AccountId, TaskId};
 use vidgate_sim::{Fault, SimConfig, SimHandle};
 
 use crate::both_backends;
@@ -45,21 +46,37 @@ impl Secrets {
 
 /// A provider of `kind` (kling, fal, replicate) at the sim.
 fn provider(sim: &SimHandle, kind: &str, secrets: &Secrets) -> ProviderConfig {
-    let mut p = ProviderConfig {
-        kind: kind.to_owned(),
-        base_url: Some(format!("{}/{kind}", sim.base_url)),
+    let base_url = Some(format!("{}/{kind}", sim.base_url));
+    let keyed = |file: &str| KeyedProviderConfig {
+        base_url: base_url.clone(),
+        api_key_file: secrets.file(file),
         max_concurrent_polls: Some(16),
         timeout_secs: Some(2),
         ..Default::default()
     };
     match kind {
-        "kling" => {
-            p.access_key_file = secrets.file("kling-ak");
-            p.secret_key_file = secrets.file("kling-sk");
-        }
-        other => p.api_key_file = secrets.file(other),
+        "kling" => ProviderConfig::Kling(KlingProviderConfig {
+            base_url: base_url.clone(),
+            access_key_file: secrets.file("kling-ak"),
+            secret_key_file: secrets.file("kling-sk"),
+            max_concurrent_polls: Some(16),
+            timeout_secs: Some(2),
+            ..Default::default()
+        }),
+        "fal" => ProviderConfig::Fal(keyed("fal")),
+        "replicate" => ProviderConfig::Replicate(keyed("replicate")),
+        other => ProviderConfig::Evolink(keyed(other)),
     }
-    p
+}
+
+fn set_timeout(p: &mut ProviderConfig, secs: u64) {
+    match p {
+        ProviderConfig::Kling(k) => k.timeout_secs = Some(secs),
+        ProviderConfig::Fal(k) | ProviderConfig::Replicate(k) | ProviderConfig::Evolink(k) => {
+            k.timeout_secs = Some(secs)
+        }
+        ProviderConfig::Local {} => {}
+    }
 }
 
 fn upstream_model(kind: &str, model: &str) -> String {
@@ -83,8 +100,8 @@ fn route(model: &str, name: &str, kind: &str, usd: f64) -> RouteConfig {
 
 /// Fast polling for tests.
 fn quick(c: &mut Config) {
-    c.upstream_poll_min = Duration::from_millis(20);
-    c.upstream_poll_max = Duration::from_millis(100);
+    c.upstream_poll_min_ms = Duration::from_millis(20);
+    c.upstream_poll_max_ms = Duration::from_millis(100);
 }
 
 /// A gateway whose routes for text- and image-to-video are `(name, kind, sim,
@@ -144,7 +161,7 @@ async fn one_task(app: &TestApp) -> (Value, String, Value) {
 
 /// The task was settled exactly once: one hold, one settlement.
 async fn settled_once(app: &TestApp, id: &str) {
-    assert_eq!(app.state.store.ledger_entries(id).await.unwrap(), ["hold", "settle"], "task {id}");
+    assert_eq!(app.state.store.ledger_entries(&TaskId::from_raw(id)).await.unwrap(), ["hold", "settle"], "task {id}");
 }
 
 both_backends!(each_protocol_completes_a_task_and_the_result_is_kept, |backend| async move {
@@ -231,7 +248,7 @@ both_backends!(every_submit_fault_moves_the_task_to_the_next_route, |backend| as
         let bad = sim(SimConfig { submit_fault_rate: 1.0, submit_fault: fault, ..SimConfig::default() }).await;
         let Some(app) =
             gateway(backend, &secrets, &[("cheap", "kling", &bad, 0.03), ("dear", "fal", &good, 0.09)], |c| {
-                c.providers.get_mut("cheap").unwrap().timeout_secs = Some(1);
+                set_timeout(c.providers.get_mut("cheap").unwrap(), 1);
             })
             .await
         else {
@@ -369,7 +386,7 @@ both_backends!(an_upstream_task_stuck_past_the_deadline_times_out_with_a_refund,
     let secrets = Secrets::new();
     let stuck = sim(SimConfig { stuck_rate: 1.0, ..SimConfig::default() }).await;
     let Some(app) = gateway(backend, &secrets, &[("slow", "replicate", &stuck, 0.05)], |c| {
-        c.task_deadline = Duration::from_secs(2);
+        c.task_deadline_secs = Duration::from_secs(2);
     })
     .await
     else {
@@ -421,7 +438,8 @@ both_backends!(a_wrong_kling_secret_is_refused_by_the_jwt_check_and_routed_aroun
     let upstream = sim(SimConfig::default()).await;
     let Some(app) =
         gateway(backend, &secrets, &[("miskeyed", "kling", &upstream, 0.01), ("fal", "fal", &upstream, 0.05)], |c| {
-            c.providers.get_mut("miskeyed").unwrap().secret_key_file = secrets.file("wrong");
+            let Some(ProviderConfig::Kling(p)) = c.providers.get_mut("miskeyed") else { panic!("a kling provider") };
+            p.secret_key_file = secrets.file("wrong");
         })
         .await
     else {
@@ -596,7 +614,7 @@ both_backends!(soak_500_tasks_across_three_providers_with_random_faults, |backen
     let after = app.remaining(&key).await;
     let charged = charged / UNITS;
     assert!((before - after - charged).abs() < 1e-6, "before {before}, after {after}, charged {charged}");
-    let (grants, buckets) = app.state.store.ledger_check(&account).await.unwrap();
+    let (grants, buckets) = app.state.store.ledger_check(&AccountId::from_raw(&account)).await.unwrap();
     assert_eq!(grants, buckets, "the ledger does not balance");
     // The faults were real, most tasks still made it, and all three served.
     let stats = upstream.stats();
@@ -617,8 +635,8 @@ both_backends!(a_task_cancelled_while_polled_is_never_resubmitted, |backend| asy
     let good = sim(SimConfig::default()).await;
     let Some(app) = gateway(backend, &secrets, &[("a", "kling", &failing, 0.01), ("b", "fal", &good, 0.09)], |c| {
         // Renewals (which tell the poller of the cancel) come long after the failure.
-        c.lease = Duration::from_secs(60);
-        c.providers.get_mut("a").unwrap().timeout_secs = Some(10);
+        c.lease_secs = Duration::from_secs(60);
+        set_timeout(c.providers.get_mut("a").unwrap(), 10);
     })
     .await
     else {
@@ -693,7 +711,7 @@ async fn two_replicas_on_postgres_share_upstream_tasks_and_settle_each_once() {
     }
     assert_eq!(upstream.stats().accepted, 60, "{:?}", upstream.stats());
     assert!((before - a.remaining(&key).await - charged).abs() < 1e-6);
-    let (grants, buckets) = a.state.store.ledger_check(&account).await.unwrap();
+    let (grants, buckets) = a.state.store.ledger_check(&AccountId::from_raw(&account)).await.unwrap();
     assert_eq!(grants, buckets);
     // Both replicas finished some of the tasks.
     let finished_by = |app: &TestApp| -> f64 {
@@ -714,7 +732,7 @@ both_backends!(a_static_kling_api_key_works_instead_of_the_jwt, |backend| async 
     let secrets = Secrets::new();
     let upstream = sim(SimConfig::default()).await;
     let Some(app) = gateway(backend, &secrets, &[("kling", "kling", &upstream, 0.05)], |c| {
-        let p = c.providers.get_mut("kling").unwrap();
+        let Some(ProviderConfig::Kling(p)) = c.providers.get_mut("kling") else { panic!("kling is configured") };
         (p.access_key_file, p.secret_key_file) = (None, None);
         p.api_key_file = secrets.file("kling-key");
     })
@@ -735,7 +753,8 @@ both_backends!(polls_stay_within_the_providers_concurrency_bound, |backend| asyn
     let slow = sim(SimConfig { latency: Duration::from_millis(100), polls_to_finish: 3, ..SimConfig::default() }).await;
     let Some(app) = gateway(backend, &secrets, &[("slow", "replicate", &slow, 0.05)], |c| {
         c.workers = 4;
-        c.providers.get_mut("slow").unwrap().max_concurrent_polls = Some(2);
+        let Some(ProviderConfig::Replicate(p)) = c.providers.get_mut("slow") else { panic!("slow is configured") };
+        p.max_concurrent_polls = Some(2);
     })
     .await
     else {

@@ -6,20 +6,20 @@
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use vidgate::config::{Config, CostTable, ProviderConfig, RouteConfig};
+use vidgate::config::{Config, CostTable, KeyedProviderConfig, ProviderConfig, RouteConfig};
+use vidgate::ids::{LeaseOwner, TaskId};
 
 use crate::both_backends;
 use crate::helpers::{ADMIN_KEY, Backend, TestApp};
 
 fn evolink(base_url: &str, key_file: &std::path::Path) -> ProviderConfig {
-    ProviderConfig {
-        kind: "evolink".to_owned(),
+    ProviderConfig::Evolink(KeyedProviderConfig {
         base_url: Some(base_url.to_owned()),
         api_key_file: Some(key_file.to_owned()),
         max_concurrent_polls: Some(8),
         timeout_secs: Some(5),
         ..Default::default()
-    }
+    })
 }
 
 fn route(provider: &str, usd: f64) -> RouteConfig {
@@ -58,8 +58,8 @@ async fn gateway_in_front_of(
             c.providers.insert((*name).to_owned(), evolink(url, key_file));
             c.routes.push(route(name, *usd));
         }
-        c.upstream_poll_min = Duration::from_millis(50);
-        c.upstream_poll_max = Duration::from_millis(200);
+        c.upstream_poll_min_ms = Duration::from_millis(50);
+        c.upstream_poll_max_ms = Duration::from_millis(200);
         tweak(c);
     })
     .await
@@ -116,7 +116,7 @@ both_backends!(a_task_that_fails_upstream_server_side_moves_to_the_next_route, |
     // (its deadline passes: generation_timeout); the second renders it.
     let Some(failing) = TestApp::spawn_with(backend, |c| {
         c.workers = 0;
-        c.task_deadline = Duration::from_millis(300);
+        c.task_deadline_secs = Duration::from_millis(300);
     })
     .await
     else {
@@ -133,8 +133,8 @@ both_backends!(a_task_that_fails_upstream_server_side_moves_to_the_next_route, |
         c.providers.insert("good".to_owned(), evolink(&good.address, &good_key));
         c.routes.push(route("failing", 0.01));
         c.routes.push(route("good", 0.09));
-        c.upstream_poll_min = Duration::from_millis(50);
-        c.upstream_poll_max = Duration::from_millis(200);
+        c.upstream_poll_min_ms = Duration::from_millis(50);
+        c.upstream_poll_max_ms = Duration::from_millis(200);
     })
     .await
     else {
@@ -154,12 +154,13 @@ both_backends!(a_task_that_fails_upstream_server_side_moves_to_the_next_route, |
     assert!(submitted);
     // Wait for the upstream task's own deadline to pass.
     let upstream_id = attempts(&app, &id).await["attempts"][0]["upstream_id"].as_str().unwrap().to_owned();
-    let deadline = failing.state.store.get_task_any(&upstream_id).await.unwrap().unwrap().deadline_at;
+    let deadline =
+        failing.state.store.get_task_any(&TaskId::from_raw(&upstream_id)).await.unwrap().unwrap().deadline_at;
     assert!(crate::helpers::eventually(5, || async { vidgate::util::now_ms() > deadline }).await);
     let state = failing.state.clone();
     tokio::spawn(async move {
         let token = tokio_util::sync::CancellationToken::new();
-        let _ = vidgate::engine::try_execute_one(&state, "test-worker", &token).await;
+        let _ = vidgate::engine::try_execute_one(&state, &LeaseOwner::named("test-worker"), &token).await;
     });
     let done = app.wait_task(&id, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
     assert_eq!(done["status"], "completed", "{done}");
@@ -194,8 +195,8 @@ both_backends!(a_client_side_failure_upstream_is_final_and_refunded, |backend| a
             r.upstream_model = "kling-v3-image-to-video".to_owned();
             c.routes.push(r);
         }
-        c.upstream_poll_min = Duration::from_millis(50);
-        c.upstream_poll_max = Duration::from_millis(200);
+        c.upstream_poll_min_ms = Duration::from_millis(50);
+        c.upstream_poll_max_ms = Duration::from_millis(200);
     })
     .await
     else {

@@ -75,7 +75,7 @@ async fn secret(app: &TestApp) -> String {
 }
 
 fn fast_retries(c: &mut vidgate::config::Config) {
-    c.webhook_retry_schedule = vec![Duration::from_millis(300), Duration::from_millis(600)];
+    c.webhook_retry_schedule_secs = vec![Duration::from_millis(300), Duration::from_millis(600)];
 }
 
 both_backends!(a_completed_task_calls_back_signed_with_its_task_object_after_retries, |backend| async move {

@@ -10,8 +10,8 @@ use serde_json::{Value, json};
 use vidgate_api::catalog::{ModelId, Quality, Sound, price as catalog_price};
 use vidgate_api::task::{TaskObject, TaskStatus};
 
-use crate::client::Client;
-use crate::output;
+use super::{Interrupted, output};
+use crate::api_client::Client;
 
 #[derive(Debug, Args)]
 pub struct ServerArgs {
@@ -204,7 +204,7 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
                 if confirm_cancel(&current.id).await {
                     current = client.cancel(&current.id).await?;
                     bar.abandon_with_message("cancelled");
-                    anyhow::bail!("task {} cancelled; its credits were refunded", current.id);
+                    return Err(Interrupted(format!("Task {} cancelled; its credits were refunded.", current.id)).into());
                 }
             }
             () = tokio::time::sleep(Duration::from_millis(750)) => {

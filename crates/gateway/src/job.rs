@@ -1,5 +1,6 @@
-//! The request as a task row keeps it: validated, with every image turned into a
-//! stored file id or an external URL still to be fetched by the worker.
+//! The request as a task row keeps it, and as workers and providers read it:
+//! validated, with every image turned into a stored file id or an external URL
+//! still to be fetched by the worker.
 
 use serde::{Deserialize, Serialize};
 use vidgate_api::catalog::{AspectRatio, ModelId, Quality, Sound};
@@ -9,7 +10,7 @@ use vidgate_api::create::MultiShot;
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageRef {
-    File(String),
+    File(crate::ids::FileId),
     Url(String),
 }
 

@@ -1,0 +1,381 @@
+//! A task on a remote provider: submit it to the route `failover` picks, or act
+//! on a poll of the attempt in flight. Once accepted upstream, a task's lease goes
+//! to this process's poller (`poller.rs`), which polls it when due without tying
+//! up a worker. Every attempt is a row; the client sees one task, charged once.
+
+use std::time::Duration;
+
+use vidgate_api::task::TaskErrorCode;
+
+use super::failover::{self, AfterPoll, AfterSubmit};
+use super::local::{Images, load_images, record_element};
+use super::poller::Held;
+use super::settle::{Output, finish};
+use crate::files;
+use crate::ids::{AttemptId, FileId, LeaseOwner};
+use crate::job::{ImageRef, StoredRequest};
+use crate::providers::{Failure, Handle, Job};
+use crate::routing::Route;
+use crate::state::AppState;
+use crate::store::{AttemptEnd, AttemptStatus, FileKind, FileRow, TaskRow, UpstreamAttempt};
+use crate::util;
+
+/// Largest upstream video we copy into storage.
+const MAX_RESULT_BYTES: usize = 512 * 1024 * 1024;
+
+/// What the worker should do with a claimed task.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Step {
+    /// Render it here.
+    RenderHere,
+    /// Done for now (submitted and handed to the poller, re-routed or finished).
+    Done,
+}
+
+/// The wait before the next poll of an attempt `age_ms` old: an eighth of its
+/// age, between the configured bounds, so it grows while a task runs long and
+/// needs no state to survive a takeover.
+pub fn poll_delay(config: &crate::config::Config, age_ms: i64) -> Duration {
+    let min = config.upstream_poll_min_ms;
+    let max = config.upstream_poll_max_ms.max(min);
+    Duration::from_millis((age_ms.max(0) / 8) as u64).clamp(min, max)
+}
+
+pub(super) async fn step(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &LeaseOwner,
+    request: &StoredRequest,
+) -> anyhow::Result<Step> {
+    let attempts = state.store.upstream_attempts(&task.id).await?;
+    if attempts.iter().any(|a| a.status == AttemptStatus::Running) {
+        // Taken over (after a restart, or from another replica): poll it now.
+        hand_to_poller(state, task, owner, request, attempts, util::now_ms()).await?;
+        return Ok(Step::Done);
+    }
+    submit_next(state, task, owner, request, attempts).await
+}
+
+/// Moves the task's lease to this process's poller, which polls it at `due`.
+async fn hand_to_poller(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &LeaseOwner,
+    request: &StoredRequest,
+    attempts: Vec<UpstreamAttempt>,
+    due: i64,
+) -> anyhow::Result<()> {
+    let poller = &state.poller;
+    let until = util::now_ms() + state.config.lease_secs.as_millis() as i64;
+    let progress = task.progress.max(5);
+    if !state.store.transfer_lease(&task.id, owner, &poller.owner, until, progress).await? {
+        // The task ended meanwhile (cancelled by its owner): the upstream work
+        // just started is not wanted.
+        if state.store.get_task_any(&task.id).await?.is_some_and(|t| t.is_final()) {
+            let why = "the task was cancelled";
+            state.routing.cancel_running(&state.store, &task.id, TaskErrorCode::RequestCancelled, why).await;
+        }
+        return Ok(());
+    }
+    state.task_cache.forget(&task.id);
+    let task = TaskRow { progress, ..task.clone() };
+    poller.hold(Held::new(task, request.clone(), attempts), due);
+    Ok(())
+}
+
+/// The provider the request's elements pin it to, with their ids there; an
+/// element lives on the provider that made it.
+struct ElementPin {
+    provider: Option<String>,
+    refs: Vec<String>,
+}
+
+async fn pinned_provider(state: &AppState, request: &StoredRequest) -> anyhow::Result<Result<ElementPin, Failure>> {
+    if request.element_ids.is_empty() {
+        return Ok(Ok(ElementPin { provider: None, refs: Vec::new() }));
+    }
+    let elements = state.store.get_elements(&request.element_ids).await?;
+    let Some(first) = elements.first() else {
+        return Ok(Err(Failure::new(TaskErrorCode::InvalidParameters, "The named elements no longer exist.")));
+    };
+    if elements.iter().any(|e| e.provider != first.provider) {
+        return Ok(Err(Failure::new(
+            TaskErrorCode::InvalidParameters,
+            "The named elements were made on different providers and cannot be used together.",
+        )));
+    }
+    let refs = elements.iter().filter_map(|e| e.upstream_id.clone()).collect();
+    Ok(Ok(ElementPin { provider: Some(first.provider.clone()), refs }))
+}
+
+/// Submits the task to the next route `failover` picks, moving on while submits
+/// fail for reasons that are not the request's, until one accepts it, the next
+/// route is local, or none is left.
+async fn submit_next(
+    state: &AppState,
+    task: &TaskRow,
+    owner: &LeaseOwner,
+    request: &StoredRequest,
+    mut attempts: Vec<UpstreamAttempt>,
+) -> anyhow::Result<Step> {
+    let pin = match pinned_provider(state, request).await? {
+        Ok(pin) => pin,
+        Err(f) => {
+            finish(state, task, owner, Err(f)).await?;
+            return Ok(Step::Done);
+        }
+    };
+    let candidates = state.routing.candidates(request, pin.provider.as_deref());
+    // The request's images, loaded once for however many routes are tried.
+    let mut images: Option<Images> = None;
+    loop {
+        let route = match failover::next_route(&attempts, &candidates, state.routing.max_routes) {
+            failover::Next::RenderLocally => return Ok(Step::RenderHere),
+            failover::Next::GiveUp(failure) => {
+                finish(state, task, owner, Err(failure)).await?;
+                return Ok(Step::Done);
+            }
+            failover::Next::Submit(route) => route,
+        };
+        // Never pay an upstream for a task that was cancelled (or taken over)
+        // while we held it: the poller learns of a cancel only at its next renewal.
+        if !state.store.holds_lease(&task.id, owner).await? {
+            return Ok(Step::Done);
+        }
+        let Some(upstream) = route.upstream() else { return Ok(Step::RenderHere) };
+        let loaded = match images.take() {
+            Some(i) => i,
+            None => match load_images(state, request).await {
+                Ok(i) => i,
+                Err(f) => {
+                    finish(state, task, owner, Err(f)).await?;
+                    return Ok(Step::Done);
+                }
+            },
+        };
+        let loaded = images.insert(loaded);
+        let job = Job {
+            request,
+            upstream_model: &route.upstream_model,
+            start_image: loaded.start.as_deref(),
+            end_image: loaded.end.as_deref(),
+            element_images: &loaded.element,
+            element_refs: &pin.refs,
+        };
+        let mut attempt = new_attempt(task, route, attempts.len());
+        let answer = upstream.submit(&job).await;
+        match failover::after_submit(answer) {
+            AfterSubmit::Accepted(handle) => {
+                state.routing.record(&route.provider, true);
+                attempt.upstream_id = Some(handle.id.clone());
+                attempt.handle = Some(serde_json::to_string(&handle)?);
+                state.store.insert_upstream_attempt(&attempt).await?;
+                state.store.set_provider(&task.id, owner, &route.provider).await?;
+                tracing::info!(task_id = %task.id, provider = %route.provider, upstream_id = %handle.id, "submitted upstream");
+                attempts.push(attempt);
+                let due = util::now_ms() + poll_delay(&state.config, 0).as_millis() as i64;
+                hand_to_poller(state, task, owner, request, attempts, due).await?;
+                return Ok(Step::Done);
+            }
+            AfterSubmit::NextRoute(message) => {
+                state.routing.record(&route.provider, false);
+                tracing::warn!(task_id = %task.id, provider = %route.provider, error = %message, "submit failed; trying the next route");
+                attempt.status = AttemptStatus::Error;
+                attempt.error_code = Some(TaskErrorCode::ServiceUnavailable.as_str().to_owned());
+                attempt.error_message = Some(message);
+                attempt.finished_at = Some(util::now_ms());
+                state.store.insert_upstream_attempt(&attempt).await?;
+                attempts.push(attempt);
+            }
+            AfterSubmit::Finish(failure) => {
+                state.routing.record(&route.provider, true);
+                attempt.status = AttemptStatus::Failed;
+                attempt.error_code = Some(failure.code.as_str().to_owned());
+                attempt.error_message = Some(failure.message.clone());
+                attempt.finished_at = Some(util::now_ms());
+                state.store.insert_upstream_attempt(&attempt).await?;
+                finish(state, task, owner, Err(failure)).await?;
+                return Ok(Step::Done);
+            }
+        }
+    }
+}
+
+fn new_attempt(task: &TaskRow, route: &Route, tried: usize) -> UpstreamAttempt {
+    UpstreamAttempt {
+        id: AttemptId::new(),
+        task_id: task.id.clone(),
+        seq: tried as i64 + 1,
+        route_index: route.index as i64,
+        provider: route.provider.clone(),
+        upstream_model: route.upstream_model.clone(),
+        upstream_id: None,
+        handle: None,
+        status: AttemptStatus::Running,
+        error_code: None,
+        error_message: None,
+        polls: 0,
+        cost_micro_usd: 0,
+        created_at: util::now_ms(),
+        finished_at: None,
+    }
+}
+
+/// What one poll of a held task came to.
+pub(super) enum Polled {
+    /// Still running upstream: poll again later. `progress` is the upstream's, or
+    /// a guess that rises with the polls.
+    Running { progress: i64, age_ms: i64 },
+    /// The attempt ended: the task finished, went to another route (and so to the
+    /// poller again, or back to the workers for a local render), or was lost.
+    Ended,
+}
+
+/// Polls the held task's running attempt once and acts on the answer.
+pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> anyhow::Result<Polled> {
+    let (task, request) = (&held.task, &held.request);
+    let Some(active) = held.active() else { return Ok(Polled::Ended) };
+    let polls = active.polls + held.unwritten_polls + 1;
+    let route = usize::try_from(active.route_index).ok().and_then(|i| state.routing.route(i)).cloned();
+    let handle: Option<Handle> = active.handle.as_deref().and_then(|h| serde_json::from_str(h).ok());
+    let (Some(route), Some(handle)) = (route, handle) else {
+        let why = Failure::new(TaskErrorCode::ServiceError, "the route is no longer configured");
+        return ended(state, reroute(state, held, owner, why).await?, task, owner).await;
+    };
+    let Some(upstream) = route.upstream().cloned() else {
+        let why = Failure::new(TaskErrorCode::ServiceError, "the route is no longer remote");
+        return ended(state, reroute(state, held, owner, why).await?, task, owner).await;
+    };
+    let answer = {
+        let _slot = match state.routing.poll_slots(&route.provider) {
+            Some(s) => Some(s.acquire_owned().await?),
+            None => None,
+        };
+        upstream.poll(&handle).await
+    };
+    let age_ms = util::now_ms() - active.created_at;
+    let decision = failover::after_poll(answer);
+    if !matches!(decision, AfterPoll::PollAgain { .. }) {
+        state.store.add_polls(&active.id, held.unwritten_polls + 1).await?;
+    }
+    let step = match decision {
+        AfterPoll::PollAgain { progress, healthy } => {
+            if !healthy {
+                // A poll that failed says little about the task: poll again later
+                // (the task deadline bounds how long).
+                tracing::warn!(task_id = %task.id, provider = %route.provider, "poll failed; will poll again");
+            }
+            state.routing.record(&route.provider, healthy);
+            let guess = (10 + polls * 5).min(90);
+            let progress = if healthy { progress.map(i64::from).unwrap_or(guess).clamp(5, 95) } else { 0 };
+            return Ok(Polled::Running { progress, age_ms });
+        }
+        AfterPoll::Complete { video_url } => {
+            state.routing.record(&route.provider, true);
+            match keep_result(state, task, &video_url).await {
+                Ok(file) => {
+                    let cost = route.cost_for(request);
+                    let end = AttemptEnd::Succeeded { cost_micro_usd: cost };
+                    state.store.end_upstream_attempt(&active.id, &end).await?;
+                    state.store.set_task_cost(&task.id, owner, cost).await?;
+                    finish(state, task, owner, Ok(Output { file: Some(file), data: None })).await?;
+                    Step::Done
+                }
+                Err(message) => {
+                    tracing::warn!(task_id = %task.id, provider = %route.provider, error = %message, "the upstream result is unusable");
+                    let why = Failure::new(TaskErrorCode::ServiceError, message);
+                    reroute(state, held, owner, why).await?
+                }
+            }
+        }
+        AfterPoll::Element { element_id } => {
+            state.routing.record(&route.provider, true);
+            // The frontal image, when we stored it, stays with the element.
+            let element = request.element.as_ref();
+            let frontal = match element.map(|e| &e.frontal_image) {
+                Some(ImageRef::File(id)) => Some(id.clone()),
+                _ => None,
+            };
+            let data = record_element(state, task, element, &route.provider, Some(element_id), frontal).await?;
+            state.store.end_upstream_attempt(&active.id, &AttemptEnd::Succeeded { cost_micro_usd: 0 }).await?;
+            finish(state, task, owner, Ok(Output { file: None, data: Some(data) })).await?;
+            Step::Done
+        }
+        AfterPoll::Finish(failure) => {
+            state.routing.record(&route.provider, true);
+            let end = AttemptEnd::Failed { code: failure.code, message: failure.message.clone() };
+            state.store.end_upstream_attempt(&active.id, &end).await?;
+            finish(state, task, owner, Err(failure)).await?;
+            Step::Done
+        }
+        AfterPoll::NextRoute(failure) => {
+            state.routing.record(&route.provider, false);
+            reroute(state, held, owner, failure).await?
+        }
+    };
+    ended(state, step, task, owner).await
+}
+
+/// After an attempt ended: if the next route is the local renderer, the poller
+/// cannot render, so the task goes back to the workers at once.
+async fn ended(state: &AppState, step: Step, task: &TaskRow, owner: &LeaseOwner) -> anyhow::Result<Polled> {
+    if step == Step::RenderHere && state.store.release_lease(&task.id, owner).await? {
+        state.wake.notify_one();
+    }
+    Ok(Polled::Ended)
+}
+
+/// Ends the running attempt with `why` and moves the task to the next route.
+async fn reroute(state: &AppState, held: &Held, owner: &LeaseOwner, why: Failure) -> anyhow::Result<Step> {
+    let mut attempts = held.attempts.clone();
+    if let Some(active) = attempts.iter_mut().rev().find(|a| a.status == AttemptStatus::Running) {
+        let end = AttemptEnd::Failed { code: why.code, message: why.message.clone() };
+        state.store.end_upstream_attempt(&active.id, &end).await?;
+        active.status = AttemptStatus::Failed;
+        active.error_code = Some(why.code.as_str().to_owned());
+        active.error_message = Some(why.message);
+    }
+    submit_next(state, &held.task, owner, &held.request, attempts).await
+}
+
+/// Copies the upstream's video into our storage (through the guarded client: the
+/// URL came from the upstream), so the client's link never points upstream.
+async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<FileRow, String> {
+    let bytes =
+        state.guard.fetch(url, MAX_RESULT_BYTES).await.map_err(|e| format!("could not fetch the result: {e}"))?;
+    if bytes.is_empty() {
+        return Err("the upstream result is empty".to_owned());
+    }
+    // An MP4 opens with its `ftyp` box; anything else (an error page, an expired
+    // link's body) is not the video.
+    if bytes.get(4..8) != Some(b"ftyp".as_slice()) {
+        return Err("the upstream result is not an MP4 video".to_owned());
+    }
+    let file = files::new_file(
+        state,
+        FileId::new(),
+        Some(&task.account_id),
+        FileKind::Result,
+        "video/mp4",
+        bytes.len() as u64,
+    );
+    files::keep(state, &file, &bytes).await.map_err(|e| format!("could not store the result: {e}"))?;
+    Ok(file)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_poll_interval_grows_with_the_attempts_age_within_its_bounds() {
+        let c = crate::config::Config::default();
+        assert_eq!((c.upstream_poll_min_ms, c.upstream_poll_max_ms), (Duration::from_secs(2), Duration::from_secs(30)));
+        assert_eq!(poll_delay(&c, 0), Duration::from_secs(2));
+        assert_eq!(poll_delay(&c, 16_000), Duration::from_secs(2));
+        assert_eq!(poll_delay(&c, 80_000), Duration::from_secs(10));
+        assert_eq!(poll_delay(&c, 240_000), Duration::from_secs(30));
+        assert_eq!(poll_delay(&c, 3_600_000), Duration::from_secs(30));
+        assert_eq!(poll_delay(&c, -5), Duration::from_secs(2), "a clock step back is not a negative wait");
+    }
+}

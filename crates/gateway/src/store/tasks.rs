@@ -1,0 +1,457 @@
+//! Tasks: create (with its hold and idempotency key, in one transaction), read,
+//! list, finish (with its settlement and callback, in one transaction) and cancel.
+
+use sqlx::{AnyConnection, Row};
+use vidgate_api::task::{TaskErrorCode, TaskStatus};
+
+use super::ledger::{self, Hold};
+use super::{Result, Store, StoreError};
+use crate::ids::{AccountId, DeliveryId, KeyId, LeaseOwner, TaskId};
+
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: TaskId,
+    pub account_id: AccountId,
+    pub key_id: KeyId,
+    pub user_group: String,
+    pub model: String,
+    #[sqlx(try_from = "super::Text")]
+    pub status: TaskStatus,
+    pub progress: i64,
+    /// The stored request (`job::StoredRequest` as JSON).
+    pub request: String,
+    pub credits_reserved: i64,
+    pub credits_charged: Option<i64>,
+    pub video_duration: i64,
+    pub estimated_time: i64,
+    pub callback_url: Option<String>,
+    pub results: Option<String>,
+    pub result_data: Option<String>,
+    pub error_code: Option<String>,
+    pub error_message: Option<String>,
+    pub provider: Option<String>,
+    /// How many times a worker claimed the task.
+    pub attempts: i64,
+    pub lease_owner: Option<String>,
+    pub lease_until: i64,
+    pub deadline_at: i64,
+    pub created_at: i64,
+    pub created_us: i64,
+    pub updated_at: i64,
+    pub finished_at: Option<i64>,
+}
+
+impl Default for TaskRow {
+    fn default() -> Self {
+        Self {
+            id: TaskId::default(),
+            account_id: AccountId::default(),
+            key_id: KeyId::default(),
+            user_group: "default".to_owned(),
+            model: String::new(),
+            status: TaskStatus::Pending,
+            progress: 0,
+            request: String::new(),
+            credits_reserved: 0,
+            credits_charged: None,
+            video_duration: 0,
+            estimated_time: 0,
+            callback_url: None,
+            results: None,
+            result_data: None,
+            error_code: None,
+            error_message: None,
+            provider: None,
+            attempts: 0,
+            lease_owner: None,
+            lease_until: 0,
+            deadline_at: 0,
+            created_at: 0,
+            created_us: 0,
+            updated_at: 0,
+            finished_at: None,
+        }
+    }
+}
+
+impl TaskRow {
+    pub fn is_final(&self) -> bool {
+        self.status.is_final()
+    }
+}
+
+pub(super) const TASK_COLUMNS: &str = "id, account_id, key_id, user_group, model, status, progress, request, \
+    credits_reserved, credits_charged, video_duration, estimated_time, callback_url, results, \
+    result_data, error_code, error_message, provider, attempts, lease_owner, lease_until, \
+    deadline_at, created_at, created_us, updated_at, finished_at";
+
+/// A new task, fully validated and priced, ready to be inserted with its hold.
+#[derive(Debug, Clone)]
+pub struct NewTask {
+    pub id: TaskId,
+    pub account_id: AccountId,
+    pub key_id: KeyId,
+    pub user_group: String,
+    pub model: String,
+    pub request_json: String,
+    pub credits_reserved: i64,
+    pub video_duration: i64,
+    pub estimated_time: i64,
+    pub callback_url: Option<String>,
+    pub created_at: i64,
+    pub created_us: i64,
+    pub deadline_at: i64,
+}
+
+/// An `Idempotency-Key` to record with the task, and the response to replay.
+#[derive(Debug, Clone)]
+pub struct Idempotency {
+    pub key: String,
+    pub body_hash: String,
+    /// Oldest creation time (ms) of a stored key that still counts.
+    pub not_before: i64,
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created,
+    InsufficientQuota,
+    KeyCapExceeded,
+    /// The same key and body were seen: replay this stored response.
+    Replay(String),
+    /// The same key was used with another body.
+    Conflict,
+}
+
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled(TaskRow),
+    NotCancellable(TaskRow),
+    NotFound,
+}
+
+/// How a task ends; each variant settles the money its own way.
+#[derive(Debug, Clone)]
+pub enum Finish {
+    Completed { results_json: String, result_data_json: Option<String> },
+    Failed { code: TaskErrorCode, message: String },
+}
+
+/// A callback to enqueue with a task's final state.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub id: DeliveryId,
+    pub url: String,
+    pub body: String,
+}
+
+/// Renders the callback (if any) of a task that has just reached its final
+/// state, inside the transaction that puts it there.
+pub type CallbackFor<'a> = &'a (dyn Fn(&TaskRow) -> Option<NewDelivery> + Sync);
+
+impl Store {
+    /// Inserts the task and holds its price in one transaction, or changes nothing.
+    /// On SQLite, creates arriving together share one transaction (group commit):
+    /// the single writer then runs them back to back instead of one lock handoff each.
+    #[tracing::instrument(skip_all, fields(task_id = %task.id))]
+    pub async fn create_task(
+        &self,
+        task: &NewTask,
+        idem: Option<&Idempotency>,
+        response: &str,
+    ) -> Result<CreateOutcome> {
+        if let Some(batcher) = &self.batcher {
+            let (reply, answer) = tokio::sync::oneshot::channel();
+            let job = super::batcher::CreateJob {
+                task: task.clone(),
+                idem: idem.cloned(),
+                response: response.to_owned(),
+                reply,
+            };
+            if batcher.send(job).await.is_ok()
+                && let Ok(outcome) = answer.await
+            {
+                return outcome;
+            }
+            return Err(StoreError::Corrupt("the create batcher stopped".to_owned()));
+        }
+        self.create_task_alone(task, idem, response).await
+    }
+
+    pub(super) async fn create_task_alone(
+        &self,
+        task: &NewTask,
+        idem: Option<&Idempotency>,
+        response: &str,
+    ) -> Result<CreateOutcome> {
+        let mut tx = self.write.begin().await?;
+        let outcome = create_steps(&mut tx, task, idem, response).await?;
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    /// The caller's task; another account's task is indistinguishable from none.
+    #[tracing::instrument(skip_all)]
+    pub async fn get_task(&self, account_id: &AccountId, id: &TaskId) -> Result<Option<TaskRow>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND account_id = $2");
+        Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(&self.read).await?)
+    }
+
+    /// A task by id alone, for workers and admins (read from the writer: fresh).
+    #[tracing::instrument(skip_all)]
+    pub async fn get_task_any(&self, id: &TaskId) -> Result<Option<TaskRow>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1");
+        Ok(sqlx::query_as(&sql).bind(id).fetch_optional(&self.write).await?)
+    }
+
+    async fn get_task_primary(&self, account_id: &AccountId, id: &TaskId) -> Result<Option<TaskRow>> {
+        let sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE id = $1 AND account_id = $2");
+        Ok(sqlx::query_as(&sql).bind(id).bind(account_id).fetch_optional(&self.write).await?)
+    }
+
+    /// One page of the caller's tasks, newest first, after `(created_us, id)` if given.
+    #[tracing::instrument(skip_all)]
+    pub async fn list_tasks(
+        &self,
+        account_id: &AccountId,
+        status: Option<TaskStatus>,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<TaskRow>> {
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE account_id = $1");
+        let mut n = 1;
+        if status.is_some() {
+            n += 1;
+            sql.push_str(&format!(" AND status = ${n}"));
+        }
+        if after.is_some() {
+            sql.push_str(&format!(
+                " AND (created_us < ${a} OR (created_us = ${a} AND id < ${b}))",
+                a = n + 1,
+                b = n + 2
+            ));
+            n += 2;
+        }
+        sql.push_str(&format!(" ORDER BY created_us DESC, id DESC LIMIT ${}", n + 1));
+        let mut q = sqlx::query_as(&sql).bind(account_id);
+        if let Some(s) = status {
+            q = q.bind(s.as_str());
+        }
+        if let Some((at, id)) = after {
+            q = q.bind(at).bind(id);
+        }
+        Ok(q.bind(limit).fetch_all(&self.read).await?)
+    }
+
+    /// Records which provider runs the task (shown to admins).
+    #[tracing::instrument(skip_all)]
+    pub async fn set_provider(&self, id: &TaskId, owner: &LeaseOwner, provider: &str) -> Result<bool> {
+        let done =
+            sqlx::query("UPDATE tasks SET provider = $1 WHERE id = $2 AND lease_owner = $3 AND status = 'processing'")
+                .bind(provider)
+                .bind(id)
+                .bind(owner)
+                .execute(&self.write)
+                .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn set_task_cost(&self, id: &TaskId, owner: &LeaseOwner, cost_micro_usd: i64) -> Result<()> {
+        sqlx::query("UPDATE tasks SET upstream_cost_micro_usd = $1 WHERE id = $2 AND lease_owner = $3")
+            .bind(cost_micro_usd)
+            .bind(id)
+            .bind(owner)
+            .execute(&self.write)
+            .await?;
+        Ok(())
+    }
+
+    /// Ends an open task and settles its money in the same transaction: a charge on
+    /// completion, a full release on failure. With `owner`, only the lease holder may
+    /// finish it. Returns the final row, or `None` when the task was not open (or not
+    /// ours), in which case nothing changed.
+    #[tracing::instrument(skip_all, fields(task_id = %id))]
+    pub async fn finish_task(
+        &self,
+        id: &TaskId,
+        owner: Option<&LeaseOwner>,
+        finish: &Finish,
+        callback_for: CallbackFor<'_>,
+    ) -> Result<Option<TaskRow>> {
+        let now = crate::util::now_ms();
+        let mut tx = self.write.begin().await?;
+        let sql = format!(
+            "UPDATE tasks SET status = $1, progress = CASE WHEN $1 = 'completed' THEN 100 ELSE progress END, \
+             results = $2, result_data = $3, error_code = $4, error_message = $5, \
+             credits_charged = CASE WHEN $1 = 'completed' THEN credits_reserved ELSE 0 END, \
+             lease_owner = NULL, lease_until = 0, finished_at = $6, updated_at = $6 \
+             WHERE id = $8 AND status IN ('pending', 'processing') \
+             AND ($7 = '' OR lease_owner = $7) RETURNING {TASK_COLUMNS}"
+        );
+        let (status, results, data, code, message) = match finish {
+            Finish::Completed { results_json, result_data_json } => {
+                (TaskStatus::Completed, Some(results_json.as_str()), result_data_json.as_deref(), None, None)
+            }
+            Finish::Failed { code, message } => {
+                (TaskStatus::Failed, None, None, Some(code.as_str()), Some(message.as_str()))
+            }
+        };
+        let task: Option<TaskRow> = sqlx::query_as(&sql)
+            .bind(status.as_str())
+            .bind(results)
+            .bind(data)
+            .bind(code)
+            .bind(message)
+            .bind(now)
+            .bind(owner.map(LeaseOwner::as_str).unwrap_or_default())
+            .bind(id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        let Some(task) = task else {
+            tx.rollback().await?;
+            return Ok(None);
+        };
+        ledger::settle(&mut tx, &task, status == TaskStatus::Completed, now).await?;
+        // The callback joins the same transaction: it exists if and only if the
+        // final state does.
+        if let Some(d) = callback_for(&task) {
+            super::webhooks::insert_delivery(&mut tx, &task, &d, now).await?;
+        }
+        tx.commit().await?;
+        Ok(Some(task))
+    }
+
+    /// Cancels the caller's task if it is still open.
+    #[tracing::instrument(skip_all)]
+    pub async fn cancel_task(
+        &self,
+        account_id: &AccountId,
+        id: &TaskId,
+        callback_for: CallbackFor<'_>,
+    ) -> Result<CancelOutcome> {
+        let Some(task) = self.get_task_primary(account_id, id).await? else {
+            return Ok(CancelOutcome::NotFound);
+        };
+        if task.is_final() {
+            return Ok(CancelOutcome::NotCancellable(task));
+        }
+        let finish = Finish::Failed {
+            code: TaskErrorCode::RequestCancelled,
+            message: "The task was cancelled by the client.".to_owned(),
+        };
+        match self.finish_task(id, None, &finish, callback_for).await? {
+            Some(done) => Ok(CancelOutcome::Cancelled(done)),
+            // It ended between our read and our write: report it as it is now.
+            None => match self.get_task_primary(account_id, id).await? {
+                Some(t) => Ok(CancelOutcome::NotCancellable(t)),
+                None => Ok(CancelOutcome::NotFound),
+            },
+        }
+    }
+
+    /// Tasks pending or processing, across all accounts (for `/metrics`).
+    #[tracing::instrument(skip_all)]
+    pub async fn count_open_tasks(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE status IN ('pending', 'processing')")
+            .fetch_one(&self.read)
+            .await?;
+        Ok(row.try_get("n")?)
+    }
+
+    #[tracing::instrument(skip_all)]
+    pub async fn delete_idempotency_before(&self, before: i64) -> Result<u64> {
+        let done =
+            sqlx::query("DELETE FROM idempotency WHERE created_at < $1").bind(before).execute(&self.write).await?;
+        Ok(done.rows_affected())
+    }
+}
+
+/// The statements of one create, inside a transaction the caller owns. A create
+/// that is refused undoes its own changes (so several creates can share one
+/// transaction), leaving the transaction as it found it.
+pub(super) async fn create_steps(
+    tx: &mut AnyConnection,
+    task: &NewTask,
+    idem: Option<&Idempotency>,
+    response: &str,
+) -> Result<CreateOutcome> {
+    if let Some(idem) = idem {
+        // A key older than the window no longer counts: forget it first.
+        sqlx::query("DELETE FROM idempotency WHERE account_id = $1 AND key = $2 AND created_at < $3")
+            .bind(&task.account_id)
+            .bind(&idem.key)
+            .bind(idem.not_before)
+            .execute(&mut *tx)
+            .await?;
+        let inserted = sqlx::query(
+            "INSERT INTO idempotency (account_id, key, body_hash, task_id, response, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (account_id, key) DO NOTHING",
+        )
+        .bind(&task.account_id)
+        .bind(&idem.key)
+        .bind(&idem.body_hash)
+        .bind(&task.id)
+        .bind(response)
+        .bind(task.created_at)
+        .execute(&mut *tx)
+        .await?;
+        if inserted.rows_affected() == 0 {
+            let row = sqlx::query("SELECT body_hash, response FROM idempotency WHERE account_id = $1 AND key = $2")
+                .bind(&task.account_id)
+                .bind(&idem.key)
+                .fetch_one(&mut *tx)
+                .await?;
+            let hash: String = row.try_get("body_hash")?;
+            return Ok(if hash == idem.body_hash {
+                CreateOutcome::Replay(row.try_get("response")?)
+            } else {
+                CreateOutcome::Conflict
+            });
+        }
+    }
+    match ledger::hold(tx, &task.account_id, &task.key_id, &task.id, task.credits_reserved, task.created_at).await? {
+        Hold::Held => {}
+        refused => {
+            forget_idempotency(tx, task, idem).await?;
+            return Ok(match refused {
+                Hold::KeyCapExceeded => CreateOutcome::KeyCapExceeded,
+                _ => CreateOutcome::InsufficientQuota,
+            });
+        }
+    }
+    sqlx::query(
+        "INSERT INTO tasks (id, account_id, key_id, model, status, progress, request, \
+         credits_reserved, video_duration, estimated_time, callback_url, attempts, deadline_at, \
+         created_at, created_us, updated_at, user_group) \
+         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, 0, $10, $11, $12, $11, $13)",
+    )
+    .bind(&task.id)
+    .bind(&task.account_id)
+    .bind(&task.key_id)
+    .bind(&task.model)
+    .bind(&task.request_json)
+    .bind(task.credits_reserved)
+    .bind(task.video_duration)
+    .bind(task.estimated_time)
+    .bind(&task.callback_url)
+    .bind(task.deadline_at)
+    .bind(task.created_at)
+    .bind(task.created_us)
+    .bind(&task.user_group)
+    .execute(&mut *tx)
+    .await?;
+    Ok(CreateOutcome::Created)
+}
+
+async fn forget_idempotency(tx: &mut AnyConnection, task: &NewTask, idem: Option<&Idempotency>) -> Result<()> {
+    if let Some(idem) = idem {
+        sqlx::query("DELETE FROM idempotency WHERE account_id = $1 AND key = $2 AND task_id = $3")
+            .bind(&task.account_id)
+            .bind(&idem.key)
+            .bind(&task.id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(())
+}
