@@ -745,6 +745,29 @@ mod tests {
         assert!(out.is_empty());
     }
 
+    /// FNV-1a: a stable fingerprint of a file's bytes.
+    fn fingerprint(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    }
+
+    /// The bytes of renders without an input video are pinned: adding video
+    /// inputs must not change a single byte of what the existing specs make.
+    #[test]
+    fn specs_without_an_input_video_render_the_same_bytes_as_before() {
+        let mut still = tiny();
+        still.aspect = None;
+        still.start_image = Some(checker_png(320, 180));
+        still.end_image = Some(png(200, 200));
+        still.element_images = vec![png(100, 100)];
+        still.watermark = true;
+        let mut text = tiny();
+        text.duration_secs = 2;
+        text.sound = true;
+        text.shots = ShotPlan::Intelligence;
+        let got: Vec<String> = [still, text].iter().map(|s| format!("{:016x}", fingerprint(&run(s).0))).collect();
+        assert_eq!(got, ["c1d98061ae716a57", "5dfbf2c90dab25b9"]);
+    }
+
     #[test]
     fn an_odd_short_side_is_an_invalid_spec() {
         let mut s = tiny();
