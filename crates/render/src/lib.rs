@@ -7,8 +7,10 @@
 //! bytes. With `sound`, an Opus ambience seeded by the prompt runs exactly as long.
 
 mod audio;
+mod h264;
 pub mod inspect;
 mod mp4;
+pub mod probe;
 mod scene;
 
 use std::io::Write;
