@@ -77,9 +77,6 @@ impl H264Info {
     pub fn check_decodable(&self) -> Result<(), Unsupported> {
         let codec = format!("H.264 {} (profile_idc {}, level {})", self.profile_name(), self.profile_idc, self.level());
         let refuse = |detail: &str| Err(Unsupported { codec: codec.clone(), detail: detail.to_owned() });
-        if !matches!(self.profile_idc, 66 | 77 | 100) {
-            return refuse("only the Baseline, Main and High profiles are decoded");
-        }
         if self.bit_depth_luma != 8 || self.bit_depth_chroma != 8 {
             return refuse("only 8-bit video is decoded");
         }
@@ -88,6 +85,9 @@ impl H264Info {
         }
         if !self.progressive {
             return refuse("interlaced (field or MBAFF) coding is not decoded");
+        }
+        if !matches!(self.profile_idc, 66 | 77 | 100) {
+            return refuse("only the Baseline, Main and High profiles are decoded");
         }
         let mbs = u64::from(self.width.div_ceil(16)) * u64::from(self.height.div_ceil(16));
         if mbs > u64::from(MAX_MACROBLOCKS) {
@@ -347,7 +347,7 @@ mod tests {
 
     impl BitWriter {
         pub(crate) fn bit(&mut self, b: u32) -> &mut Self {
-            if self.bits % 8 == 0 {
+            if self.bits.is_multiple_of(8) {
                 self.bytes.push(0);
             }
             if b != 0 {

@@ -7,6 +7,7 @@
 //! bytes. With `sound`, an Opus ambience seeded by the prompt runs exactly as long.
 
 mod audio;
+pub mod decode;
 mod h264;
 pub mod inspect;
 mod mp4;
@@ -45,6 +46,62 @@ pub struct VideoSpec {
     /// as the video.
     pub sound: bool,
     pub watermark: bool,
+    /// Reference images (the O-series' `image_urls`): shown as insets like the
+    /// elements, or, with no start image and no input video, the first one is
+    /// the scene the camera moves over.
+    pub reference_images: Vec<Vec<u8>>,
+    /// A video to edit, to use as reference footage, or to take motion from.
+    pub input_video: Option<InputVideo>,
+}
+
+impl Default for VideoSpec {
+    /// A 5 s 720p text-to-video clip with no prompt: set what you need with
+    /// `VideoSpec { ..VideoSpec::default() }`.
+    fn default() -> Self {
+        VideoSpec {
+            short_side: 720,
+            aspect: None,
+            duration_secs: 5,
+            prompt: String::new(),
+            start_image: None,
+            end_image: None,
+            element_images: Vec::new(),
+            shots: ShotPlan::Single,
+            sound: false,
+            watermark: false,
+            reference_images: Vec::new(),
+            input_video: None,
+        }
+    }
+}
+
+/// A video the render starts from: an MP4/MOV file on disk whose video track
+/// is H.264 that openh264 reads (see [`decode`]); it is streamed, never held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputVideo {
+    pub path: std::path::PathBuf,
+    pub mode: VideoMode,
+    /// Copy the input's audio track into the output unchanged (codec, sample
+    /// entry and sample bytes), cut to the output's length, instead of the
+    /// generated ambience. Without an audio track in the input, `sound`
+    /// decides as usual.
+    pub keep_original_sound: bool,
+}
+
+/// What a render does with its input video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoMode {
+    /// Video edit (kling-o3-video-edit, kling-o1-video-edit[-fast]): the
+    /// input's frames in time order at 24 fps, scaled to the output, under a
+    /// colour grade seeded by the prompt that ramps in over the first second
+    /// (so the first frame is the input's).
+    Edit,
+    /// Reference to video (kling-o3-reference-to-video): the input is the
+    /// footage the prompt's camera moves over, looped to the duration.
+    Reference,
+    /// Motion control (kling-v3-motion-control): the start image (or first
+    /// reference image) moved along the camera path estimated from the input.
+    MotionControl,
 }
 
 #[derive(Debug, Clone)]
@@ -361,6 +418,7 @@ mod tests {
             shots: ShotPlan::Single,
             sound: false,
             watermark: false,
+            ..VideoSpec::default()
         }
     }
 
@@ -416,44 +474,15 @@ mod tests {
 
     /// Decodes the first and last frames' luma back from an MP4 we wrote.
     fn first_and_last_luma(bytes: &[u8]) -> (Vec<u8>, Vec<u8>, usize, usize) {
-        use openh264::decoder::Decoder;
-        use openh264::formats::YUVSource;
-        let inspect::VideoSamples { sps, pps, samples } = inspect::video_samples(bytes).unwrap();
-        let annexb = |avcc: &[u8]| {
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i + 4 <= avcc.len() {
-                let n = u32::from_be_bytes([avcc[i], avcc[i + 1], avcc[i + 2], avcc[i + 3]]) as usize;
-                out.extend_from_slice(&[0, 0, 0, 1]);
-                out.extend_from_slice(&avcc[i + 4..i + 4 + n]);
-                i += 4 + n;
-            }
-            out
-        };
-        let mut dec = Decoder::new().unwrap();
-        let mut head = vec![0, 0, 0, 1];
-        head.extend_from_slice(&sps);
-        head.extend_from_slice(&[0, 0, 0, 1]);
-        head.extend_from_slice(&pps);
-        let _ = dec.decode(&head);
-        let mut frames = Vec::new();
-        for s in &samples {
-            if let Some(yuv) = dec.decode(&annexb(s)).unwrap() {
-                let (w, h) = yuv.dimensions();
-                let stride = yuv.strides().0;
-                let y: Vec<u8> = (0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect();
-                frames.push((y, w, h));
-            }
-        }
-        for yuv in dec.flush_remaining().unwrap() {
-            let (w, h) = yuv.dimensions();
-            let stride = yuv.strides().0;
-            frames.push(((0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect(), w, h));
-        }
-        assert_eq!(frames.len(), samples.len(), "every frame decodes");
-        let (first, w, h) = frames.first().cloned().unwrap();
-        let (last, _, _) = frames.last().cloned().unwrap();
-        (first, last, w, h)
+        let frames = decoded(bytes);
+        assert_eq!(frames.len() as u32, inspect::inspect(bytes).unwrap().video_frames, "every frame decodes");
+        let first = frames.first().unwrap();
+        (first.y.clone(), frames.last().unwrap().y.clone(), first.width, first.height)
+    }
+
+    /// Every frame of an MP4, decoded.
+    fn decoded(bytes: &[u8]) -> Vec<decode::Frame> {
+        decode::VideoFrames::open(std::io::Cursor::new(bytes)).unwrap().map(Result::unwrap).collect()
     }
 
     fn psnr(a: &[u8], b: &[u8]) -> f64 {

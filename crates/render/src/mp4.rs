@@ -36,7 +36,7 @@ const MOVIE_TIMESCALE: u32 = audio::SAMPLE_RATE;
 /// Opus needs 80 ms of decoding before a random access point sounds right.
 const OPUS_PREROLL_MS: u32 = 80;
 
-fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+pub(crate) fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
     out.extend_from_slice(kind);
@@ -44,7 +44,7 @@ fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+pub(crate) fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(body.len() + 4);
     b.push(version);
     b.extend_from_slice(&flags.to_be_bytes()[1..]);

@@ -38,7 +38,9 @@ pub enum ProbeError {
     #[error("the file is too large to read: {0}")]
     TooLarge(String),
     /// Fragmented MP4 keeps its samples in `moof` boxes, which we do not read.
-    #[error("fragmented MP4 (moof/mvex) is not supported; remux it as a regular MP4 (e.g. ffmpeg -movflags +faststart)")]
+    #[error(
+        "fragmented MP4 (moof/mvex) is not supported; remux it as a regular MP4 (e.g. ffmpeg -movflags +faststart)"
+    )]
     Fragmented,
     #[error("read error: {0}")]
     Io(#[from] std::io::Error),
@@ -279,7 +281,6 @@ fn ticks_to_ms(ticks: u64, timescale: u32) -> u64 {
 /// audio tracks.
 pub(crate) struct Movie {
     pub info: MediaInfo,
-    pub file_len: u64,
     pub movie_timescale: u32,
     pub video: Track,
     pub audio: Option<Track>,
@@ -379,7 +380,9 @@ impl Movie {
             return Err(if pos == 0 {
                 ProbeError::NotMp4("the file is empty".to_owned())
             } else {
-                ProbeError::Truncated("the file has no moov box (the index): the upload or recording did not finish".to_owned())
+                ProbeError::Truncated(
+                    "the file has no moov box (the index): the upload or recording did not finish".to_owned(),
+                )
             });
         };
         let (container, major_brand, compatible_brands) = match &ftyp {
@@ -401,7 +404,7 @@ impl Movie {
             video: movie.video_info,
             audio: movie.audio_info,
         };
-        Ok(Movie { info, file_len, movie_timescale: movie.movie_timescale, video: movie.video, audio: movie.audio })
+        Ok(Movie { info, movie_timescale: movie.movie_timescale, video: movie.video, audio: movie.audio })
     }
 }
 
@@ -506,8 +509,7 @@ fn video_info(trak: &[u8], track: &Track) -> Result<VideoInfo, ProbeError> {
     }
     let frames = track.sample_count;
     let ticks = track.total_ticks;
-    let frame_rate =
-        if ticks > 0 { f64::from(frames) * f64::from(track.timescale) / ticks as f64 } else { 0.0 };
+    let frame_rate = if ticks > 0 { f64::from(frames) * f64::from(track.timescale) / ticks as f64 } else { 0.0 };
     Ok(VideoInfo {
         codec,
         h264,
@@ -536,6 +538,12 @@ fn audio_info(track: &Track, movie_ts: u32) -> Result<AudioInfo, ProbeError> {
         Ok(Some(d)) => be16(d.body, 2),
         _ => None,
     };
+    // AAC's sample entry often says 2 channels whatever the stream has; its
+    // AudioSpecificConfig knows.
+    let (sample_rate, channels) = match aac_config(track.entry_children()) {
+        Some((rate, ch)) => (if rate > 0 { rate } else { sample_rate }, if ch > 0 { ch } else { channels }),
+        None => (sample_rate, channels),
+    };
     let duration_ms = match track.edit {
         Some(e) if movie_ts > 0 => ticks_to_ms(e.duration, movie_ts),
         _ => ticks_to_ms(track.total_ticks, track.timescale),
@@ -549,6 +557,71 @@ fn audio_info(track: &Track, movie_ts: u32) -> Result<AudioInfo, ProbeError> {
         timescale: track.timescale,
         opus_pre_skip,
     })
+}
+
+/// (sample rate, channels) from an `esds` (directly among the entry's
+/// children, or inside QuickTime's `wave`): the AudioSpecificConfig's
+/// sampling frequency and channel configuration (0 where it defers).
+fn aac_config(children: &[u8]) -> Option<(u32, u16)> {
+    let esds = match child(children, b"esds").ok()? {
+        Some(e) => e.body,
+        None => child(child(children, b"wave").ok()??.body, b"esds").ok()??.body,
+    };
+    // Descriptors: a tag, a size in up to four 7-bit groups, the payload.
+    fn descriptor(b: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+        let tag = *b.first()?;
+        let mut size = 0usize;
+        let mut at = 1;
+        loop {
+            let c = *b.get(at)?;
+            size = (size << 7) | usize::from(c & 0x7f);
+            at += 1;
+            if c & 0x80 == 0 || at > 4 {
+                break;
+            }
+        }
+        let body = b.get(at..at.checked_add(size)?)?;
+        Some((tag, body, &b[at + size..]))
+    }
+    let (tag, es, _) = descriptor(esds.get(4..)?)?;
+    if tag != 3 {
+        return None;
+    }
+    // ES_Descriptor: ES_ID, flags, then optional fields the flags announce.
+    let flags = *es.get(2)?;
+    let mut at = 3;
+    if flags & 0x80 != 0 {
+        at += 2;
+    }
+    if flags & 0x40 != 0 {
+        at += 1 + usize::from(*es.get(at)?);
+    }
+    if flags & 0x20 != 0 {
+        at += 2;
+    }
+    let (tag, dc, _) = descriptor(es.get(at..)?)?;
+    if tag != 4 {
+        return None;
+    }
+    // DecoderConfigDescriptor: 13 bytes, then the DecoderSpecificInfo.
+    let (tag, asc, _) = descriptor(dc.get(13..)?)?;
+    if tag != 5 || asc.len() < 2 {
+        return None;
+    }
+    let bits = u32::from(be16(asc, 0)?);
+    let object = bits >> 11;
+    let index = (bits >> 7) & 0xf;
+    const RATES: [u32; 13] =
+        [96_000, 88_200, 64_000, 48_000, 44_100, 32_000, 24_000, 22_050, 16_000, 12_000, 11_025, 8_000, 7_350];
+    // An escaped object type or an explicit rate (both rare): leave it to the
+    // sample entry.
+    if object == 31 || index == 15 {
+        return None;
+    }
+    let rate = RATES.get(index as usize).copied().unwrap_or(0);
+    let channels = ((bits >> 3) & 0xf) as u16;
+    // Channel configuration 7 is 8 channels; 0 means "in the stream".
+    Some((rate, if channels == 7 { 8 } else { channels }))
 }
 
 // ---------------------------------------------------------------------------
@@ -740,7 +813,7 @@ impl Track {
             Sizes::Compact(t, 16) => be16(t, 2 * i as usize).map(u32::from),
             Sizes::Compact(t, 8) => t.get(i as usize).map(|b| u32::from(*b)),
             Sizes::Compact(t, _) => {
-                t.get(i as usize / 2).map(|b| u32::from(if i % 2 == 0 { b >> 4 } else { b & 0x0f }))
+                t.get(i as usize / 2).map(|b| u32::from(if i.is_multiple_of(2) { b >> 4 } else { b & 0x0f }))
             }
         }
     }
@@ -955,5 +1028,392 @@ impl Cursor {
             self.stts_entry += 1;
         }
         Ok(Some(sample))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor as Bytes;
+    use std::ops::ControlFlow;
+
+    use super::*;
+    use crate::mp4::{bx, full};
+    use crate::{ShotPlan, VideoSpec};
+
+    /// A clip from our own renderer: 256x144, 24 fps.
+    pub(crate) fn own_clip(secs: u32, sound: bool) -> Vec<u8> {
+        let spec = VideoSpec {
+            short_side: 144,
+            aspect: Some((16, 9)),
+            duration_secs: secs,
+            prompt: "a lighthouse, pan right".to_owned(),
+            shots: ShotPlan::Single,
+            sound,
+            ..VideoSpec::default()
+        };
+        let mut out = Vec::new();
+        crate::render(&spec, &mut out, &mut |_, _| ControlFlow::Continue(())).unwrap();
+        out
+    }
+
+    fn data(name: &str) -> Vec<u8> {
+        std::fs::read(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)).unwrap()
+    }
+
+    fn probe_bytes(bytes: &[u8]) -> Result<MediaInfo, ProbeError> {
+        probe(&mut Bytes::new(bytes))
+    }
+
+    /// Replaces the first `from` in `bytes` with `to` (same length).
+    fn patch(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+        let at = bytes.windows(from.len()).position(|w| w == from).unwrap();
+        let mut out = bytes.to_vec();
+        out[at..at + to.len()].copy_from_slice(to);
+        out
+    }
+
+    #[test]
+    fn our_own_render_probes_as_a_faststart_h264_mp4_with_opus() {
+        let info = probe_bytes(&own_clip(2, true)).unwrap();
+        assert_eq!((info.container, info.major_brand.as_str()), (Container::Mp4, "isom"));
+        assert!(info.compatible_brands.iter().any(|b| b == "avc1"));
+        assert!(info.moov_before_mdat);
+        assert_eq!(info.duration_ms, 2000);
+        let v = &info.video;
+        assert_eq!((v.codec.as_str(), v.width, v.height, v.rotation, v.frames), ("avc1", 256, 144, 0, 48));
+        assert_eq!((v.frame_rate, v.variable_frame_rate, v.duration_ms, v.timescale), (24.0, false, 2000, 24_000));
+        let h = v.h264.as_ref().unwrap();
+        assert_eq!((h.profile_idc, h.chroma_format_idc, h.bit_depth_luma, h.progressive), (66, 1, 8, true));
+        assert_eq!((h.nal_length_size, h.cabac, h.width, h.height), (4, Some(false), 256, 144));
+        assert!(h.profile_name().contains("Baseline"), "{}", h.profile_name());
+        assert_eq!(v.check_decodable(), Ok(()));
+        let a = info.audio.unwrap();
+        assert_eq!((a.codec.as_str(), a.sample_rate, a.channels, a.duration_ms), ("Opus", 48_000, 2, 2000));
+        assert!(a.opus_pre_skip.is_some());
+    }
+
+    #[test]
+    fn x264_and_quicktime_files_give_their_profiles_brands_and_audio() {
+        let high = probe_bytes(&data("high-bframes-aac.mp4")).unwrap();
+        let h = high.video.h264.as_ref().unwrap();
+        assert_eq!((h.profile_name(), h.level(), h.cabac), ("High".to_owned(), "1.1".to_owned(), Some(true)));
+        assert_eq!((high.video.width, high.video.height, high.video.frames), (160, 90, 60));
+        assert!((high.video.frame_rate - 30.0).abs() < 1e-9);
+        let a = high.audio.unwrap();
+        assert_eq!((a.codec.as_str(), a.sample_rate, a.channels), ("mp4a", 44_100, 1));
+        let mov = probe_bytes(&data("main-aac.mov")).unwrap();
+        assert_eq!((mov.container, mov.major_brand.as_str()), (Container::QuickTime, "qt  "));
+        assert_eq!(mov.video.h264.as_ref().unwrap().profile_name(), "Main");
+        assert!(!mov.moov_before_mdat);
+        // ffmpeg writes AAC in MOV as a version 1 sound description.
+        let a = mov.audio.unwrap();
+        assert_eq!((a.codec.as_str(), a.sample_rate, a.channels), ("mp4a", 48_000, 2));
+        let hevc = probe_bytes(&data("hevc.mp4")).unwrap();
+        assert_eq!((hevc.video.codec.as_str(), hevc.video.h264.is_none()), ("hvc1", true));
+        assert!(hevc.video.check_decodable().unwrap_err().to_string().contains("HEVC (hvc1)"));
+    }
+
+    #[test]
+    fn a_qt_brand_or_no_ftyp_is_quicktime() {
+        let clip = own_clip(1, false);
+        let qt = probe_bytes(&patch(&clip, b"ftypisom", b"ftypqt  ")).unwrap();
+        assert_eq!((qt.container, qt.major_brand.as_str()), (Container::QuickTime, "qt  "));
+        // Old MOV files start without ftyp.
+        let bare = probe_bytes(&patch(&clip, b"ftypisom", b"freeisom")).unwrap();
+        assert_eq!((bare.container, bare.major_brand.as_str()), (Container::QuickTime, ""));
+        assert_eq!(bare.video.frames, 24);
+    }
+
+    #[test]
+    fn a_file_without_a_video_track_is_refused_as_such() {
+        let clip = own_clip(1, true);
+        // The video handler becomes a text track; the Opus track remains.
+        let no_video = patch(&clip, b"vide", b"text");
+        assert!(matches!(probe_bytes(&no_video), Err(ProbeError::NoVideoTrack)));
+    }
+
+    #[test]
+    fn truncated_files_are_refused_as_truncated() {
+        let clip = own_clip(1, false);
+        let moov_end = clip.windows(4).position(|w| w == b"mdat").unwrap() - 4;
+        // Cut inside moov, and cut inside mdat (the last samples are missing).
+        for cut in [moov_end - 10, 200, clip.len() - 1] {
+            let e = probe_bytes(&clip[..cut]).unwrap_err();
+            assert!(matches!(e, ProbeError::Truncated(_)), "cut at {cut}: {e}");
+        }
+        // Without its moov (a recording that never finished).
+        let mdat_only = [&clip[..32], &clip[moov_end..]].concat();
+        let e = probe_bytes(&mdat_only).unwrap_err();
+        assert!(e.to_string().contains("no moov"), "{e}");
+    }
+
+    #[test]
+    fn other_formats_and_garbage_are_not_mp4() {
+        for (bytes, says) in [
+            (&b"\x89PNG\r\n\x1a\n\0\0\0\rIHDR"[..], "PNG"),
+            (&[0x1a, 0x45, 0xdf, 0xa3, 1, 2, 3, 4, 5][..], "WebM"),
+            (&b"RIFF\0\0\0\0AVI LIST"[..], "RIFF"),
+            (&b"hello world, not a video"[..], "MP4/MOV box"),
+            (&[][..], "empty"),
+        ] {
+            match probe_bytes(bytes) {
+                Err(ProbeError::NotMp4(msg)) => assert!(msg.contains(says), "{msg}"),
+                other => panic!("{says}: {other:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn fragmented_mp4_is_refused_with_a_clear_message() {
+        let clip = own_clip(1, false);
+        let with_moof = [&clip[..], &bx(b"moof", &full(b"mfhd", 0, 0, &[0, 0, 0, 1]))].concat();
+        let e = probe_bytes(&with_moof).unwrap_err();
+        assert!(matches!(e, ProbeError::Fragmented) && e.to_string().contains("fragmented"), "{e}");
+    }
+
+    /// A reader of `len` bytes that holds only `head`: the rest reads as zeros.
+    struct Sparse {
+        head: Vec<u8>,
+        len: u64,
+        pos: u64,
+    }
+
+    impl Read for Sparse {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = (buf.len() as u64).min(self.len.saturating_sub(self.pos)) as usize;
+            for (i, b) in buf[..n].iter_mut().enumerate() {
+                *b = self.head.get((self.pos + i as u64) as usize).copied().unwrap_or(0);
+            }
+            self.pos += n as u64;
+            Ok(n)
+        }
+    }
+
+    impl Seek for Sparse {
+        fn seek(&mut self, to: SeekFrom) -> std::io::Result<u64> {
+            self.pos = match to {
+                SeekFrom::Start(p) => p,
+                SeekFrom::End(d) => self.len.saturating_add_signed(d),
+                SeekFrom::Current(d) => self.pos.saturating_add_signed(d),
+            };
+            Ok(self.pos)
+        }
+    }
+
+    #[test]
+    fn absurd_sizes_are_refused_before_anything_is_read() {
+        let ftyp = bx(b"ftyp", b"isom\0\0\x02\0isom");
+        // A 1 TiB file whose moov claims 100 GiB: refused by the cap, not read.
+        let mut head = ftyp.clone();
+        head.extend_from_slice(&1u32.to_be_bytes());
+        head.extend_from_slice(b"moov");
+        head.extend_from_slice(&(100u64 << 30).to_be_bytes());
+        let e = probe(&mut Sparse { head, len: 1 << 40, pos: 0 }).unwrap_err();
+        assert!(matches!(e, ProbeError::TooLarge(_)), "{e}");
+        // A box claiming more than the file has.
+        let mut short = ftyp.clone();
+        short.extend_from_slice(&bx(b"moov", &[0; 16])[..20]);
+        assert!(matches!(probe_bytes(&short), Err(ProbeError::Truncated(_))));
+        // A table claiming a billion entries in a few bytes.
+        let clip = own_clip(1, false);
+        let stsz_at = clip.windows(4).position(|w| w == b"stsz").unwrap();
+        let mut huge = clip.clone();
+        huge[stsz_at + 12..stsz_at + 16].copy_from_slice(&1_000_000_000u32.to_be_bytes());
+        let e = probe_bytes(&huge).unwrap_err();
+        assert!(matches!(e, ProbeError::Corrupt(_)), "{e}");
+    }
+
+    /// Writes a one-track MP4 by hand: ftyp, mdat, then moov (so the chunk
+    /// offsets are known), with the tables this test asks for.
+    struct Handmade {
+        brand: &'static [u8; 4],
+        entry: Vec<u8>,
+        samples: Vec<Vec<u8>>,
+        durations: Vec<u32>,
+        /// Samples per chunk, repeating.
+        chunking: Vec<u32>,
+        co64: bool,
+        stz2: bool,
+        rotation_matrix: [u32; 4],
+        sync: Option<Vec<u32>>,
+    }
+
+    impl Handmade {
+        fn build(&self) -> Vec<u8> {
+            let u32s = |v: &[u32]| v.iter().flat_map(|x| x.to_be_bytes()).collect::<Vec<u8>>();
+            let ftyp = bx(b"ftyp", &[&self.brand[..], &[0, 0, 2, 0], b"isomavc1"].concat());
+            let data: Vec<u8> = self.samples.concat();
+            let mdat_at = ftyp.len() as u64 + 8;
+            // Chunks: `chunking` samples each, cycling.
+            let (mut chunks, mut per) = (Vec::new(), Vec::new());
+            let (mut i, mut k, mut at) = (0usize, 0usize, mdat_at);
+            while i < self.samples.len() {
+                let n = (self.chunking[k % self.chunking.len()] as usize).min(self.samples.len() - i);
+                chunks.push(at);
+                per.push(n as u32);
+                at += self.samples[i..i + n].iter().map(|s| s.len() as u64).sum::<u64>();
+                i += n;
+                k += 1;
+            }
+            let mut stsc = Vec::new();
+            for (c, n) in per.iter().enumerate() {
+                if c == 0 || per[c - 1] != *n {
+                    stsc.extend_from_slice(&[c as u32 + 1, *n, 1]);
+                }
+            }
+            let stsc = full(b"stsc", 0, 0, &[u32s(&[(stsc.len() / 3) as u32]), u32s(&stsc)].concat());
+            let offsets = if self.co64 {
+                let body: Vec<u8> = chunks.iter().flat_map(|o| o.to_be_bytes()).collect();
+                full(b"co64", 0, 0, &[u32s(&[chunks.len() as u32]), body].concat())
+            } else {
+                let o: Vec<u32> = chunks.iter().map(|o| *o as u32).collect();
+                full(b"stco", 0, 0, &[u32s(&[o.len() as u32]), u32s(&o)].concat())
+            };
+            let n = self.samples.len() as u32;
+            let sizes = if self.stz2 {
+                let body: Vec<u8> = self.samples.iter().flat_map(|s| (s.len() as u16).to_be_bytes()).collect();
+                full(b"stz2", 0, 0, &[vec![0, 0, 0, 16], u32s(&[n]), body].concat())
+            } else {
+                let s: Vec<u32> = self.samples.iter().map(|s| s.len() as u32).collect();
+                full(b"stsz", 0, 0, &[u32s(&[0, n]), u32s(&s)].concat())
+            };
+            let mut stts = Vec::new();
+            for d in &self.durations {
+                match stts.len() {
+                    l if l >= 2 && stts[l - 1] == *d => stts[l - 2] += 1,
+                    _ => stts.extend_from_slice(&[1, *d]),
+                }
+            }
+            let stts = full(b"stts", 0, 0, &[u32s(&[(stts.len() / 2) as u32]), u32s(&stts)].concat());
+            let stss = self.sync.as_ref().map(|s| full(b"stss", 0, 0, &[u32s(&[s.len() as u32]), u32s(s)].concat()));
+            let stsd = full(b"stsd", 0, 0, &[u32s(&[1]), self.entry.clone()].concat());
+            let stbl = bx(b"stbl", &[stsd, stts, stss.unwrap_or_default(), stsc, sizes, offsets].concat());
+            let minf = bx(b"minf", &[full(b"vmhd", 0, 1, &[0; 8]), stbl].concat());
+            let total: u32 = self.durations.iter().sum();
+            let mdhd = full(b"mdhd", 0, 0, &[u32s(&[0, 0, 24_000, total]), vec![0x55, 0xc4, 0, 0]].concat());
+            let hdlr = full(b"hdlr", 0, 0, &[u32s(&[0]), b"vide".to_vec(), vec![0; 13]].concat());
+            let mdia = bx(b"mdia", &[mdhd, hdlr, minf].concat());
+            let [a, b, c, d] = self.rotation_matrix;
+            let matrix = u32s(&[a, b, 0, c, d, 0, 0, 0, 0x4000_0000]);
+            let tkhd = full(b"tkhd", 0, 3, &[u32s(&[0, 0, 1, 0, total, 0, 0, 0, 0]), matrix, u32s(&[0, 0])].concat());
+            let trak = bx(b"trak", &[tkhd, mdia].concat());
+            let mvhd = full(b"mvhd", 0, 0, &[u32s(&[0, 0, 24_000, total, 0x0001_0000]), vec![0; 80]].concat());
+            let moov = bx(b"moov", &[mvhd, trak].concat());
+            [ftyp, bx(b"mdat", &data), moov].concat()
+        }
+    }
+
+    /// Our clip's samples and sample entry, to lay out differently.
+    fn parts(clip: &[u8]) -> (Vec<u8>, Vec<Vec<u8>>, Vec<bool>) {
+        let m = Movie::read(&mut Bytes::new(clip)).unwrap();
+        let mut cursor = super::Cursor::new();
+        let (mut samples, mut sync) = (Vec::new(), Vec::new());
+        while let Some(s) = cursor.next(&m.video).unwrap() {
+            samples.push(clip[s.offset as usize..s.offset as usize + s.size as usize].to_vec());
+            sync.push(s.sync);
+        }
+        (m.video.entry.clone(), samples, sync)
+    }
+
+    fn frames(bytes: &[u8]) -> Vec<crate::decode::Frame> {
+        crate::decode::VideoFrames::open(Bytes::new(bytes)).unwrap().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn co64_stz2_and_uneven_chunks_demux_to_the_same_frames() {
+        let clip = own_clip(1, false);
+        let (entry, samples, sync) = parts(&clip);
+        let made = Handmade {
+            brand: b"mp42",
+            entry,
+            durations: vec![1000; samples.len()],
+            samples,
+            chunking: vec![1, 5, 2, 7],
+            co64: true,
+            stz2: true,
+            rotation_matrix: [0x0001_0000, 0, 0, 0x0001_0000],
+            sync: Some(sync.iter().enumerate().filter(|(_, s)| **s).map(|(i, _)| i as u32 + 1).collect()),
+        }
+        .build();
+        let info = probe_bytes(&made).unwrap();
+        assert_eq!((info.major_brand.as_str(), info.moov_before_mdat, info.video.frames), ("mp42", false, 24));
+        assert_eq!(frames(&made), frames(&clip));
+    }
+
+    #[test]
+    fn variable_durations_give_the_average_rate_and_rotation_turns_the_display() {
+        let clip = own_clip(1, false);
+        let (entry, samples, _) = parts(&clip);
+        // 24 frames: 12 at 1/24 s and 12 at 1/12 s = 1.5 s, 16 fps on average.
+        let durations: Vec<u32> = (0..24).map(|i| if i < 12 { 1000 } else { 2000 }).collect();
+        let made = Handmade {
+            brand: b"isom",
+            entry,
+            samples,
+            durations,
+            chunking: vec![24],
+            co64: false,
+            stz2: false,
+            // 90 degrees clockwise, as phones record portrait video.
+            rotation_matrix: [0, 0x0001_0000, 0xffff_0000, 0],
+            sync: None,
+        }
+        .build();
+        let v = probe_bytes(&made).unwrap().video;
+        assert!(v.variable_frame_rate);
+        assert!((v.frame_rate - 16.0).abs() < 1e-9, "{}", v.frame_rate);
+        assert_eq!((v.duration_ms, v.rotation, v.display_size()), (1500, 90, (144, 256)));
+        let times: Vec<f64> = frames(&made).iter().map(|f| f.time()).collect();
+        assert_eq!((times[12], times[13]), (0.5, 0.5 + 1.0 / 12.0));
+    }
+
+    /// splitmix64, for repeatable garbage.
+    fn rng(seed: &mut u64) -> u64 {
+        *seed = seed.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = *seed;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// Walks every sample a probe accepted, as the decoder would.
+    fn demux_all(bytes: &[u8]) {
+        if let Ok(m) = Movie::read(&mut Bytes::new(bytes)) {
+            for t in std::iter::once(&m.video).chain(m.audio.as_ref()) {
+                let mut c = super::Cursor::new();
+                while let Ok(Some(_)) = c.next(t) {}
+            }
+        }
+    }
+
+    #[test]
+    fn truncated_and_garbled_files_never_panic() {
+        let clips = [own_clip(1, true), data("main-aac.mov"), data("high-bframes-aac.mp4")];
+        let mut seed = 7u64;
+        for clip in &clips {
+            // Every length up to the end of the index, then a spread beyond.
+            let index_end = clip.len().min(8192);
+            for cut in (0..index_end).chain((index_end..clip.len()).step_by(97)) {
+                let _ = probe_bytes(&clip[..cut]);
+            }
+            let moov = clip.windows(4).position(|w| w == b"moov").unwrap();
+            for round in 0..3000 {
+                let mut bad = clip.clone();
+                // Mostly inside moov, where the sizes and counts are.
+                for _ in 0..1 + round % 4 {
+                    let at = if rng(&mut seed).is_multiple_of(8) {
+                        (rng(&mut seed) % bad.len() as u64) as usize
+                    } else {
+                        moov + (rng(&mut seed) % (bad.len() - moov).min(4096) as u64) as usize
+                    };
+                    bad[at] = match rng(&mut seed) % 4 {
+                        0 => 0,
+                        1 => 0xff,
+                        _ => rng(&mut seed) as u8,
+                    };
+                }
+                demux_all(&bad);
+            }
+        }
     }
 }

@@ -684,6 +684,7 @@ mod tests {
             ]),
             sound: false,
             watermark: true,
+            ..VideoSpec::default()
         };
         let (w, h) = crate::output_size(144, (320, 200));
         let plan =
@@ -757,6 +758,7 @@ mod tests {
                 shots: ShotPlan::Single,
                 sound: false,
                 watermark: false,
+                ..VideoSpec::default()
             };
             let (w, h) = crate::output_size(144, (320, 200));
             let plan = Plan::new(&spec, spec.start_image.as_deref().map(decode), None, w, h).unwrap();
@@ -795,6 +797,7 @@ mod tests {
                 shots: ShotPlan::Intelligence,
                 sound: false,
                 watermark: false,
+                ..VideoSpec::default()
             };
             let total = secs * crate::FPS;
             let shots = plan_shots(&spec, total).unwrap();
