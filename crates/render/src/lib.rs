@@ -8,10 +8,13 @@
 
 mod audio;
 pub mod decode;
+mod footage;
 mod h264;
 pub mod inspect;
+mod motion;
 mod mp4;
 pub mod probe;
+mod remux;
 mod scene;
 
 use std::io::Write;
@@ -123,6 +126,8 @@ pub struct RenderOutput {
     pub height: u32,
     pub frames: u32,
     pub has_audio: bool,
+    /// The audio is the input video's track, copied (`keep_original_sound`).
+    pub audio_copied: bool,
     pub bytes: u64,
 }
 
@@ -134,6 +139,10 @@ pub enum RenderError {
     InvalidImage(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The input video cannot be read: not an MP4/MOV, corrupt, or a codec or
+    /// H.264 profile the local decoder does not read (the message names it).
+    #[error("invalid input video: {0}")]
+    InvalidVideo(String),
     #[error("encoder error: {0}")]
     Encode(String),
     #[error("write error: {0}")]
@@ -181,14 +190,50 @@ pub fn render(
         (start, end.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     });
     let (start, end) = (start?, end?);
-    let aspect = match (&spec.aspect, &start) {
-        (Some(a), _) => *a,
-        (None, Some(img)) => (img.width(), img.height()),
-        (None, None) => (16, 9),
+    let input = match &spec.input_video {
+        Some(v) => Some((v, probe_input(&v.path)?)),
+        None => None,
+    };
+    let mode = input.as_ref().map(|(v, _)| v.mode);
+    let footage = matches!(mode, Some(VideoMode::Edit | VideoMode::Reference));
+    // With no start image and no footage, the first reference image is the
+    // scene; the others are shown as insets.
+    let (scene_image, inset_refs) = match (start, spec.reference_images.split_first()) {
+        (None, Some((first, rest))) if !footage => (Some(decode(first)?), rest),
+        (start, _) => (start, &spec.reference_images[..]),
+    };
+    let input_size = input.as_ref().map(|(_, info)| info.video.display_size());
+    let aspect = match (spec.aspect, footage, &scene_image, input_size) {
+        (Some(a), ..) => a,
+        (None, true, _, Some(size)) => size,
+        (None, _, Some(img), _) => (img.width(), img.height()),
+        (None, _, None, Some(size)) => size,
+        (None, _, None, None) => (16, 9),
     };
     let (width, height) = output_size(spec.short_side, aspect);
     let total = FPS * spec.duration_secs;
-    let plan = scene::Plan::new(spec, start, end, width, height)?;
+    let path = match &input {
+        Some((v, _)) if v.mode == VideoMode::MotionControl => {
+            let mut poll = || progress(0, total);
+            Some(motion::camera_path(&v.path, total, scene::PATH_ROOM, &mut poll)?)
+        }
+        _ => None,
+    };
+    let backdrop = match (footage, scene_image) {
+        (true, _) => scene::Backdrop::Footage,
+        (false, Some(img)) => scene::Backdrop::Picture(img),
+        (false, None) => scene::Backdrop::Procedural,
+    };
+    let insets: Vec<&[u8]> = spec.element_images.iter().take(3).chain(inset_refs).map(Vec::as_slice).collect();
+    let plan = scene::Plan::new(spec, backdrop, end, width, height, path, &insets)?;
+    let copied = match &input {
+        Some((v, _)) if v.keep_original_sound => remux::copy_audio(&v.path, spec.duration_secs)?,
+        _ => None,
+    };
+    let source = match &input {
+        Some((v, _)) if footage => Source::Footage { mode: v.mode, path: &v.path },
+        _ => Source::Picture,
+    };
 
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), encoder_config(width, height))
         .map_err(|e| RenderError::Encode(e.to_string()))?;
@@ -196,9 +241,11 @@ pub fn render(
     // The ambience (if any) is made on its own thread while the video renders;
     // the video itself takes two (see `encode_video`).
     let stop_sound = AtomicBool::new(false);
+    let generate = spec.sound && copied.is_none();
     let (video, sound) = std::thread::scope(|scope| {
-        let sound = spec.sound.then(|| scope.spawn(|| audio::encode(&spec.prompt, spec.duration_secs, &stop_sound)));
-        let video = encode_video(&plan, &mut encoder, width as usize, height as usize, total, progress);
+        let sound = generate.then(|| scope.spawn(|| audio::encode(&spec.prompt, spec.duration_secs, &stop_sound)));
+        let video =
+            encode_video(&plan, &source, &spec.prompt, &mut encoder, width as usize, height as usize, total, progress);
         if video.is_err() {
             stop_sound.store(true, Ordering::Relaxed);
         }
@@ -215,8 +262,32 @@ pub fn render(
     };
     let _ = progress(total, total);
     let track = mp4::VideoTrack { width, height, fps: FPS, sps, pps, samples: &video.samples, data: &video.data };
-    let bytes = mp4::write_mp4(out, &track, sound.as_ref())?;
-    Ok(RenderOutput { width, height, frames: total, has_audio: sound.is_some(), bytes })
+    let audio = match (&sound, &copied) {
+        (Some(s), _) => Some(mp4::Audio::Opus(s)),
+        (None, Some(c)) => Some(mp4::Audio::Copied(c)),
+        (None, None) => None,
+    };
+    let bytes = mp4::write_mp4(out, &track, audio.as_ref())?;
+    Ok(RenderOutput { width, height, frames: total, has_audio: audio.is_some(), audio_copied: copied.is_some(), bytes })
+}
+
+/// Probes an input video and checks that the local decoder reads it.
+fn probe_input(path: &std::path::Path) -> Result<probe::MediaInfo, RenderError> {
+    let info = probe::probe_path(path).map_err(|e| match e {
+        probe::ProbeError::Io(io) => RenderError::Io(io),
+        e => RenderError::InvalidVideo(e.to_string()),
+    })?;
+    info.video.check_decodable().map_err(|e| RenderError::InvalidVideo(e.to_string()))?;
+    Ok(info)
+}
+
+/// Where the frames' pictures come from.
+enum Source<'a> {
+    /// The plan's own picture (a start image, a reference image or the
+    /// prompt's), under its camera.
+    Picture,
+    /// An input video's frames.
+    Footage { mode: VideoMode, path: &'a std::path::Path },
 }
 
 /// Bits per pixel per frame the rate control may spend at most: about 2.7 Mbit/s
@@ -268,8 +339,11 @@ struct EncodedVideo {
 /// the next frames into a small ring of reusable buffers, so frames are streamed
 /// and memory stays flat. Each frame is drawn independently of the others and
 /// encoded in order, so the bytes do not depend on the scheduling.
+#[expect(clippy::too_many_arguments, reason = "what to draw, how to encode it, and where to report")]
 fn encode_video(
     plan: &scene::Plan,
+    source: &Source<'_>,
+    prompt: &str,
     encoder: &mut Encoder,
     w: usize,
     h: usize,
@@ -279,19 +353,31 @@ fn encode_video(
     let mut video = EncodedVideo { samples: Vec::with_capacity(total as usize), ..EncodedVideo::default() };
     let frame_len = w * h + 2 * (w / 2) * (h / 2);
     std::thread::scope(|scope| {
-        let (drawn_tx, drawn_rx) = mpsc::sync_channel::<Vec<u8>>(FRAME_BUFFERS);
+        let (drawn_tx, drawn_rx) = mpsc::sync_channel::<Result<Vec<u8>, RenderError>>(FRAME_BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(FRAME_BUFFERS);
         for _ in 0..FRAME_BUFFERS {
             let _ = free_tx.send(vec![0u8; frame_len]);
         }
         scope.spawn(move || {
-            let mut painter = scene::Painter::new(plan);
+            let painter = match source {
+                Source::Picture => Ok(footage::Painter::Picture(scene::Painter::new(plan))),
+                Source::Footage { mode, path } => footage::FootagePainter::new(plan, *mode, path, prompt, w, h)
+                    .map(|p| footage::Painter::Footage(Box::new(p))),
+            };
+            let mut painter = match painter {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = drawn_tx.send(Err(e));
+                    return;
+                }
+            };
             for i in 0..total {
                 // Either channel closing means the encoder stopped (an error or a
                 // cancel): stop drawing too.
                 let Ok(mut yuv) = free_rx.recv() else { return };
-                painter.frame(i, total, &mut yuv);
-                if drawn_tx.send(yuv).is_err() {
+                let drawn = painter.frame(i, total, &mut yuv).map(|()| yuv);
+                let failed = drawn.is_err();
+                if drawn_tx.send(drawn).is_err() || failed {
                     return;
                 }
             }
@@ -300,7 +386,7 @@ fn encode_video(
             if progress(i, total).is_break() {
                 return Err(RenderError::Cancelled);
             }
-            let yuv = drawn_rx.recv().map_err(|_| RenderError::Encode("the drawing thread stopped".to_owned()))?;
+            let yuv = drawn_rx.recv().map_err(|_| RenderError::Encode("the drawing thread stopped".to_owned()))??;
             let frame = Frame { w, h, yuv };
             let encoded = encoder.encode(&frame).map_err(|e| RenderError::Encode(e.to_string()))?;
             let sync = matches!(encoded.frame_type(), FrameType::IDR | FrameType::I);
