@@ -171,11 +171,11 @@ impl Look {
     pub(crate) fn from_prompt(prompt: &str) -> Look {
         let p = prompt.to_lowercase();
         let has = |words: &[&str]| words.iter().any(|w| p.contains(w));
-        let base = Look { contrast: 1.1, lift: 0.0, saturation: 1.1, du: 0.0, dv: 0.0, vignette: 0.3 };
+        let base = Look { contrast: 1.1, lift: 0.0, saturation: 1.1, du: 0.0, dv: 0.0, vignette: 0.2 };
         if has(&["black and white", "black-and-white", "monochrome", "grayscale", "greyscale", "noir"]) {
             Look { contrast: 1.2, saturation: 0.0, ..base }
         } else if has(&["sepia", "vintage", "old film", "retro", "aged"]) {
-            Look { contrast: 1.05, lift: 6.0, saturation: 0.3, du: -14.0, dv: 12.0, vignette: 0.4 }
+            Look { contrast: 1.05, lift: 6.0, saturation: 0.3, du: -14.0, dv: 12.0, vignette: 0.3 }
         } else if has(&["warm", "sunset", "golden", "autumn"]) {
             Look { du: -14.0, dv: 16.0, ..base }
         } else if has(&["cold", "cool", "winter", "night", "icy", "blue"]) {
@@ -335,6 +335,40 @@ impl Painter<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    }
+
+    #[test]
+    fn footage_at_24_fps_shows_the_latest_input_frame_and_loops() {
+        // 30 fps in: output frame i shows input frame floor(i * 30 / 24).
+        let mut held = Footage::open(&fixture("high-bframes-aac.mp4"), false).unwrap();
+        for i in 0..72u32 {
+            let (f, _) = held.at(f64::from(i) / 24.0).unwrap();
+            let want = (u64::from(i) * 30 / 24).min(59);
+            assert_eq!(f.pts, want * 512, "output frame {i}");
+        }
+        // Looped, a 2 s input starts again at 2 s, with fresh serial numbers.
+        let mut looped = Footage::open(&fixture("high-bframes-aac.mp4"), true).unwrap();
+        let (first, s0) = looped.at(0.0).map(|(f, s)| (f.clone(), s)).unwrap();
+        let (again, s1) = looped.at(2.0).map(|(f, s)| (f.clone(), s)).unwrap();
+        assert_eq!((again.pts, again.y == first.y), (0, true));
+        assert!(s1 > s0);
+        let (later, _) = looped.at(2.5).unwrap();
+        assert_eq!(later.pts, 15 * 512);
+    }
+
+    #[test]
+    fn the_scaler_is_exact_at_the_frames_own_size() {
+        let mut footage = Footage::open(&fixture("main-aac.mov"), false).unwrap();
+        let (f, _) = footage.at(0.0).unwrap();
+        let p = FrameScaler::new((176, 144), 0, 176, 144).scale(f);
+        assert!(p.y == f.y && p.u == f.u && p.v == f.v);
+        // Turned a quarter, a landscape frame covers a portrait output.
+        let turned = FrameScaler::new((176, 144), 90, 144, 176).scale(f);
+        assert_eq!(turned.y, rotate(&f.y, 176, 144, 90));
+    }
 
     #[test]
     fn rotation_turns_planes_clockwise() {

@@ -885,6 +885,311 @@ mod tests {
         assert_eq!(got, ["c1d98061ae716a57", "5dfbf2c90dab25b9"]);
     }
 
+    /// A file in the temp directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn with(name: &str, bytes: &[u8]) -> TempFile {
+            let path = std::env::temp_dir().join(format!("vidgate-render-{}-{name}", std::process::id()));
+            std::fs::write(&path, bytes).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    }
+
+    /// A spec that renders `input` in `mode`.
+    fn with_input(path: &std::path::Path, mode: VideoMode, keep_original_sound: bool) -> VideoSpec {
+        VideoSpec {
+            short_side: 144,
+            aspect: None,
+            duration_secs: 2,
+            prompt: "make it warm".to_owned(),
+            input_video: Some(InputVideo { path: path.to_owned(), mode, keep_original_sound }),
+            ..VideoSpec::default()
+        }
+    }
+
+    /// Our own 2 s, 256x144 text-to-video clip as an input file.
+    fn input_clip(name: &str, prompt: &str, start: Option<Vec<u8>>, sound: bool) -> TempFile {
+        let s = VideoSpec {
+            prompt: prompt.to_owned(),
+            duration_secs: 2,
+            aspect: if start.is_some() { None } else { Some((16, 9)) },
+            start_image: start,
+            sound,
+            ..tiny()
+        };
+        TempFile::with(name, &run(&s).0)
+    }
+
+    fn mean(p: &[u8]) -> f64 {
+        p.iter().map(|v| f64::from(*v)).sum::<f64>() / p.len() as f64
+    }
+
+    /// Pearson correlation: whether two pictures show the same thing, whatever
+    /// their grade.
+    fn correlation(a: &[u8], b: &[u8]) -> f64 {
+        let (ma, mb) = (mean(a), mean(b));
+        let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(*x) - ma, f64::from(*y) - mb);
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+        }
+        ab / (aa * bb).sqrt()
+    }
+
+    /// The bound on the first frame: it is the input's first decoded picture
+    /// copied unchanged (the grade's weight is 0 there and scaling to the
+    /// input's own size is exact), so only our own re-encode separates them:
+    /// at the encoder's finest quantiser (`MIN_QP`, 47 dB on the bench clip)
+    /// this clip measures about 55 dB. 40 dB leaves room for harder content
+    /// and is far above a different picture (under 20 dB here).
+    #[test]
+    fn a_local_edit_starts_on_the_input_first_frame_then_grades_it() {
+        let input = input_clip("edit-in.mp4", "a harbour at dusk, pan right", None, false);
+        let (bytes, r) = run(&with_input(&input.0, VideoMode::Edit, false));
+        assert_eq!((r.width, r.height, r.frames, r.has_audio), (256, 144, 48, false));
+        let (src, out) = (decoded(&std::fs::read(&input.0).unwrap()), decoded(&bytes));
+        assert_eq!(out.len(), 48);
+        let first = psnr(&out[0].y, &src[0].y);
+        assert!(first >= 40.0, "first frame PSNR {first:.1} dB");
+        // From one second on the grade is whole: warm (less blue, more red),
+        // darker corners, and still the same picture.
+        for i in [30, 47] {
+            let (o, s) = (&out[i], &src[i]);
+            let p = psnr(&o.y, &s.y);
+            let c = correlation(&o.y, &s.y);
+            let (du, dv) = (mean(&o.u) - mean(&s.u), mean(&o.v) - mean(&s.v));
+            assert!(c > 0.9, "frame {i} is still the input's picture: {c:.3}");
+            assert!(p < 35.0, "frame {i}'s luma is graded too (contrast, vignette): {p:.1} dB");
+            assert!(du < -8.0 && dv > 8.0, "frame {i} is warmer: {du:.1} {dv:.1}");
+        }
+    }
+
+    #[test]
+    fn an_edit_follows_the_inputs_duration_aspect_and_time_at_24_fps() {
+        // 160x90 at 30 fps, 2 s: a 16:9 output whose frame i shows input frame i * 30 / 24.
+        let mut s = with_input(&fixture("high-bframes-aac.mp4"), VideoMode::Edit, false);
+        s.prompt = "black and white".to_owned();
+        let (bytes, r) = run(&s);
+        assert_eq!((r.width, r.height, r.frames), (256, 144, 48));
+        let info = inspect::inspect(&bytes).unwrap();
+        assert_eq!((info.video_frames, info.duration_secs), (48, 2.0));
+        let src: Vec<decode::Frame> =
+            decode::VideoFrames::open(std::fs::File::open(fixture("high-bframes-aac.mp4")).unwrap())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let scaler = footage::FrameScaler::new((160, 90), 0, 256, 144);
+        let scaled: Vec<Vec<u8>> = src.iter().map(|f| scaler.scale(f).y).collect();
+        for (i, o) in decoded(&bytes).iter().enumerate() {
+            let want = i * 30 / 24;
+            let best = (want.saturating_sub(2)..(want + 3).min(scaled.len()))
+                .max_by(|a, b| correlation(&o.y, &scaled[*a]).total_cmp(&correlation(&o.y, &scaled[*b])))
+                .unwrap();
+            assert_eq!(best, want, "output frame {i}");
+            // Black and white, once the grade is in.
+            if i >= 24 {
+                assert!((mean(&o.u) - 128.0).abs() < 2.0 && (mean(&o.v) - 128.0).abs() < 2.0, "frame {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn keep_original_sound_copies_the_inputs_audio_track_byte_for_byte() {
+        let path = fixture("main-aac.mov");
+        let mut s = with_input(&path, VideoMode::Edit, true);
+        s.duration_secs = 1;
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio && r.audio_copied);
+        let input = std::fs::read(&path).unwrap();
+        let (ours, theirs) = (
+            probe::Movie::read(&mut std::io::Cursor::new(&bytes)).unwrap(),
+            probe::Movie::read(&mut std::io::Cursor::new(&input)).unwrap(),
+        );
+        let (a, b) = (ours.audio.as_ref().unwrap(), theirs.audio.as_ref().unwrap());
+        // The same sample entry (codec and configuration), verbatim.
+        assert_eq!(a.entry, b.entry);
+        assert_eq!(a.timescale, b.timescale);
+        // The input's first samples, as they were, for the output's second.
+        let (copied, original) = (inspect::audio_samples(&bytes).unwrap(), inspect::audio_samples(&input).unwrap());
+        // AAC frames of 1024 samples, from the start of the media up to the
+        // edit's start (the encoder's priming) plus one second.
+        let start = b.edit.map_or(0, |e| e.media_time);
+        assert_eq!(copied.len() as u64, (start + u64::from(b.timescale)).div_ceil(1024));
+        assert_eq!(copied[..], original[..copied.len()]);
+        let durations = |m: &probe::Movie| {
+            let t = m.audio.as_ref().unwrap();
+            let mut c = probe::Cursor::new();
+            std::iter::from_fn(|| c.next(t).unwrap()).map(|s| s.duration).collect::<Vec<u32>>()
+        };
+        assert_eq!(durations(&ours)[..], durations(&theirs)[..copied.len()]);
+        // Played for exactly the video's second, from where the input starts it.
+        let info = inspect::inspect(&bytes).unwrap();
+        assert_eq!((info.audio_codec.as_deref(), info.audio_duration_secs), (Some("mp4a"), Some(1.0)));
+        assert_eq!(a.edit.map(|e| e.media_time), b.edit.map(|e| e.media_time));
+        // The same spec gives the same bytes.
+        assert_eq!(bytes, run(&s).0);
+    }
+
+    #[test]
+    fn without_audio_in_the_input_sound_decides() {
+        let input = input_clip("silent.mp4", "a quiet field", None, false);
+        let mut s = with_input(&input.0, VideoMode::Edit, true);
+        let (_, r) = run(&s);
+        assert!(!r.has_audio && !r.audio_copied);
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio && !r.audio_copied);
+        assert_eq!(inspect::inspect(&bytes).unwrap().audio_codec.as_deref(), Some("Opus"));
+        // An input with sound, not kept: the generated ambience instead.
+        let mut s = with_input(&fixture("main-aac.mov"), VideoMode::Edit, false);
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio && !r.audio_copied);
+        assert_eq!(inspect::inspect(&bytes).unwrap().audio_codec.as_deref(), Some("Opus"));
+    }
+
+    #[test]
+    fn reference_footage_loops_under_the_prompts_camera() {
+        let input = input_clip("ref-in.mp4", "a market street", Some(checker_png(320, 180)), false);
+        let mut s = with_input(&input.0, VideoMode::Reference, false);
+        s.duration_secs = 5;
+        s.aspect = Some((9, 16));
+        s.prompt = "zoom in on the crowd".to_owned();
+        let (zoom, r) = run(&s);
+        assert_eq!((r.width, r.height, r.frames), (144, 256, 120));
+        s.prompt = "pan left along the street".to_owned();
+        let (pan, _) = run(&s);
+        let (zoom, pan, src) = (decoded(&zoom), decoded(&pan), decoded(&std::fs::read(&input.0).unwrap()));
+        // Both start on the same framing of the footage's first frame and end
+        // apart; the footage plays (it is not a still).
+        assert!(psnr(&zoom[0].y, &pan[0].y) > 40.0);
+        assert!(psnr(&zoom[119].y, &pan[119].y) < 25.0);
+        assert!(psnr(&zoom[10].y, &zoom[40].y) < 30.0);
+        // After 2 s the footage starts again: frame 48 shows the input's first
+        // frame through the camera, like frame 0 (the camera has moved a little).
+        let scaler = footage::FrameScaler::new((256, 144), 0, 144, 256);
+        let first = scaler.scale(&src[0]).y;
+        let c0 = correlation(&zoom[48].y, &first);
+        let c1 = correlation(&zoom[47].y, &first);
+        assert!(c0 > c1, "the loop restarts at 2 s: {c0:.3} vs {c1:.3}");
+    }
+
+    /// A camera path's horizontal drift: last point minus first.
+    fn drift(path: &[(f32, f32)]) -> (f32, f32) {
+        let (a, b) = (path[0], path[path.len() - 1]);
+        (b.0 - a.0, b.1 - a.1)
+    }
+
+    #[test]
+    fn motion_control_moves_the_subject_like_the_inputs_camera() {
+        let subject = checker_png(320, 180);
+        let right = input_clip("pan-right.mp4", "pan right", Some(checker_png(320, 180)), false);
+        let left = input_clip("pan-left.mp4", "pan left", Some(checker_png(320, 180)), false);
+        let still = input_clip("still.mp4", "a static locked shot", Some(checker_png(320, 180)), false);
+        let mut go = || ControlFlow::Continue(());
+        let mut path = |p: &std::path::Path| motion::camera_path(p, 48, scene::PATH_ROOM, &mut go).unwrap();
+        let (r, l, s) = (drift(&path(&right.0)), drift(&path(&left.0)), drift(&path(&still.0)));
+        assert!(r.0 > 0.5 && l.0 < -0.5, "right {r:?}, left {l:?}");
+        // Mostly sideways (the renderer's pans also zoom a little).
+        assert!(r.1.abs() < 0.15 * r.0.abs() && l.1.abs() < 0.15 * l.0.abs(), "no tilt: {r:?} {l:?}");
+        assert!(s.0.abs() < 0.05 && s.1.abs() < 0.05, "a still input keeps still: {s:?}");
+        let mut spec = with_input(&right.0, VideoMode::MotionControl, false);
+        spec.start_image = Some(subject);
+        spec.prompt = "the character dances".to_owned();
+        let (right_bytes, out) = run(&spec);
+        assert_eq!((out.width, out.height, out.frames), (256, 144, 48));
+        assert_eq!(right_bytes, run(&spec).0, "deterministic");
+        spec.input_video =
+            Some(InputVideo { path: still.0.clone(), mode: VideoMode::MotionControl, keep_original_sound: false });
+        let still_frames = decoded(&run(&spec).0);
+        let right_frames = decoded(&right_bytes);
+        // A still subject differs only by its coding (an I frame against a P
+        // frame on a checkerboard, about 38 dB); a moving one by far more.
+        assert!(psnr(&still_frames[0].y, &still_frames[47].y) > 35.0, "a still input, a still subject");
+        assert!(psnr(&right_frames[0].y, &right_frames[47].y) < 22.0, "a panning input moves the subject");
+    }
+
+    #[test]
+    fn the_first_reference_image_is_the_scene_without_a_start_image_and_the_rest_are_insets() {
+        let mut s = tiny();
+        s.aspect = None;
+        s.reference_images = vec![png(320, 180)];
+        let (bytes, r) = run(&s);
+        assert_eq!((r.width, r.height), (256, 144));
+        let (first, _, w, h) = first_and_last_luma(&bytes);
+        s.start_image = Some(png(320, 180));
+        s.reference_images = Vec::new();
+        let (as_start, _, _, _) = first_and_last_luma(&run(&s).0);
+        assert!(psnr(&first, &as_start) > 45.0, "like a start image");
+        s.reference_images = vec![flat_png(64, 64, 20)];
+        let (with_inset, _, _, _) = first_and_last_luma(&run(&s).0);
+        // The inset sits in the top-left corner (see scene::inset_planes).
+        let side = ((w.min(h) / 4) & !1).max(32);
+        let corner = |p: &[u8]| {
+            (16..16 + side)
+                .flat_map(|y| (16..16 + side).map(move |x| (y, x)))
+                .map(|(y, x)| p[y * w + x])
+                .collect::<Vec<u8>>()
+        };
+        assert!(psnr(&corner(&with_inset), &corner(&as_start)) < 20.0);
+    }
+
+    #[test]
+    fn progress_and_cancellation_work_with_an_input_video() {
+        let input = fixture("main-aac.mov");
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        render(&with_input(&input, VideoMode::Edit, true), &mut out, &mut |i, n| {
+            seen.push((i, n));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen.first(), Some(&(0, 48)));
+        assert_eq!(seen.last(), Some(&(48, 48)));
+        assert!(seen.windows(2).all(|p| p[0].0 <= p[1].0));
+        for mode in [VideoMode::Edit, VideoMode::Reference, VideoMode::MotionControl] {
+            let mut out = Vec::new();
+            let mut calls = 0;
+            let r = render(&with_input(&input, mode, true), &mut out, &mut |_, _| {
+                calls += 1;
+                if calls > 5 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            });
+            assert!(matches!(r, Err(RenderError::Cancelled)), "{mode:?}: {r:?}");
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_input_the_decoder_cannot_read_is_an_invalid_video_naming_it() {
+        for (name, says) in [("hevc.mp4", "HEVC (hvc1)"), ("high10.mp4", "High 10"), ("interlaced.mp4", "interlaced")] {
+            match try_run(&with_input(&fixture(name), VideoMode::Edit, false)) {
+                Err(RenderError::InvalidVideo(msg)) => assert!(msg.contains(says), "{name}: {msg}"),
+                other => panic!("{name}: {:?}", other.map(|r| r.1)),
+            }
+        }
+        let garbage = TempFile::with("garbage.mp4", b"not a video at all");
+        assert!(matches!(
+            try_run(&with_input(&garbage.0, VideoMode::Reference, false)),
+            Err(RenderError::InvalidVideo(_))
+        ));
+        let missing = std::env::temp_dir().join("vidgate-render-no-such-file.mp4");
+        assert!(matches!(try_run(&with_input(&missing, VideoMode::Edit, false)), Err(RenderError::Io(_))));
+    }
+
     #[test]
     fn an_odd_short_side_is_an_invalid_spec() {
         let mut s = tiny();

@@ -109,8 +109,11 @@ pub(crate) fn camera_path(
     let (uw, uh) = if rotation % 180 == 90 { (th, tw) } else { (tw, th) };
     // (time, camera x, camera y), the camera in fractions of the frame.
     let mut track: Vec<(f64, f32, f32)> = Vec::new();
-    let mut prev: Option<Vec<u8>> = None;
-    let (mut cx, mut cy) = (0f32, 0f32);
+    // Each frame is measured against a reference frame, not the one before,
+    // so the small errors of each measurement do not add up while the camera
+    // holds still or moves slowly; the reference moves on when the picture
+    // has moved most of the way the search reaches.
+    let mut reference: Option<(Vec<u8>, f32, f32)> = None;
     while let Some(f) = video.next_frame()? {
         if poll().is_break() {
             return Err(RenderError::Cancelled);
@@ -119,14 +122,19 @@ pub(crate) fn camera_path(
         if rotation != 0 {
             thumb = rotate(&thumb, tw, th, rotation);
         }
-        if let Some(p) = &prev {
-            // The picture moving right is the camera moving left.
-            let (dx, dy) = shift(p, &thumb, uw, uh);
-            cx -= dx / uw as f32;
-            cy -= dy / uh as f32;
-        }
+        let (cx, cy, renew) = match &reference {
+            None => (0.0, 0.0, true),
+            Some((r, rx, ry)) => {
+                // The picture moving right is the camera moving left.
+                let (dx, dy) = shift(r, &thumb, uw, uh);
+                let far = dx.abs().max(dy.abs()) >= (SEARCH - 2) as f32;
+                (rx - dx / uw as f32, ry - dy / uh as f32, far)
+            }
+        };
         track.push((f.time(), cx, cy));
-        prev = Some(thumb);
+        if renew {
+            reference = Some((thumb, cx, cy));
+        }
     }
     // Sampled at the output's frame times, between the input's frames.
     let at = |t: f64| -> (f32, f32) {
