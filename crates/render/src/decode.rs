@@ -333,6 +333,24 @@ mod tests {
     }
 
     #[test]
+    fn frames_convert_to_rgb_as_bt601_limited_range() {
+        let frame = |y: u8, u: u8, v: u8| Frame {
+            width: 2,
+            height: 2,
+            pts: 0,
+            timescale: 1,
+            y: vec![y; 4],
+            u: vec![u],
+            v: vec![v],
+        };
+        let px = |f: Frame| f.to_rgb().get_pixel(1, 1).0;
+        assert_eq!(px(frame(235, 128, 128)), [255, 255, 255]);
+        assert_eq!(px(frame(16, 128, 128)), [0, 0, 0]);
+        let [r, g, b] = px(frame(81, 90, 240));
+        assert!(r >= 250 && g <= 5 && b <= 5, "red: {r} {g} {b}");
+    }
+
+    #[test]
     fn rewinding_gives_the_same_frames_again() {
         let mut frames = VideoFrames::open(std::fs::File::open(data("main-aac.mov")).unwrap()).unwrap();
         let first: Vec<Frame> = frames.by_ref().take(3).map(Result::unwrap).collect();

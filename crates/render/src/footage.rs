@@ -44,9 +44,9 @@ impl Footage {
         let info = frames.info().video.clone();
         let current =
             frames.next_frame()?.ok_or_else(|| RenderError::InvalidVideo("the video has no frames".into()))?;
-        // A pass lasts as long as the track says, and at least one frame.
-        let frame = if info.frame_rate > 0.0 { 1.0 / info.frame_rate } else { 1.0 / f64::from(FPS) };
-        let period = (info.duration_ms as f64 / 1000.0).max(frame);
+        // A pass lasts as long as the track says, and at least one output
+        // frame, so a loop starts again at most once per frame drawn.
+        let period = (info.duration_ms as f64 / 1000.0).max(1.0 / f64::from(FPS));
         Ok(Footage { frames, looped, period, base: 0.0, current, serial: 0, next: None, ended: false })
     }
 

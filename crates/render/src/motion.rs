@@ -114,9 +114,14 @@ pub(crate) fn camera_path(
     // holds still or moves slowly; the reference moves on when the picture
     // has moved most of the way the search reaches.
     let mut reference: Option<(Vec<u8>, f32, f32)> = None;
+    // Past the output's last frame, the input's motion is not needed.
+    let last = f64::from(frames) / f64::from(FPS);
     while let Some(f) = video.next_frame()? {
         if poll().is_break() {
             return Err(RenderError::Cancelled);
+        }
+        if f.time() > last {
+            break;
         }
         let mut thumb = thumbnail(&f, tw, th);
         if rotation != 0 {

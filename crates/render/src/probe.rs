@@ -15,6 +15,9 @@ use crate::h264::{self, H264Info};
 pub const MAX_MOOV_BYTES: u64 = 64 << 20;
 /// The most a single sample may take (a 4K intra frame is a few MiB).
 pub const MAX_SAMPLE_BYTES: u32 = 32 << 20;
+/// The most samples a track may have: over 4 hours at 60 fps, far beyond any
+/// input the models take, and it bounds what a walk over the tables costs.
+pub const MAX_SAMPLES: u32 = 1 << 20;
 /// The largest picture side we accept from a file at all.
 pub const MAX_SIDE: u32 = 16_384;
 /// Top-level boxes walked before the file is called absurd.
@@ -743,6 +746,9 @@ impl Track {
             return Err(corrupt("stbl has no stsz or stz2"));
         };
         let (sample_count, sizes) = sizes;
+        if sample_count > MAX_SAMPLES {
+            return Err(ProbeError::TooLarge(format!("a track of {sample_count} samples (the cap is {MAX_SAMPLES})")));
+        }
 
         let (offsets, offset_width, chunk_count) = if let Some(stco) = child(stbl, b"stco")? {
             let (n, e) = table(stco.body, 4, "stco")?;
