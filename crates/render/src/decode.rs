@@ -99,7 +99,13 @@ pub struct VideoFrames<R> {
     origin: Option<i64>,
     ready: VecDeque<Frame>,
     flushed: bool,
+    /// Samples the decoder refused so far.
+    errors: u32,
 }
+
+/// Samples that may fail to decode before a stream is refused (or a tenth of
+/// the samples read, if more).
+const MAX_BAD_SAMPLES: u32 = 8;
 
 fn decoder() -> Result<Decoder, DecodeError> {
     // No flush after each picture: flushing early would hand out pictures
@@ -136,6 +142,7 @@ impl<R: Read + Seek> VideoFrames<R> {
             origin: None,
             ready: VecDeque::new(),
             flushed: false,
+            errors: 0,
         })
     }
 
@@ -152,6 +159,7 @@ impl<R: Read + Seek> VideoFrames<R> {
         self.origin = None;
         self.ready.clear();
         self.flushed = false;
+        self.errors = 0;
         Ok(())
     }
 
@@ -186,15 +194,29 @@ impl<R: Read + Seek> VideoFrames<R> {
             }
             h264::annexb(&self.sample, self.nal_length_size, &mut self.stream)
                 .map_err(|e| DecodeError::Decode(format!("sample {}: {e}", s.index + 1)))?;
-            self.pending.push(Reverse(s.pts));
             let timescale = self.movie.video.timescale;
-            let picture = self
-                .decoder
-                .decode(&self.stream)
-                .map_err(|e| DecodeError::Decode(format!("sample {}: {e}", s.index + 1)))?;
-            if let Some(yuv) = picture {
-                let pts = take_pts(&mut self.pending, &mut self.origin);
-                self.ready.push_back(copy_frame(&yuv, pts, timescale));
+            match self.decoder.decode(&self.stream) {
+                Ok(picture) => {
+                    self.pending.push(Reverse(s.pts));
+                    if let Some(yuv) = picture {
+                        let pts = take_pts(&mut self.pending, &mut self.origin);
+                        self.ready.push_back(copy_frame(&yuv, pts, timescale));
+                    }
+                }
+                // openh264 reports damage it conceals (a lost reference, a
+                // broken slice) as an error for that picture; a few are
+                // skipped, as players do, but a stream it mostly cannot read
+                // is refused.
+                Err(e) => {
+                    self.errors += 1;
+                    if self.errors > MAX_BAD_SAMPLES.max(s.index / 10) {
+                        return Err(DecodeError::Decode(format!(
+                            "{} of the first {} samples failed to decode, the last: {e}",
+                            self.errors,
+                            s.index + 1
+                        )));
+                    }
+                }
             }
         }
     }
@@ -348,6 +370,38 @@ mod tests {
         assert_eq!(px(frame(16, 128, 128)), [0, 0, 0]);
         let [r, g, b] = px(frame(81, 90, 240));
         assert!(r >= 250 && g <= 5 && b <= 5, "red: {r} {g} {b}");
+    }
+
+    #[test]
+    fn damaged_samples_are_skipped_and_a_ruined_stream_is_refused() {
+        let clip = std::fs::read(data("main-aac.mov")).unwrap();
+        let movie = Movie::read(&mut std::io::Cursor::new(&clip)).unwrap();
+        let mut cursor = Cursor::new();
+        let mut samples = Vec::new();
+        while let Some(s) = cursor.next(&movie.video).unwrap() {
+            samples.push(s);
+        }
+        let garble = |which: &mut dyn Iterator<Item = usize>| {
+            let mut bad = clip.clone();
+            for i in which {
+                let s = samples[i];
+                // Keep the NAL length and header; scramble the slice data.
+                for at in (s.offset + 8)..(s.offset + u64::from(s.size)) {
+                    bad[at as usize] ^= 0x5a;
+                }
+            }
+            VideoFrames::open(std::io::Cursor::new(bad)).unwrap().collect::<Result<Vec<Frame>, DecodeError>>()
+        };
+        // A damaged last picture (nothing refers to it): skipped, the rest
+        // comes out in order. (Damage earlier in a group of pictures loses the
+        // references of every picture after it: without concealment, openh264
+        // refuses them all until the next IDR.)
+        let last = samples.len() - 1;
+        let frames = garble(&mut std::iter::once(last)).unwrap();
+        assert_eq!(frames.len(), last);
+        assert!(frames.windows(2).all(|p| p[0].pts < p[1].pts));
+        // Every picture after the first damaged: refused.
+        assert!(matches!(garble(&mut (1..samples.len())), Err(DecodeError::Decode(_))));
     }
 
     #[test]

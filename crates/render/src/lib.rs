@@ -5,6 +5,12 @@
 //! one thread draws the next frames while another encodes, through a small ring
 //! of reused buffers, so memory stays flat; the same spec always gives the same
 //! bytes. With `sound`, an Opus ambience seeded by the prompt runs exactly as long.
+//!
+//! With an [`InputVideo`] (an H.264 MP4/MOV on disk, see [`probe`] and
+//! [`decode`]) it edits that video, uses it as reference footage, or takes its
+//! camera motion for the start image, decoding the input frame by frame as it
+//! draws (never holding it whole), and can copy its audio track unchanged.
+//! Specs without an input video render exactly the bytes they always did.
 
 mod audio;
 pub mod decode;

@@ -3,8 +3,10 @@
 //! NAL units; SPS and PPS in avcC) and optionally one Opus audio track (per
 //! "Encapsulation of Opus in ISO Base Media File Format": an `Opus` entry with
 //! `dOps`, an edit list that trims the encoder's pre-skip and end padding, and a
-//! `roll` sample group). The media is interleaved in one-second chunks, so a
-//! progressive download has both tracks' data for the first seconds early.
+//! `roll` sample group), or an audio track copied from an input file (its
+//! sample entry and samples verbatim, with an edit list). The media is
+//! interleaved in one-second chunks, so a progressive download has both
+//! tracks' data for the first seconds early.
 
 use std::io::Write;
 use std::ops::Range;
