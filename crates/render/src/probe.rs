@@ -8,7 +8,9 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use crate::h264::{self, H264Info};
+pub use crate::h264::{H264Info, MAX_MACROBLOCKS};
+
+use crate::h264;
 
 /// The most `moov` we read: real indexes are far smaller (a 200 MB phone
 /// video's is well under 2 MiB), so anything larger is refused as absurd.
