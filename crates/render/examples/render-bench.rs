@@ -64,6 +64,7 @@ fn main() {
             shots: ShotPlan::Single,
             sound: false,
             watermark: false,
+            ..VideoSpec::default()
         };
         let path = dir.join(format!("ours-{short}.mp4"));
         let mut file = std::io::BufWriter::new(std::fs::File::create(&path).unwrap());

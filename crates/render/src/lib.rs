@@ -5,10 +5,22 @@
 //! one thread draws the next frames while another encodes, through a small ring
 //! of reused buffers, so memory stays flat; the same spec always gives the same
 //! bytes. With `sound`, an Opus ambience seeded by the prompt runs exactly as long.
+//!
+//! With an [`InputVideo`] (an H.264 MP4/MOV on disk, see [`probe`] and
+//! [`decode`]) it edits that video, uses it as reference footage, or takes its
+//! camera motion for the start image, decoding the input frame by frame as it
+//! draws (never holding it whole), and can copy its audio track unchanged.
+//! Specs without an input video render exactly the bytes they always did.
 
 mod audio;
+pub mod decode;
+mod footage;
+mod h264;
 pub mod inspect;
+mod motion;
 mod mp4;
+pub mod probe;
+mod remux;
 mod scene;
 
 use std::io::Write;
@@ -43,6 +55,62 @@ pub struct VideoSpec {
     /// as the video.
     pub sound: bool,
     pub watermark: bool,
+    /// Reference images (the O-series' `image_urls`): shown as insets like the
+    /// elements, or, with no start image and no input video, the first one is
+    /// the scene the camera moves over.
+    pub reference_images: Vec<Vec<u8>>,
+    /// A video to edit, to use as reference footage, or to take motion from.
+    pub input_video: Option<InputVideo>,
+}
+
+impl Default for VideoSpec {
+    /// A 5 s 720p text-to-video clip with no prompt: set what you need with
+    /// `VideoSpec { ..VideoSpec::default() }`.
+    fn default() -> Self {
+        VideoSpec {
+            short_side: 720,
+            aspect: None,
+            duration_secs: 5,
+            prompt: String::new(),
+            start_image: None,
+            end_image: None,
+            element_images: Vec::new(),
+            shots: ShotPlan::Single,
+            sound: false,
+            watermark: false,
+            reference_images: Vec::new(),
+            input_video: None,
+        }
+    }
+}
+
+/// A video the render starts from: an MP4/MOV file on disk whose video track
+/// is H.264 that openh264 reads (see [`decode`]); it is streamed, never held.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputVideo {
+    pub path: std::path::PathBuf,
+    pub mode: VideoMode,
+    /// Copy the input's audio track into the output unchanged (codec, sample
+    /// entry and sample bytes), cut to the output's length, instead of the
+    /// generated ambience. Without an audio track in the input, `sound`
+    /// decides as usual.
+    pub keep_original_sound: bool,
+}
+
+/// What a render does with its input video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum VideoMode {
+    /// Video edit (kling-o3-video-edit, kling-o1-video-edit[-fast]): the
+    /// input's frames in time order at 24 fps, scaled to the output, under a
+    /// colour grade seeded by the prompt that ramps in over the first second
+    /// (so the first frame is the input's).
+    Edit,
+    /// Reference to video (kling-o3-reference-to-video): the input is the
+    /// footage the prompt's camera moves over, looped to the duration.
+    Reference,
+    /// Motion control (kling-v3-motion-control): the start image (or first
+    /// reference image) moved along the camera path estimated from the input.
+    MotionControl,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +132,8 @@ pub struct RenderOutput {
     pub height: u32,
     pub frames: u32,
     pub has_audio: bool,
+    /// The audio is the input video's track, copied (`keep_original_sound`).
+    pub audio_copied: bool,
     pub bytes: u64,
 }
 
@@ -75,6 +145,10 @@ pub enum RenderError {
     InvalidImage(String),
     #[error("invalid spec: {0}")]
     InvalidSpec(String),
+    /// The input video cannot be read: not an MP4/MOV, corrupt, or a codec or
+    /// H.264 profile the local decoder does not read (the message names it).
+    #[error("invalid input video: {0}")]
+    InvalidVideo(String),
     #[error("encoder error: {0}")]
     Encode(String),
     #[error("write error: {0}")]
@@ -122,14 +196,50 @@ pub fn render(
         (start, end.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
     });
     let (start, end) = (start?, end?);
-    let aspect = match (&spec.aspect, &start) {
-        (Some(a), _) => *a,
-        (None, Some(img)) => (img.width(), img.height()),
-        (None, None) => (16, 9),
+    let input = match &spec.input_video {
+        Some(v) => Some((v, probe_input(&v.path)?)),
+        None => None,
+    };
+    let mode = input.as_ref().map(|(v, _)| v.mode);
+    let footage = matches!(mode, Some(VideoMode::Edit | VideoMode::Reference));
+    // With no start image and no footage, the first reference image is the
+    // scene; the others are shown as insets.
+    let (scene_image, inset_refs) = match (start, spec.reference_images.split_first()) {
+        (None, Some((first, rest))) if !footage => (Some(decode(first)?), rest),
+        (start, _) => (start, &spec.reference_images[..]),
+    };
+    let input_size = input.as_ref().map(|(_, info)| info.video.display_size());
+    let aspect = match (spec.aspect, footage, &scene_image, input_size) {
+        (Some(a), ..) => a,
+        (None, true, _, Some(size)) => size,
+        (None, _, Some(img), _) => (img.width(), img.height()),
+        (None, _, None, Some(size)) => size,
+        (None, _, None, None) => (16, 9),
     };
     let (width, height) = output_size(spec.short_side, aspect);
     let total = FPS * spec.duration_secs;
-    let plan = scene::Plan::new(spec, start, end, width, height)?;
+    let path = match &input {
+        Some((v, _)) if v.mode == VideoMode::MotionControl => {
+            let mut poll = || progress(0, total);
+            Some(motion::camera_path(&v.path, total, scene::PATH_ROOM, &mut poll)?)
+        }
+        _ => None,
+    };
+    let backdrop = match (footage, scene_image) {
+        (true, _) => scene::Backdrop::Footage,
+        (false, Some(img)) => scene::Backdrop::Picture(img),
+        (false, None) => scene::Backdrop::Procedural,
+    };
+    let insets: Vec<&[u8]> = spec.element_images.iter().take(3).chain(inset_refs).map(Vec::as_slice).collect();
+    let plan = scene::Plan::new(spec, backdrop, end, width, height, path, &insets)?;
+    let copied = match &input {
+        Some((v, _)) if v.keep_original_sound => remux::copy_audio(&v.path, spec.duration_secs)?,
+        _ => None,
+    };
+    let source = match &input {
+        Some((v, _)) if footage => Source::Footage { mode: v.mode, path: &v.path },
+        _ => Source::Picture,
+    };
 
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), encoder_config(width, height))
         .map_err(|e| RenderError::Encode(e.to_string()))?;
@@ -137,9 +247,11 @@ pub fn render(
     // The ambience (if any) is made on its own thread while the video renders;
     // the video itself takes two (see `encode_video`).
     let stop_sound = AtomicBool::new(false);
+    let generate = spec.sound && copied.is_none();
     let (video, sound) = std::thread::scope(|scope| {
-        let sound = spec.sound.then(|| scope.spawn(|| audio::encode(&spec.prompt, spec.duration_secs, &stop_sound)));
-        let video = encode_video(&plan, &mut encoder, width as usize, height as usize, total, progress);
+        let sound = generate.then(|| scope.spawn(|| audio::encode(&spec.prompt, spec.duration_secs, &stop_sound)));
+        let video =
+            encode_video(&plan, &source, &spec.prompt, &mut encoder, width as usize, height as usize, total, progress);
         if video.is_err() {
             stop_sound.store(true, Ordering::Relaxed);
         }
@@ -156,8 +268,32 @@ pub fn render(
     };
     let _ = progress(total, total);
     let track = mp4::VideoTrack { width, height, fps: FPS, sps, pps, samples: &video.samples, data: &video.data };
-    let bytes = mp4::write_mp4(out, &track, sound.as_ref())?;
-    Ok(RenderOutput { width, height, frames: total, has_audio: sound.is_some(), bytes })
+    let audio = match (&sound, &copied) {
+        (Some(s), _) => Some(mp4::Audio::Opus(s)),
+        (None, Some(c)) => Some(mp4::Audio::Copied(c)),
+        (None, None) => None,
+    };
+    let bytes = mp4::write_mp4(out, &track, audio.as_ref())?;
+    Ok(RenderOutput { width, height, frames: total, has_audio: audio.is_some(), audio_copied: copied.is_some(), bytes })
+}
+
+/// Probes an input video and checks that the local decoder reads it.
+fn probe_input(path: &std::path::Path) -> Result<probe::MediaInfo, RenderError> {
+    let info = probe::probe_path(path).map_err(|e| match e {
+        probe::ProbeError::Io(io) => RenderError::Io(io),
+        e => RenderError::InvalidVideo(e.to_string()),
+    })?;
+    info.video.check_decodable().map_err(|e| RenderError::InvalidVideo(e.to_string()))?;
+    Ok(info)
+}
+
+/// Where the frames' pictures come from.
+enum Source<'a> {
+    /// The plan's own picture (a start image, a reference image or the
+    /// prompt's), under its camera.
+    Picture,
+    /// An input video's frames.
+    Footage { mode: VideoMode, path: &'a std::path::Path },
 }
 
 /// Bits per pixel per frame the rate control may spend at most: about 2.7 Mbit/s
@@ -209,8 +345,11 @@ struct EncodedVideo {
 /// the next frames into a small ring of reusable buffers, so frames are streamed
 /// and memory stays flat. Each frame is drawn independently of the others and
 /// encoded in order, so the bytes do not depend on the scheduling.
+#[expect(clippy::too_many_arguments, reason = "what to draw, how to encode it, and where to report")]
 fn encode_video(
     plan: &scene::Plan,
+    source: &Source<'_>,
+    prompt: &str,
     encoder: &mut Encoder,
     w: usize,
     h: usize,
@@ -220,19 +359,31 @@ fn encode_video(
     let mut video = EncodedVideo { samples: Vec::with_capacity(total as usize), ..EncodedVideo::default() };
     let frame_len = w * h + 2 * (w / 2) * (h / 2);
     std::thread::scope(|scope| {
-        let (drawn_tx, drawn_rx) = mpsc::sync_channel::<Vec<u8>>(FRAME_BUFFERS);
+        let (drawn_tx, drawn_rx) = mpsc::sync_channel::<Result<Vec<u8>, RenderError>>(FRAME_BUFFERS);
         let (free_tx, free_rx) = mpsc::sync_channel::<Vec<u8>>(FRAME_BUFFERS);
         for _ in 0..FRAME_BUFFERS {
             let _ = free_tx.send(vec![0u8; frame_len]);
         }
         scope.spawn(move || {
-            let mut painter = scene::Painter::new(plan);
+            let painter = match source {
+                Source::Picture => Ok(footage::Painter::Picture(scene::Painter::new(plan))),
+                Source::Footage { mode, path } => footage::FootagePainter::new(plan, *mode, path, prompt, w, h)
+                    .map(|p| footage::Painter::Footage(Box::new(p))),
+            };
+            let mut painter = match painter {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = drawn_tx.send(Err(e));
+                    return;
+                }
+            };
             for i in 0..total {
                 // Either channel closing means the encoder stopped (an error or a
                 // cancel): stop drawing too.
                 let Ok(mut yuv) = free_rx.recv() else { return };
-                painter.frame(i, total, &mut yuv);
-                if drawn_tx.send(yuv).is_err() {
+                let drawn = painter.frame(i, total, &mut yuv).map(|()| yuv);
+                let failed = drawn.is_err();
+                if drawn_tx.send(drawn).is_err() || failed {
                     return;
                 }
             }
@@ -241,7 +392,7 @@ fn encode_video(
             if progress(i, total).is_break() {
                 return Err(RenderError::Cancelled);
             }
-            let yuv = drawn_rx.recv().map_err(|_| RenderError::Encode("the drawing thread stopped".to_owned()))?;
+            let yuv = drawn_rx.recv().map_err(|_| RenderError::Encode("the drawing thread stopped".to_owned()))??;
             let frame = Frame { w, h, yuv };
             let encoded = encoder.encode(&frame).map_err(|e| RenderError::Encode(e.to_string()))?;
             let sync = matches!(encoded.frame_type(), FrameType::IDR | FrameType::I);
@@ -359,6 +510,7 @@ mod tests {
             shots: ShotPlan::Single,
             sound: false,
             watermark: false,
+            ..VideoSpec::default()
         }
     }
 
@@ -414,44 +566,15 @@ mod tests {
 
     /// Decodes the first and last frames' luma back from an MP4 we wrote.
     fn first_and_last_luma(bytes: &[u8]) -> (Vec<u8>, Vec<u8>, usize, usize) {
-        use openh264::decoder::Decoder;
-        use openh264::formats::YUVSource;
-        let inspect::VideoSamples { sps, pps, samples } = inspect::video_samples(bytes).unwrap();
-        let annexb = |avcc: &[u8]| {
-            let mut out = Vec::new();
-            let mut i = 0;
-            while i + 4 <= avcc.len() {
-                let n = u32::from_be_bytes([avcc[i], avcc[i + 1], avcc[i + 2], avcc[i + 3]]) as usize;
-                out.extend_from_slice(&[0, 0, 0, 1]);
-                out.extend_from_slice(&avcc[i + 4..i + 4 + n]);
-                i += 4 + n;
-            }
-            out
-        };
-        let mut dec = Decoder::new().unwrap();
-        let mut head = vec![0, 0, 0, 1];
-        head.extend_from_slice(&sps);
-        head.extend_from_slice(&[0, 0, 0, 1]);
-        head.extend_from_slice(&pps);
-        let _ = dec.decode(&head);
-        let mut frames = Vec::new();
-        for s in &samples {
-            if let Some(yuv) = dec.decode(&annexb(s)).unwrap() {
-                let (w, h) = yuv.dimensions();
-                let stride = yuv.strides().0;
-                let y: Vec<u8> = (0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect();
-                frames.push((y, w, h));
-            }
-        }
-        for yuv in dec.flush_remaining().unwrap() {
-            let (w, h) = yuv.dimensions();
-            let stride = yuv.strides().0;
-            frames.push(((0..h).flat_map(|r| yuv.y()[r * stride..r * stride + w].to_vec()).collect(), w, h));
-        }
-        assert_eq!(frames.len(), samples.len(), "every frame decodes");
-        let (first, w, h) = frames.first().cloned().unwrap();
-        let (last, _, _) = frames.last().cloned().unwrap();
-        (first, last, w, h)
+        let frames = decoded(bytes);
+        assert_eq!(frames.len() as u32, inspect::inspect(bytes).unwrap().video_frames, "every frame decodes");
+        let first = frames.first().unwrap();
+        (first.y.clone(), frames.last().unwrap().y.clone(), first.width, first.height)
+    }
+
+    /// Every frame of an MP4, decoded.
+    fn decoded(bytes: &[u8]) -> Vec<decode::Frame> {
+        decode::VideoFrames::open(std::io::Cursor::new(bytes)).unwrap().map(Result::unwrap).collect()
     }
 
     fn psnr(a: &[u8], b: &[u8]) -> f64 {
@@ -743,6 +866,334 @@ mod tests {
             render(&s, &mut out, &mut |i, _| if i >= 2 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) });
         assert!(matches!(r, Err(RenderError::Cancelled)));
         assert!(out.is_empty());
+    }
+
+    /// FNV-1a: a stable fingerprint of a file's bytes.
+    fn fingerprint(bytes: &[u8]) -> u64 {
+        bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+    }
+
+    /// The bytes of renders without an input video are pinned: adding video
+    /// inputs must not change a single byte of what the existing specs make.
+    #[test]
+    fn specs_without_an_input_video_render_the_same_bytes_as_before() {
+        let mut still = tiny();
+        still.aspect = None;
+        still.start_image = Some(checker_png(320, 180));
+        still.end_image = Some(png(200, 200));
+        still.element_images = vec![png(100, 100)];
+        still.watermark = true;
+        let mut text = tiny();
+        text.duration_secs = 2;
+        text.sound = true;
+        text.shots = ShotPlan::Intelligence;
+        let got: Vec<String> = [still, text].iter().map(|s| format!("{:016x}", fingerprint(&run(s).0))).collect();
+        assert_eq!(got, ["c1d98061ae716a57", "5dfbf2c90dab25b9"]);
+    }
+
+    /// A file in the temp directory, removed when dropped.
+    struct TempFile(std::path::PathBuf);
+
+    impl TempFile {
+        fn with(name: &str, bytes: &[u8]) -> TempFile {
+            let path = std::env::temp_dir().join(format!("vidgate-render-{}-{name}", std::process::id()));
+            std::fs::write(&path, bytes).unwrap();
+            TempFile(path)
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn fixture(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(name)
+    }
+
+    /// A spec that renders `input` in `mode`.
+    fn with_input(path: &std::path::Path, mode: VideoMode, keep_original_sound: bool) -> VideoSpec {
+        VideoSpec {
+            short_side: 144,
+            aspect: None,
+            duration_secs: 2,
+            prompt: "make it warm".to_owned(),
+            input_video: Some(InputVideo { path: path.to_owned(), mode, keep_original_sound }),
+            ..VideoSpec::default()
+        }
+    }
+
+    /// Our own 2 s, 256x144 text-to-video clip as an input file.
+    fn input_clip(name: &str, prompt: &str, start: Option<Vec<u8>>, sound: bool) -> TempFile {
+        let s = VideoSpec {
+            prompt: prompt.to_owned(),
+            duration_secs: 2,
+            aspect: if start.is_some() { None } else { Some((16, 9)) },
+            start_image: start,
+            sound,
+            ..tiny()
+        };
+        TempFile::with(name, &run(&s).0)
+    }
+
+    fn mean(p: &[u8]) -> f64 {
+        p.iter().map(|v| f64::from(*v)).sum::<f64>() / p.len() as f64
+    }
+
+    /// Pearson correlation: whether two pictures show the same thing, whatever
+    /// their grade.
+    fn correlation(a: &[u8], b: &[u8]) -> f64 {
+        let (ma, mb) = (mean(a), mean(b));
+        let (mut ab, mut aa, mut bb) = (0.0, 0.0, 0.0);
+        for (x, y) in a.iter().zip(b) {
+            let (x, y) = (f64::from(*x) - ma, f64::from(*y) - mb);
+            ab += x * y;
+            aa += x * x;
+            bb += y * y;
+        }
+        ab / (aa * bb).sqrt()
+    }
+
+    /// The bound on the first frame: it is the input's first decoded picture
+    /// copied unchanged (the grade's weight is 0 there and scaling to the
+    /// input's own size is exact), so only our own re-encode separates them:
+    /// at the encoder's finest quantiser (`MIN_QP`, 47 dB on the bench clip)
+    /// this clip measures about 55 dB. 40 dB leaves room for harder content
+    /// and is far above a different picture (under 20 dB here).
+    #[test]
+    fn a_local_edit_starts_on_the_input_first_frame_then_grades_it() {
+        let input = input_clip("edit-in.mp4", "a harbour at dusk, pan right", None, false);
+        let (bytes, r) = run(&with_input(&input.0, VideoMode::Edit, false));
+        assert_eq!((r.width, r.height, r.frames, r.has_audio), (256, 144, 48, false));
+        let (src, out) = (decoded(&std::fs::read(&input.0).unwrap()), decoded(&bytes));
+        assert_eq!(out.len(), 48);
+        let first = psnr(&out[0].y, &src[0].y);
+        assert!(first >= 40.0, "first frame PSNR {first:.1} dB");
+        // From one second on the grade is whole: warm (less blue, more red),
+        // darker corners, and still the same picture.
+        for i in [30, 47] {
+            let (o, s) = (&out[i], &src[i]);
+            let p = psnr(&o.y, &s.y);
+            let c = correlation(&o.y, &s.y);
+            let (du, dv) = (mean(&o.u) - mean(&s.u), mean(&o.v) - mean(&s.v));
+            assert!(c > 0.9, "frame {i} is still the input's picture: {c:.3}");
+            assert!(p < 35.0, "frame {i}'s luma is graded too (contrast, vignette): {p:.1} dB");
+            assert!(du < -8.0 && dv > 8.0, "frame {i} is warmer: {du:.1} {dv:.1}");
+        }
+    }
+
+    #[test]
+    fn an_edit_follows_the_inputs_duration_aspect_and_time_at_24_fps() {
+        // 160x90 at 30 fps, 2 s: a 16:9 output whose frame i shows input frame i * 30 / 24.
+        let mut s = with_input(&fixture("high-bframes-aac.mp4"), VideoMode::Edit, false);
+        s.prompt = "black and white".to_owned();
+        let (bytes, r) = run(&s);
+        assert_eq!((r.width, r.height, r.frames), (256, 144, 48));
+        let info = inspect::inspect(&bytes).unwrap();
+        assert_eq!((info.video_frames, info.duration_secs), (48, 2.0));
+        let src: Vec<decode::Frame> =
+            decode::VideoFrames::open(std::fs::File::open(fixture("high-bframes-aac.mp4")).unwrap())
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+        let scaler = footage::FrameScaler::new((160, 90), 0, 256, 144);
+        let scaled: Vec<Vec<u8>> = src.iter().map(|f| scaler.scale(f).y).collect();
+        for (i, o) in decoded(&bytes).iter().enumerate() {
+            let want = i * 30 / 24;
+            let best = (want.saturating_sub(2)..(want + 3).min(scaled.len()))
+                .max_by(|a, b| correlation(&o.y, &scaled[*a]).total_cmp(&correlation(&o.y, &scaled[*b])))
+                .unwrap();
+            assert_eq!(best, want, "output frame {i}");
+            // Black and white, once the grade is in.
+            if i >= 24 {
+                assert!((mean(&o.u) - 128.0).abs() < 2.0 && (mean(&o.v) - 128.0).abs() < 2.0, "frame {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn keep_original_sound_copies_the_inputs_audio_track_byte_for_byte() {
+        let path = fixture("main-aac.mov");
+        let mut s = with_input(&path, VideoMode::Edit, true);
+        s.duration_secs = 1;
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio && r.audio_copied);
+        let input = std::fs::read(&path).unwrap();
+        let (ours, theirs) = (
+            probe::Movie::read(&mut std::io::Cursor::new(&bytes)).unwrap(),
+            probe::Movie::read(&mut std::io::Cursor::new(&input)).unwrap(),
+        );
+        let (a, b) = (ours.audio.as_ref().unwrap(), theirs.audio.as_ref().unwrap());
+        // The same sample entry (codec and configuration), verbatim.
+        assert_eq!(a.entry, b.entry);
+        assert_eq!(a.timescale, b.timescale);
+        // The input's first samples, as they were, for the output's second.
+        let (copied, original) = (inspect::audio_samples(&bytes).unwrap(), inspect::audio_samples(&input).unwrap());
+        // AAC frames of 1024 samples, from the start of the media up to the
+        // edit's start (the encoder's priming) plus one second.
+        let start = b.edit.map_or(0, |e| e.media_time);
+        assert_eq!(copied.len() as u64, (start + u64::from(b.timescale)).div_ceil(1024));
+        assert_eq!(copied[..], original[..copied.len()]);
+        let durations = |m: &probe::Movie| {
+            let t = m.audio.as_ref().unwrap();
+            let mut c = probe::Cursor::new();
+            std::iter::from_fn(|| c.next(t).unwrap()).map(|s| s.duration).collect::<Vec<u32>>()
+        };
+        assert_eq!(durations(&ours)[..], durations(&theirs)[..copied.len()]);
+        // Played for exactly the video's second, from where the input starts it.
+        let info = inspect::inspect(&bytes).unwrap();
+        assert_eq!((info.audio_codec.as_deref(), info.audio_duration_secs), (Some("mp4a"), Some(1.0)));
+        assert_eq!(a.edit.map(|e| e.media_time), b.edit.map(|e| e.media_time));
+        // The same spec gives the same bytes.
+        assert_eq!(bytes, run(&s).0);
+    }
+
+    #[test]
+    fn without_audio_in_the_input_sound_decides() {
+        let input = input_clip("silent.mp4", "a quiet field", None, false);
+        let mut s = with_input(&input.0, VideoMode::Edit, true);
+        let (_, r) = run(&s);
+        assert!(!r.has_audio && !r.audio_copied);
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio && !r.audio_copied);
+        assert_eq!(inspect::inspect(&bytes).unwrap().audio_codec.as_deref(), Some("Opus"));
+        // An input with sound, not kept: the generated ambience instead.
+        let mut s = with_input(&fixture("main-aac.mov"), VideoMode::Edit, false);
+        s.sound = true;
+        let (bytes, r) = run(&s);
+        assert!(r.has_audio && !r.audio_copied);
+        assert_eq!(inspect::inspect(&bytes).unwrap().audio_codec.as_deref(), Some("Opus"));
+    }
+
+    #[test]
+    fn reference_footage_loops_under_the_prompts_camera() {
+        let input = input_clip("ref-in.mp4", "a market street", Some(checker_png(320, 180)), false);
+        let mut s = with_input(&input.0, VideoMode::Reference, false);
+        s.duration_secs = 5;
+        s.aspect = Some((9, 16));
+        s.prompt = "zoom in on the crowd".to_owned();
+        let (zoom, r) = run(&s);
+        assert_eq!((r.width, r.height, r.frames), (144, 256, 120));
+        s.prompt = "pan left along the street".to_owned();
+        let (pan, _) = run(&s);
+        let (zoom, pan, src) = (decoded(&zoom), decoded(&pan), decoded(&std::fs::read(&input.0).unwrap()));
+        // Both start on the same framing of the footage's first frame and end
+        // apart; the footage plays (it is not a still).
+        assert!(psnr(&zoom[0].y, &pan[0].y) > 40.0);
+        assert!(psnr(&zoom[119].y, &pan[119].y) < 25.0);
+        assert!(psnr(&zoom[10].y, &zoom[40].y) < 30.0);
+        // After 2 s the footage starts again: frame 48 shows the input's first
+        // frame through the camera, like frame 0 (the camera has moved a little).
+        let scaler = footage::FrameScaler::new((256, 144), 0, 144, 256);
+        let first = scaler.scale(&src[0]).y;
+        let c0 = correlation(&zoom[48].y, &first);
+        let c1 = correlation(&zoom[47].y, &first);
+        assert!(c0 > c1, "the loop restarts at 2 s: {c0:.3} vs {c1:.3}");
+    }
+
+    /// A camera path's horizontal drift: last point minus first.
+    fn drift(path: &[(f32, f32)]) -> (f32, f32) {
+        let (a, b) = (path[0], path[path.len() - 1]);
+        (b.0 - a.0, b.1 - a.1)
+    }
+
+    #[test]
+    fn motion_control_moves_the_subject_like_the_inputs_camera() {
+        let subject = checker_png(320, 180);
+        let right = input_clip("pan-right.mp4", "pan right", Some(checker_png(320, 180)), false);
+        let left = input_clip("pan-left.mp4", "pan left", Some(checker_png(320, 180)), false);
+        let still = input_clip("still.mp4", "a static locked shot", Some(checker_png(320, 180)), false);
+        let mut go = || ControlFlow::Continue(());
+        let mut path = |p: &std::path::Path| motion::camera_path(p, 48, scene::PATH_ROOM, &mut go).unwrap();
+        let (r, l, s) = (drift(&path(&right.0)), drift(&path(&left.0)), drift(&path(&still.0)));
+        assert!(r.0 > 0.5 && l.0 < -0.5, "right {r:?}, left {l:?}");
+        // Mostly sideways (the renderer's pans also zoom a little).
+        assert!(r.1.abs() < 0.15 * r.0.abs() && l.1.abs() < 0.15 * l.0.abs(), "no tilt: {r:?} {l:?}");
+        assert!(s.0.abs() < 0.05 && s.1.abs() < 0.05, "a still input keeps still: {s:?}");
+        let mut spec = with_input(&right.0, VideoMode::MotionControl, false);
+        spec.start_image = Some(subject);
+        spec.prompt = "the character dances".to_owned();
+        let (right_bytes, out) = run(&spec);
+        assert_eq!((out.width, out.height, out.frames), (256, 144, 48));
+        assert_eq!(right_bytes, run(&spec).0, "deterministic");
+        spec.input_video =
+            Some(InputVideo { path: still.0.clone(), mode: VideoMode::MotionControl, keep_original_sound: false });
+        let still_frames = decoded(&run(&spec).0);
+        let right_frames = decoded(&right_bytes);
+        // A still subject differs only by its coding (an I frame against a P
+        // frame on a checkerboard, about 38 dB); a moving one by far more.
+        assert!(psnr(&still_frames[0].y, &still_frames[47].y) > 35.0, "a still input, a still subject");
+        assert!(psnr(&right_frames[0].y, &right_frames[47].y) < 22.0, "a panning input moves the subject");
+    }
+
+    #[test]
+    fn the_first_reference_image_is_the_scene_without_a_start_image_and_the_rest_are_insets() {
+        let mut s = tiny();
+        s.aspect = None;
+        s.reference_images = vec![png(320, 180)];
+        let (bytes, r) = run(&s);
+        assert_eq!((r.width, r.height), (256, 144));
+        let (first, _, w, h) = first_and_last_luma(&bytes);
+        s.start_image = Some(png(320, 180));
+        s.reference_images = Vec::new();
+        let (as_start, _, _, _) = first_and_last_luma(&run(&s).0);
+        assert!(psnr(&first, &as_start) > 45.0, "like a start image");
+        s.reference_images = vec![flat_png(64, 64, 20)];
+        let (with_inset, _, _, _) = first_and_last_luma(&run(&s).0);
+        // The inset sits in the top-left corner (see scene::inset_planes).
+        let side = ((w.min(h) / 4) & !1).max(32);
+        let corner = |p: &[u8]| {
+            (16..16 + side)
+                .flat_map(|y| (16..16 + side).map(move |x| (y, x)))
+                .map(|(y, x)| p[y * w + x])
+                .collect::<Vec<u8>>()
+        };
+        assert!(psnr(&corner(&with_inset), &corner(&as_start)) < 20.0);
+    }
+
+    #[test]
+    fn progress_and_cancellation_work_with_an_input_video() {
+        let input = fixture("main-aac.mov");
+        let mut seen = Vec::new();
+        let mut out = Vec::new();
+        render(&with_input(&input, VideoMode::Edit, true), &mut out, &mut |i, n| {
+            seen.push((i, n));
+            ControlFlow::Continue(())
+        })
+        .unwrap();
+        assert_eq!(seen.first(), Some(&(0, 48)));
+        assert_eq!(seen.last(), Some(&(48, 48)));
+        assert!(seen.windows(2).all(|p| p[0].0 <= p[1].0));
+        for mode in [VideoMode::Edit, VideoMode::Reference, VideoMode::MotionControl] {
+            let mut out = Vec::new();
+            let mut calls = 0;
+            let r = render(&with_input(&input, mode, true), &mut out, &mut |_, _| {
+                calls += 1;
+                if calls > 5 { ControlFlow::Break(()) } else { ControlFlow::Continue(()) }
+            });
+            assert!(matches!(r, Err(RenderError::Cancelled)), "{mode:?}: {r:?}");
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn an_input_the_decoder_cannot_read_is_an_invalid_video_naming_it() {
+        for (name, says) in [("hevc.mp4", "HEVC (hvc1)"), ("high10.mp4", "High 10"), ("interlaced.mp4", "interlaced")] {
+            match try_run(&with_input(&fixture(name), VideoMode::Edit, false)) {
+                Err(RenderError::InvalidVideo(msg)) => assert!(msg.contains(says), "{name}: {msg}"),
+                other => panic!("{name}: {:?}", other.map(|r| r.1)),
+            }
+        }
+        let garbage = TempFile::with("garbage.mp4", b"not a video at all");
+        assert!(matches!(
+            try_run(&with_input(&garbage.0, VideoMode::Reference, false)),
+            Err(RenderError::InvalidVideo(_))
+        ));
+        let missing = std::env::temp_dir().join("vidgate-render-no-such-file.mp4");
+        assert!(matches!(try_run(&with_input(&missing, VideoMode::Edit, false)), Err(RenderError::Io(_))));
     }
 
     #[test]

@@ -3,8 +3,10 @@
 //! NAL units; SPS and PPS in avcC) and optionally one Opus audio track (per
 //! "Encapsulation of Opus in ISO Base Media File Format": an `Opus` entry with
 //! `dOps`, an edit list that trims the encoder's pre-skip and end padding, and a
-//! `roll` sample group). The media is interleaved in one-second chunks, so a
-//! progressive download has both tracks' data for the first seconds early.
+//! `roll` sample group), or an audio track copied from an input file (its
+//! sample entry and samples verbatim, with an edit list). The media is
+//! interleaved in one-second chunks, so a progressive download has both
+//! tracks' data for the first seconds early.
 
 use std::io::Write;
 use std::ops::Range;
@@ -15,6 +17,90 @@ use crate::audio::{self, AudioTrack};
 pub struct Sample {
     pub size: u32,
     pub sync: bool,
+}
+
+/// An audio track copied from an input file: its sample entry and samples
+/// verbatim, and an edit that starts where the input's did and lasts the
+/// output's length.
+pub struct CopiedAudio {
+    /// The whole sample entry box (`mp4a`, `Opus`, ...), as the input had it.
+    pub entry: Vec<u8>,
+    pub timescale: u32,
+    /// Each sample's size and duration (in `timescale` ticks).
+    pub sizes: Vec<u32>,
+    pub durations: Vec<u32>,
+    /// The samples back to back.
+    pub data: Vec<u8>,
+    /// Where the presentation starts in the media (the input's edit, e.g. AAC
+    /// priming), in `timescale` ticks.
+    pub media_start: u64,
+    /// How long it plays, in the movie timescale (48 kHz).
+    pub presented: u64,
+}
+
+/// The sound of a file: the generated Opus ambience or a copied track.
+pub enum Audio<'a> {
+    Opus(&'a AudioTrack),
+    Copied(&'a CopiedAudio),
+}
+
+impl Audio<'_> {
+    fn sizes(&self) -> &[u32] {
+        match self {
+            Audio::Opus(a) => &a.sizes,
+            Audio::Copied(c) => &c.sizes,
+        }
+    }
+
+    fn data(&self) -> &[u8] {
+        match self {
+            Audio::Opus(a) => &a.data,
+            Audio::Copied(c) => &c.data,
+        }
+    }
+
+    /// Its presented length in the movie timescale.
+    fn presented(&self) -> u64 {
+        match self {
+            Audio::Opus(a) => a.valid_samples,
+            Audio::Copied(c) => c.presented,
+        }
+    }
+
+    /// Its samples split into one-second chunks (the last takes the rest).
+    fn chunks(&self, seconds: usize) -> Vec<Range<usize>> {
+        match self {
+            Audio::Opus(a) => split(a.sizes.len(), (audio::SAMPLE_RATE / audio::FRAME) as usize, seconds),
+            Audio::Copied(c) => {
+                // By decoding time: chunk k holds the samples starting in second k.
+                let second = u64::from(c.timescale.max(1));
+                let mut starts = Vec::with_capacity(seconds);
+                let mut t = 0u64;
+                for (i, d) in c.durations.iter().enumerate() {
+                    while starts.len() < seconds && t >= starts.len() as u64 * second {
+                        starts.push(i);
+                    }
+                    t += u64::from(*d);
+                }
+                let n = c.sizes.len();
+                (0..seconds)
+                    .map(|k| {
+                        let start = starts.get(k).copied().unwrap_or(n);
+                        let end = if k + 1 == seconds { n } else { starts.get(k + 1).copied().unwrap_or(n) };
+                        start..end
+                    })
+                    .filter(|r| !r.is_empty())
+                    .collect()
+            }
+        }
+    }
+
+    fn is_opus(&self) -> bool {
+        match self {
+            Audio::Opus(_) => true,
+            Audio::Copied(c) => c.entry.get(4..8) == Some(b"Opus"),
+        }
+    }
 }
 
 pub struct VideoTrack<'a> {
@@ -36,7 +122,7 @@ const MOVIE_TIMESCALE: u32 = audio::SAMPLE_RATE;
 /// Opus needs 80 ms of decoding before a random access point sounds right.
 const OPUS_PREROLL_MS: u32 = 80;
 
-fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
+pub(crate) fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(body.len() + 8);
     out.extend_from_slice(&((body.len() + 8) as u32).to_be_bytes());
     out.extend_from_slice(kind);
@@ -44,7 +130,7 @@ fn bx(kind: &[u8; 4], body: &[u8]) -> Vec<u8> {
     out
 }
 
-fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
+pub(crate) fn full(kind: &[u8; 4], version: u8, flags: u32, body: &[u8]) -> Vec<u8> {
     let mut b = Vec::with_capacity(body.len() + 4);
     b.push(version);
     b.extend_from_slice(&flags.to_be_bytes()[1..]);
@@ -233,11 +319,33 @@ fn audio_trak(a: &AudioTrack, chunks: &Chunks) -> Vec<u8> {
     bx(b"trak", &[tkhd(2, valid, 0x0100, 0, 0), edts, mdia].concat())
 }
 
-fn moov(video: &VideoTrack<'_>, vchunks: &Chunks, audio: Option<(&AudioTrack, &Chunks)>) -> Vec<u8> {
+/// A copied audio track: the input's sample entry and samples as they were,
+/// with its own timing and an edit list for where it starts and how long it
+/// plays.
+fn copied_trak(a: &CopiedAudio, chunks: &Chunks) -> Vec<u8> {
+    let mut runs: Vec<u32> = Vec::new();
+    for d in &a.durations {
+        match runs.len() {
+            l if l >= 2 && runs[l - 1] == *d => runs[l - 2] += 1,
+            _ => runs.extend_from_slice(&[1, *d]),
+        }
+    }
+    let stts = full(b"stts", 0, 0, &[&((runs.len() / 2) as u32).to_be_bytes()[..], &u32s(&runs)].concat());
+    let stsd = full(b"stsd", 0, 0, &[&1u32.to_be_bytes()[..], &a.entry].concat());
+    let stbl = bx(b"stbl", &[stsd, stts, stsc(chunks), stsz(a.sizes.iter().copied()), stco(chunks)].concat());
+    let smhd = full(b"smhd", 0, 0, &[0; 4]);
+    let minf = bx(b"minf", &[smhd, dinf(), stbl].concat());
+    let media: u64 = a.durations.iter().map(|d| u64::from(*d)).sum();
+    let mdia = bx(b"mdia", &[mdhd(a.timescale, media as u32), hdlr(b"soun", "SoundHandler"), minf].concat());
+    let elst = full(b"elst", 0, 0, &u32s(&[1, a.presented as u32, a.media_start as u32, 0x0001_0000]));
+    bx(b"trak", &[tkhd(2, a.presented as u32, 0x0100, 0, 0), bx(b"edts", &elst), mdia].concat())
+}
+
+fn moov(video: &VideoTrack<'_>, vchunks: &Chunks, audio: Option<(&Audio<'_>, &Chunks)>) -> Vec<u8> {
     let video_len = u64::from(VIDEO_TIMESCALE / video.fps.max(1)) * video.samples.len() as u64;
     let mut duration = video_len * u64::from(MOVIE_TIMESCALE) / u64::from(VIDEO_TIMESCALE);
     if let Some((a, _)) = audio {
-        duration = duration.max(a.valid_samples);
+        duration = duration.max(a.presented());
     }
     let mut mvhd = u32s(&[0, 0, MOVIE_TIMESCALE, duration as u32, 0x0001_0000]);
     mvhd.extend_from_slice(&[0x01, 0x00, 0, 0]);
@@ -247,8 +355,10 @@ fn moov(video: &VideoTrack<'_>, vchunks: &Chunks, audio: Option<(&AudioTrack, &C
     mvhd.extend_from_slice(&(if audio.is_some() { 3u32 } else { 2 }).to_be_bytes()); // next track id
     let mut body = full(b"mvhd", 0, 0, &mvhd);
     body.extend_from_slice(&video_trak(video, vchunks));
-    if let Some((a, c)) = audio {
-        body.extend_from_slice(&audio_trak(a, c));
+    match audio {
+        Some((Audio::Opus(a), c)) => body.extend_from_slice(&audio_trak(a, c)),
+        Some((Audio::Copied(a), c)) => body.extend_from_slice(&copied_trak(a, c)),
+        None => {}
     }
     bx(b"moov", &body)
 }
@@ -263,20 +373,19 @@ fn ftyp(with_opus: bool) -> Vec<u8> {
 }
 
 /// Writes the whole file and returns its size.
-pub fn write_mp4(out: &mut dyn Write, video: &VideoTrack<'_>, audio: Option<&AudioTrack>) -> std::io::Result<u64> {
+pub fn write_mp4(out: &mut dyn Write, video: &VideoTrack<'_>, audio: Option<&Audio<'_>>) -> std::io::Result<u64> {
     // One-second chunks: `fps` video frames, then the audio packets of that
     // second (the last chunk also takes the audio's padding packets).
     let fps = video.fps.max(1) as usize;
     let seconds = video.samples.len().div_ceil(fps);
-    let per_sec = (audio::SAMPLE_RATE / audio::FRAME) as usize;
     // (chunks, data) per track: the video, then the audio if any.
     let mut tracks = vec![(
         Chunks::new(video.samples.iter().map(|s| s.size as usize), split(video.samples.len(), fps, seconds)),
         video.data,
     )];
     if let Some(a) = audio {
-        let chunks = Chunks::new(a.sizes.iter().map(|s| *s as usize), split(a.sizes.len(), per_sec, seconds));
-        tracks.push((chunks, &a.data));
+        let chunks = Chunks::new(a.sizes().iter().map(|s| *s as usize), a.chunks(seconds));
+        tracks.push((chunks, a.data()));
     }
     // The order in mdat: (track, chunk), second by second.
     let order: Vec<(usize, usize)> = (0..seconds)
@@ -287,7 +396,7 @@ pub fn write_mp4(out: &mut dyn Write, video: &VideoTrack<'_>, audio: Option<&Aud
 
     // The chunk offsets depend on the moov's size, which does not depend on the
     // offsets' values: measure once, then fill them in.
-    let ftyp = ftyp(audio.is_some());
+    let ftyp = ftyp(audio.is_some_and(|a| a.is_opus()));
     let head = ftyp.len() + index(&tracks).len() + 8;
     let data_len: usize = tracks.iter().map(|(_, d)| d.len()).sum();
     let total = head + data_len;

@@ -13,6 +13,9 @@ use crate::{RenderError, ShotPlan, VideoSpec};
 const MARGIN: f32 = 1.15;
 /// Most zoom the camera uses (1.0 shows the whole working picture).
 const MAX_ZOOM: f32 = 1.12;
+/// How far a camera path at full zoom can move the view either side, as a
+/// fraction of the frame: the room `MAX_ZOOM` leaves.
+pub(crate) const PATH_ROOM: f32 = (MAX_ZOOM - 1.0) / 2.0;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Motion {
@@ -80,15 +83,15 @@ pub(crate) fn hash(s: &str) -> u64 {
 /// A picture as YUV 4:2:0 planes, like the frames: full-resolution luma, and
 /// chroma at half resolution (`w / 2` x `h / 2`), each sample the mean of a 2x2
 /// block, so resampling it for a frame filters rather than skips.
-struct Planes {
-    w: usize,
-    h: usize,
-    y: Vec<u8>,
-    u: Vec<u8>,
-    v: Vec<u8>,
+pub(crate) struct Planes {
+    pub w: usize,
+    pub h: usize,
+    pub y: Vec<u8>,
+    pub u: Vec<u8>,
+    pub v: Vec<u8>,
 }
 
-fn rgb_to_planes(img: &RgbImage) -> Planes {
+pub(crate) fn rgb_to_planes(img: &RgbImage) -> Planes {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let mut y = Vec::with_capacity(w * h);
     let mut u = Vec::with_capacity(w * h);
@@ -104,7 +107,7 @@ fn rgb_to_planes(img: &RgbImage) -> Planes {
 }
 
 /// Scales `img` to cover `w` x `h` and crops the centre.
-fn cover(img: &RgbImage, w: u32, h: u32) -> RgbImage {
+pub(crate) fn cover(img: &RgbImage, w: u32, h: u32) -> RgbImage {
     let scale = (w as f32 / img.width() as f32).max(h as f32 / img.height() as f32);
     let sw = ((img.width() as f32 * scale).ceil() as u32).max(w);
     let sh = ((img.height() as f32 * scale).ceil() as u32).max(h);
@@ -116,7 +119,7 @@ fn cover(img: &RgbImage, w: u32, h: u32) -> RgbImage {
 /// the same picture as `rgb_to_planes(&cover(img, w, h))`, but converted first
 /// and resized as planes in fixed point, several times faster, and with the
 /// chroma resized straight from full resolution to half.
-fn cover_planes(img: &RgbImage, w: u32, h: u32) -> Planes {
+pub(crate) fn cover_planes(img: &RgbImage, w: u32, h: u32) -> Planes {
     let (iw, ih) = (img.width() as usize, img.height() as usize);
     let scale = (w as f32 / iw as f32).max(h as f32 / ih as f32);
     let sw = ((iw as f32 * scale).ceil() as u32).max(w);
@@ -152,7 +155,7 @@ const TAP_BITS: u32 = 14;
 
 /// One axis of a separable resampling: for each output sample, its first source
 /// sample and `n` weights (non-negative, summing to exactly `1 << TAP_BITS`).
-struct Taps {
+pub(crate) struct Taps {
     n: usize,
     first: Vec<usize>,
     weights: Vec<u32>,
@@ -162,7 +165,7 @@ impl Taps {
     /// The triangle filter (as `FilterType::Triangle`): output sample `x` sits at
     /// source position `origin + (x + 0.5) * step` and reaches `max(step, 1)`
     /// source samples either side.
-    fn triangle(src_len: usize, out_len: usize, origin: f32, step: f32) -> Taps {
+    pub(crate) fn triangle(src_len: usize, out_len: usize, origin: f32, step: f32) -> Taps {
         let support = step.max(1.0);
         let n = ((2.0 * support).ceil() as usize + 1).min(src_len).max(1);
         let mut first = Vec::with_capacity(out_len);
@@ -195,7 +198,7 @@ impl Taps {
 /// Resamples a plane `src_w` samples wide along both axes: horizontally into
 /// 8.8 fixed point (exact in a `u16`: the weights are non-negative), then
 /// vertically, vectorised across the row.
-fn resize(src: &[u8], src_w: usize, tx: &Taps, ty: &Taps) -> Vec<u8> {
+pub(crate) fn resize(src: &[u8], src_w: usize, tx: &Taps, ty: &Taps) -> Vec<u8> {
     let (ow, oh) = (tx.first.len(), ty.first.len());
     let mut out = vec![0u8; ow * oh];
     let (Some(&lo), Some(&hi)) = (ty.first.first(), ty.first.last()) else { return out };
@@ -279,6 +282,23 @@ fn hash_xy(seed: u64, x: u32, y: u32) -> u64 {
     h ^ (h >> 33)
 }
 
+/// Where the camera looks: shots with their moves, or a path of its own.
+enum Camera {
+    Shots(Vec<Shot>),
+    /// Per frame, the window's centre as a fraction of the free room (-1..=1)
+    /// at the widest zoom: motion control's path taken from an input video.
+    Path(Vec<(f32, f32)>),
+}
+
+/// What the camera looks at.
+pub(crate) enum Backdrop {
+    Picture(RgbImage),
+    /// A picture drawn from the prompt.
+    Procedural,
+    /// Frames of an input video, which its painter brings itself.
+    Footage,
+}
+
 /// One shot: frames [start, start + len) with one motion.
 struct Shot {
     start: u32,
@@ -289,10 +309,14 @@ struct Shot {
 pub(crate) struct Plan {
     w: usize,
     h: usize,
-    work: Planes,
+    /// The working picture's size: the frame plus room for the camera.
+    pub(crate) work_w: usize,
+    pub(crate) work_h: usize,
+    /// The working picture, unless footage brings its own.
+    picture: Option<Planes>,
     /// The end image fitted to the frame.
     end: Option<Planes>,
-    shots: Vec<Shot>,
+    camera: Camera,
     fade_frames: u32,
     watermark: bool,
     /// Custom elements' frontal images, shown as insets: (x, y, planes).
@@ -300,45 +324,64 @@ pub(crate) struct Plan {
 }
 
 impl Plan {
+    /// The plan for `spec` over `backdrop`; `path` replaces the shots' moves
+    /// with a camera path (one point per frame); `insets` are the images shown
+    /// along the top edge (elements first).
     pub(crate) fn new(
         spec: &VideoSpec,
-        start: Option<RgbImage>,
+        backdrop: Backdrop,
         end: Option<RgbImage>,
         width: u32,
         height: u32,
+        path: Option<Vec<(f32, f32)>>,
+        insets: &[&[u8]],
     ) -> Result<Self, RenderError> {
         let total = crate::FPS * spec.duration_secs;
         let ww = ((width as f32 * MARGIN).ceil() as u32 + 1) & !1;
         let wh = ((height as f32 * MARGIN).ceil() as u32 + 1) & !1;
         // The end picture is prepared beside the working one.
-        let (work, end) = std::thread::scope(|scope| {
+        let (picture, end) = std::thread::scope(|scope| {
             let end = end.map(|img| scope.spawn(move || cover_planes(&img, width, height)));
-            let work = match &start {
-                Some(img) => cover_planes(img, ww, wh),
-                None => rgb_to_planes(&procedural(&spec.prompt, ww, wh)),
+            let picture = match &backdrop {
+                Backdrop::Picture(img) => Some(cover_planes(img, ww, wh)),
+                Backdrop::Procedural => Some(rgb_to_planes(&procedural(&spec.prompt, ww, wh))),
+                Backdrop::Footage => None,
             };
-            (work, end.map(|handle| handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))))
+            (picture, end.map(|handle| handle.join().unwrap_or_else(|e| std::panic::resume_unwind(e))))
         });
-        let shots = plan_shots(spec, total)?;
+        let camera = match path {
+            Some(p) => Camera::Path(p),
+            None => Camera::Shots(plan_shots(spec, total)?),
+        };
         Ok(Self {
             w: width as usize,
             h: height as usize,
-            work,
+            work_w: ww as usize,
+            work_h: wh as usize,
+            picture,
             fade_frames: if end.is_some() { (total / 4).clamp(1, 36) } else { 0 },
             end,
-            shots,
+            camera,
             watermark: spec.watermark,
-            insets: insets(spec, width, height)?,
+            insets: inset_planes(insets, width, height)?,
         })
     }
 
     /// The camera's view window for frame `i`, in working-picture pixels.
-    fn window(&self, i: u32) -> Window {
-        let shot = self.shots.iter().rev().find(|s| i >= s.start).unwrap_or(&self.shots[0]);
-        let t = if shot.len > 1 { (i - shot.start) as f32 / (shot.len - 1) as f32 } else { 0.0 };
-        let (zoom, fx, fy) = shot.motion.camera(t.clamp(0.0, 1.0));
+    pub(crate) fn window(&self, i: u32) -> Window {
+        let (zoom, fx, fy) = match &self.camera {
+            Camera::Shots(shots) => {
+                let shot = shots.iter().rev().find(|s| i >= s.start).unwrap_or(&shots[0]);
+                let t = if shot.len > 1 { (i - shot.start) as f32 / (shot.len - 1) as f32 } else { 0.0 };
+                shot.motion.camera(t.clamp(0.0, 1.0))
+            }
+            Camera::Path(path) => {
+                let (fx, fy) = path.get(i as usize).or(path.last()).copied().unwrap_or((0.0, 0.0));
+                (MAX_ZOOM, fx.clamp(-1.0, 1.0), fy.clamp(-1.0, 1.0))
+            }
+        };
         // Kept inside the picture.
-        let (pw, ph) = (self.work.w as f32, self.work.h as f32);
+        let (pw, ph) = (self.work_w as f32, self.work_h as f32);
         let vw = pw / zoom;
         let vh = ph / zoom;
         let cx = pw / 2.0 + fx * (pw - vw) / 2.0;
@@ -347,7 +390,7 @@ impl Plan {
     }
 
     /// How far frame `i` has faded into the end image: 0..=256.
-    fn fade(&self, i: u32, total: u32) -> u32 {
+    pub(crate) fn fade(&self, i: u32, total: u32) -> u32 {
         let fade_start = total.saturating_sub(self.fade_frames);
         if self.end.is_none() || i < fade_start {
             return 0;
@@ -356,24 +399,31 @@ impl Plan {
         (t * t * (3.0 - 2.0 * t) * 256.0) as u32
     }
 
-    /// Writes what the camera sees through `window` as I420 into `yuv`.
-    fn view(&self, window: Window, yuv: &mut [u8]) {
+    /// Writes what the camera sees of `work` (a working picture) through
+    /// `window` as I420 into `yuv`.
+    pub(crate) fn view(&self, work: &Planes, window: Window, yuv: &mut [u8]) {
         let Window { x0, y0, vw, vh } = window;
         let (w, h) = (self.w, self.h);
         let (y_plane, rest) = yuv.split_at_mut(w * h);
         let (u_plane, v_plane) = rest.split_at_mut((w / 2) * (h / 2));
-        sample_plane(&self.work.y, self.work.w, self.work.h, x0, y0, vw / w as f32, vh / h as f32, w, h, y_plane);
+        sample_plane(&work.y, work.w, work.h, x0, y0, vw / w as f32, vh / h as f32, w, h, y_plane);
         // Chroma: the same window in the half-resolution chroma planes.
         let (cw, ch) = (w / 2, h / 2);
-        let (pcw, pch) = (self.work.w / 2, self.work.h / 2);
+        let (pcw, pch) = (work.w / 2, work.h / 2);
         let (cx0, cy0, csx, csy) = (x0 / 2.0, y0 / 2.0, vw / 2.0 / cw as f32, vh / 2.0 / ch as f32);
-        sample_plane(&self.work.u, pcw, pch, cx0, cy0, csx, csy, cw, ch, u_plane);
-        sample_plane(&self.work.v, pcw, pch, cx0, cy0, csx, csy, cw, ch, v_plane);
+        sample_plane(&work.u, pcw, pch, cx0, cy0, csx, csy, cw, ch, u_plane);
+        sample_plane(&work.v, pcw, pch, cx0, cy0, csx, csy, cw, ch, v_plane);
     }
 
     /// Draws over the camera's view in `yuv`: the fade into the end image (by
     /// `fade`), the insets and the mark.
-    fn finish(&self, fade: u32, yuv: &mut [u8]) {
+    pub(crate) fn finish(&self, fade: u32, yuv: &mut [u8]) {
+        self.finish_with(fade, 256, yuv);
+    }
+
+    /// As [`Plan::finish`], with the insets blended in by `inset_alpha`
+    /// (0..=256; 256 pastes them).
+    pub(crate) fn finish_with(&self, fade: u32, inset_alpha: u32, yuv: &mut [u8]) {
         let (w, h) = (self.w, self.h);
         let (y_plane, rest) = yuv.split_at_mut(w * h);
         let (u_plane, v_plane) = rest.split_at_mut((w / 2) * (h / 2));
@@ -383,7 +433,11 @@ impl Plan {
             blend(v_plane, &end.v, fade);
         }
         for (ix, iy, p) in &self.insets {
-            paste(y_plane, u_plane, v_plane, w, *ix, *iy, p);
+            match inset_alpha {
+                0 => {}
+                256.. => paste(y_plane, u_plane, v_plane, w, *ix, *iy, p),
+                a => blend_at(y_plane, u_plane, v_plane, w, *ix, *iy, p, a),
+            }
         }
         if self.watermark {
             mark(y_plane, w, h);
@@ -393,14 +447,16 @@ impl Plan {
     /// Writes frame `i` of `total` as I420 into `yuv`.
     #[cfg(test)]
     pub(crate) fn frame_yuv(&self, i: u32, total: u32, yuv: &mut [u8]) {
-        self.view(self.window(i), yuv);
+        if let Some(work) = &self.picture {
+            self.view(work, self.window(i), yuv);
+        }
         self.finish(self.fade(i, total), yuv);
     }
 }
 
 /// The part of the working picture a frame shows.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Window {
+pub(crate) struct Window {
     x0: f32,
     y0: f32,
     vw: f32,
@@ -431,7 +487,9 @@ impl<'a> Painter<'a> {
             match &self.still {
                 Some((still, view)) if *still == window => yuv.copy_from_slice(view),
                 _ => {
-                    plan.view(window, yuv);
+                    if let Some(work) = &plan.picture {
+                        plan.view(work, window, yuv);
+                    }
                     let holds = i + 1 < total && plan.window(i + 1) == window;
                     self.still = holds.then(|| (window, yuv.to_vec()));
                 }
@@ -442,13 +500,14 @@ impl<'a> Painter<'a> {
     }
 }
 
-/// The referenced elements' frontal images, each fitted into a square a quarter
-/// of the frame's short side, along the top-left edge with a light border.
-fn insets(spec: &VideoSpec, width: u32, height: u32) -> Result<Vec<(usize, usize, Planes)>, RenderError> {
+/// The inset images (the referenced elements' frontal images, then any
+/// reference images), each fitted into a square a quarter of the frame's short
+/// side, along the top-left edge with a light border, as many as fit.
+fn inset_planes(images: &[&[u8]], width: u32, height: u32) -> Result<Vec<(usize, usize, Planes)>, RenderError> {
     let side = ((width.min(height) / 4) & !1).max(32);
     let border = 4u32;
     let mut out = Vec::new();
-    for (i, bytes) in spec.element_images.iter().take(3).enumerate() {
+    for (i, bytes) in images.iter().enumerate() {
         let img = image::load_from_memory(bytes).map_err(|e| RenderError::InvalidImage(e.to_string()))?.to_rgb8();
         let fitted = cover(&img, side - 2 * border, side - 2 * border);
         let mut framed = RgbImage::from_pixel(side, side, image::Rgb([240, 240, 240]));
@@ -459,6 +518,21 @@ fn insets(spec: &VideoSpec, width: u32, height: u32) -> Result<Vec<(usize, usize
         }
     }
     Ok(out)
+}
+
+/// Blends a picture into the frame at (x, y) (even coordinates) by `a` (0..=256).
+#[expect(clippy::too_many_arguments, reason = "three planes, where and what, and how much")]
+fn blend_at(y: &mut [u8], u: &mut [u8], v: &mut [u8], w: usize, x0: usize, y0: usize, p: &Planes, a: u32) {
+    for row in 0..p.h {
+        let dst = (y0 + row) * w + x0;
+        blend(&mut y[dst..dst + p.w], &p.y[row * p.w..row * p.w + p.w], a);
+    }
+    let (cw, pcw) = (w / 2, p.w / 2);
+    for row in 0..p.h / 2 {
+        let at = (y0 / 2 + row) * cw + x0 / 2;
+        blend(&mut u[at..at + pcw], &p.u[row * pcw..row * pcw + pcw], a);
+        blend(&mut v[at..at + pcw], &p.v[row * pcw..row * pcw + pcw], a);
+    }
 }
 
 /// Copies a picture into the frame at (x, y) (even coordinates).
@@ -519,7 +593,7 @@ fn plan_shots(spec: &VideoSpec, total: u32) -> Result<Vec<Shot>, RenderError> {
 /// from that. No intermediate is rounded, so the result is the exact
 /// two-dimensional fixed-point bilinear value.
 #[allow(clippy::too_many_arguments)]
-fn sample_plane(
+pub(crate) fn sample_plane(
     src: &[u8],
     sw: usize,
     sh: usize,
@@ -576,7 +650,7 @@ fn downsample(p: &[u8], w: usize, h: usize) -> Vec<u8> {
 }
 
 /// `dst = dst * (1 - a) + src * a`, with `a` in 0..=256.
-fn blend(dst: &mut [u8], src: &[u8], a: u32) {
+pub(crate) fn blend(dst: &mut [u8], src: &[u8], a: u32) {
     for (d, s) in dst.iter_mut().zip(src) {
         *d = ((u32::from(*d) * (256 - a) + u32::from(*s) * a + 128) >> 8) as u8;
     }
@@ -655,6 +729,14 @@ mod tests {
         }
     }
 
+    /// The plan `render` makes for a spec without an input video.
+    fn plan_of(spec: &VideoSpec, w: u32, h: u32) -> Plan {
+        let decode = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
+        let backdrop = spec.start_image.as_deref().map_or(Backdrop::Procedural, |b| Backdrop::Picture(decode(b)));
+        let insets: Vec<&[u8]> = spec.element_images.iter().map(Vec::as_slice).collect();
+        Plan::new(spec, backdrop, spec.end_image.as_deref().map(decode), w, h, None, &insets).unwrap()
+    }
+
     fn png(w: u32, h: u32, seed: u64) -> Vec<u8> {
         let img = RgbImage::from_fn(w, h, |x, y| {
             let n = (hash_xy(seed, x, y) & 0x3f) as u8;
@@ -667,7 +749,6 @@ mod tests {
 
     #[test]
     fn the_painter_draws_every_frame_as_if_from_scratch() {
-        let decode = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
         let spec = VideoSpec {
             short_side: 144,
             aspect: None,
@@ -684,11 +765,10 @@ mod tests {
             ]),
             sound: false,
             watermark: true,
+            ..VideoSpec::default()
         };
         let (w, h) = crate::output_size(144, (320, 200));
-        let plan =
-            Plan::new(&spec, spec.start_image.as_deref().map(decode), spec.end_image.as_deref().map(decode), w, h)
-                .unwrap();
+        let plan = plan_of(&spec, w, h);
         let total = 4 * crate::FPS;
         let len = (w * h + 2 * (w / 2) * (h / 2)) as usize;
         let mut painter = Painter::new(&plan);
@@ -743,7 +823,6 @@ mod tests {
 
     #[test]
     fn every_move_stays_inside_the_picture_and_glides_without_jumps() {
-        let decode = |b: &[u8]| image::load_from_memory(b).unwrap().to_rgb8();
         let moves = ["zoom in", "zoom out", "pan left", "pan right", "tilt up", "tilt down", "orbit", "static"];
         for prompt in moves {
             let spec = VideoSpec {
@@ -757,10 +836,11 @@ mod tests {
                 shots: ShotPlan::Single,
                 sound: false,
                 watermark: false,
+                ..VideoSpec::default()
             };
             let (w, h) = crate::output_size(144, (320, 200));
-            let plan = Plan::new(&spec, spec.start_image.as_deref().map(decode), None, w, h).unwrap();
-            let (pw, ph) = (plan.work.w as f32, plan.work.h as f32);
+            let plan = plan_of(&spec, w, h);
+            let (pw, ph) = (plan.work_w as f32, plan.work_h as f32);
             let total = 3 * crate::FPS;
             let mut last: Option<Window> = None;
             for i in 0..total {
@@ -795,6 +875,7 @@ mod tests {
                 shots: ShotPlan::Intelligence,
                 sound: false,
                 watermark: false,
+                ..VideoSpec::default()
             };
             let total = secs * crate::FPS;
             let shots = plan_shots(&spec, total).unwrap();
