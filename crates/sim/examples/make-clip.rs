@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         shots: vidgate_render::ShotPlan::Single,
         sound: false,
         watermark: false,
+        ..vidgate_render::VideoSpec::default()
     };
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("assets/clip.mp4");
     let mut out = std::io::BufWriter::new(std::fs::File::create(&path)?);

@@ -46,6 +46,7 @@ pub fn video_spec(
         shots,
         sound: request.sound == Sound::On,
         watermark: request.watermark,
+        ..VideoSpec::default()
     }
 }
 
