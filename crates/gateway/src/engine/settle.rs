@@ -32,6 +32,7 @@ pub(super) async fn finish(
                 Finish::Completed {
                     results_json: serde_json::to_string(&results)?,
                     result_data_json: data.map(|d| d.to_string()),
+                    charge: None,
                 },
                 file.map(|f| f.id),
             )

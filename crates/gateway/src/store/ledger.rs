@@ -5,6 +5,8 @@
 
 use sqlx::{AnyConnection, Row};
 
+use vidgate_api::task::TaskStatus;
+
 use super::tasks::TaskRow;
 use super::{Result, Store};
 use crate::ids::{AccountId, KeyId, TaskId};
@@ -83,37 +85,60 @@ pub(super) async fn hold(
     Ok(Hold::Held)
 }
 
-/// Settles a task that has just ended: its whole hold is charged when it
-/// completed, released back to the account (and the key's cap) otherwise.
-pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, completed: bool, now: i64) -> Result<()> {
-    let amount = task.credits_reserved;
-    // The unique (task_id, 'settle') entry is the last line of defence against a
-    // double settlement: a second one fails and rolls everything back.
-    sqlx::query(
-        "INSERT INTO ledger (account_id, task_id, kind, amount, note, created_at) \
-         VALUES ($1, $2, 'settle', $3, $4, $5)",
-    )
-    .bind(&task.account_id)
-    .bind(&task.id)
-    .bind(amount)
-    .bind(if completed { "charge" } else { "release" })
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
-    if completed {
-        sqlx::query("UPDATE accounts SET held = held - $1, used = used + $1 WHERE id = $2")
-            .bind(amount)
+/// Settles a task that has just ended (its row already final): a completed task
+/// is charged `credits_charged` and the rest of its hold, if any, goes back; a
+/// failed one gets its whole hold back. The unique (task, kind) entries are the
+/// last line of defence against a double settlement: a second one fails and
+/// rolls everything back.
+pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, now: i64) -> Result<()> {
+    let held = task.credits_reserved;
+    let charged =
+        if task.status == TaskStatus::Completed { task.credits_charged.unwrap_or(held).clamp(0, held) } else { 0 };
+    let refund = held - charged;
+    let entry =
+        "INSERT INTO ledger (account_id, task_id, kind, amount, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+    if task.status == TaskStatus::Completed {
+        sqlx::query(entry)
             .bind(&task.account_id)
+            .bind(&task.id)
+            .bind("settle")
+            .bind(charged)
+            .bind("charge")
+            .bind(now)
             .execute(&mut *tx)
             .await?;
+        if refund > 0 {
+            sqlx::query(entry)
+                .bind(&task.account_id)
+                .bind(&task.id)
+                .bind("refund")
+                .bind(refund)
+                .bind("the output cost less than was held")
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+        }
     } else {
-        sqlx::query("UPDATE accounts SET held = held - $1, balance = balance + $1 WHERE id = $2")
-            .bind(amount)
+        sqlx::query(entry)
             .bind(&task.account_id)
+            .bind(&task.id)
+            .bind("settle")
+            .bind(held)
+            .bind("release")
+            .bind(now)
             .execute(&mut *tx)
             .await?;
+    }
+    sqlx::query("UPDATE accounts SET held = held - $1, used = used + $2, balance = balance + $3 WHERE id = $4")
+        .bind(held)
+        .bind(charged)
+        .bind(refund)
+        .bind(&task.account_id)
+        .execute(&mut *tx)
+        .await?;
+    if refund > 0 {
         sqlx::query("UPDATE api_keys SET spent = spent - $1 WHERE id = $2")
-            .bind(amount)
+            .bind(refund)
             .bind(&task.key_id)
             .execute(&mut *tx)
             .await?;

@@ -184,6 +184,14 @@ impl Store {
         }
     }
 
+    /// `MIN` or `LEAST`: the two-argument minimum of this dialect.
+    fn least(&self) -> &'static str {
+        match self.backend {
+            Backend::Sqlite => "MIN",
+            Backend::Postgres => "LEAST",
+        }
+    }
+
     /// True when the database answers.
     pub async fn ping(&self) -> bool {
         sqlx::query("SELECT 1").fetch_one(&self.read).await.is_ok()

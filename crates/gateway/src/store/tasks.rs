@@ -133,8 +133,17 @@ pub enum CancelOutcome {
 /// How a task ends; each variant settles the money its own way.
 #[derive(Debug, Clone)]
 pub enum Finish {
-    Completed { results_json: String, result_data_json: Option<String> },
-    Failed { code: TaskErrorCode, message: String },
+    /// `charge` is what the task costs, at most its hold (models billed on their
+    /// output may cost less than they held); `None` charges the whole hold.
+    Completed {
+        results_json: String,
+        result_data_json: Option<String>,
+        charge: Option<i64>,
+    },
+    Failed {
+        code: TaskErrorCode,
+        message: String,
+    },
 }
 
 /// A callback to enqueue with a task's final state.
@@ -284,19 +293,26 @@ impl Store {
         let sql = format!(
             "UPDATE tasks SET status = $1, progress = CASE WHEN $1 = 'completed' THEN 100 ELSE progress END, \
              results = $2, result_data = $3, error_code = $4, error_message = $5, \
-             credits_charged = CASE WHEN $1 = 'completed' THEN credits_reserved ELSE 0 END, \
+             credits_charged = CASE WHEN $1 = 'completed' THEN MIN_CHARGE ELSE 0 END, \
              lease_owner = NULL, lease_until = 0, finished_at = $6, updated_at = $6 \
              WHERE id = $8 AND status IN ('pending', 'processing') \
              AND ($7 = '' OR lease_owner = $7) RETURNING {TASK_COLUMNS}"
         );
-        let (status, results, data, code, message) = match finish {
-            Finish::Completed { results_json, result_data_json } => {
-                (TaskStatus::Completed, Some(results_json.as_str()), result_data_json.as_deref(), None, None)
+        let (status, results, data, code, message, charge) = match finish {
+            Finish::Completed { results_json, result_data_json, charge } => {
+                (TaskStatus::Completed, Some(results_json.as_str()), result_data_json.as_deref(), None, None, *charge)
             }
             Finish::Failed { code, message } => {
-                (TaskStatus::Failed, None, None, Some(code.as_str()), Some(message.as_str()))
+                (TaskStatus::Failed, None, None, Some(code.as_str()), Some(message.as_str()), None)
             }
         };
+        // What completes is charged at most its hold (the clamp is in SQL, where
+        // the hold is read in the same statement).
+        let charge_sql = match charge {
+            Some(units) => format!("{}(0, {}(credits_reserved, {}))", self.greatest(), self.least(), units.max(0)),
+            None => "credits_reserved".to_owned(),
+        };
+        let sql = sql.replace("MIN_CHARGE", &charge_sql);
         let task: Option<TaskRow> = sqlx::query_as(&sql)
             .bind(status.as_str())
             .bind(results)
@@ -312,7 +328,7 @@ impl Store {
             tx.rollback().await?;
             return Ok(None);
         };
-        ledger::settle(&mut tx, &task, status == TaskStatus::Completed, now).await?;
+        ledger::settle(&mut tx, &task, now).await?;
         // The callback joins the same transaction: it exists if and only if the
         // final state does.
         if let Some(d) = callback_for(&task) {
