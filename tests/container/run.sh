@@ -220,7 +220,9 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 fi
 # The image's environment, with the data folder and the port moved to this run's
 # (the image listens on every interface; here loopback only).
-env "${env_args[@]}" VIDGATE_DATA_DIR="$data" VIDGATE_LISTEN="127.0.0.1:$port" \
+unset_args=()
+for v in $(compgen -e | grep '^VIDGATE_' || true); do unset_args+=(-u "$v"); done
+env "${unset_args[@]}" "${env_args[@]}" VIDGATE_DATA_DIR="$data" VIDGATE_LISTEN="127.0.0.1:$port" \
   "${as_user[@]}" "$bin" "${entry[@]:1}" >"$work/stdout" 2>"$work/stderr" &
 pid=$!
 cleanup+=("kill $pid")

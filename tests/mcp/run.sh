@@ -39,7 +39,10 @@ inside() {
   set -euo pipefail
   ip link set lo up
   local work=$1 bin=$2
-  env -u VIDGATE_DATABASE_URL -u VIDGATE_CONFIG VIDGATE_ALLOW_PRIVATE_URLS=true \
+  # Zero configuration: none of the caller's VIDGATE_* settings reach the server.
+  local unset=()
+  for v in $(compgen -e | grep '^VIDGATE_' || true); do unset+=(-u "$v"); done
+  env "${unset[@]}" VIDGATE_ALLOW_PRIVATE_URLS=true \
     "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/vidgate.stdout" 2>"$work/vidgate.stderr" &
   local pid=$!
   trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
