@@ -208,6 +208,8 @@ EOF
 mapfile -t entry < <(image_cfg '"\n".join(d["entrypoint"] + d["cmd"])')
 [ "${entry[0]}" = vidgate ] || fail "the ENTRYPOINT is '${entry[0]}', not vidgate"
 mapfile -t health < <(image_cfg '"\n".join(d["health"])')
+# A health check by the binary itself (`vidgate ...`) runs the binary under test.
+[ "${health[0]}" = vidgate ] && health[0]=$bin
 env_args=()
 while IFS= read -r kv; do env_args+=("$kv"); done < <(image_cfg '"\n".join(f"{k}={v}" for k, v in d["env"].items())')
 data="$work/data"
