@@ -9,13 +9,21 @@ pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
     pub param: Option<String>,
+    /// Seconds after which a refused request may succeed (`Retry-After`).
+    pub retry_after: Option<u64>,
     /// Internal cause of a server-side error; logged, never sent.
     pub source: Option<anyhow::Error>,
 }
 
 impl ApiError {
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
-        Self { code, message: message.into(), param: None, source: None }
+        Self { code, message: message.into(), param: None, retry_after: None, source: None }
+    }
+
+    /// Tells the client when to try again (`Retry-After`, at least one second).
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs.max(1));
+        self
     }
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
@@ -42,6 +50,7 @@ impl ApiError {
             code: ErrorCode::InternalError,
             message: "The server failed to handle the request. Try again later.".to_owned(),
             param: None,
+            retry_after: None,
             source: Some(cause.into()),
         }
     }
