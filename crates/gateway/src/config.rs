@@ -104,6 +104,51 @@ settings! {
     upstream_poll_min_ms: Duration = Duration::from_secs(2), |s| millis(s, 10);
     /// Longest wait between polls of an upstream task.
     upstream_poll_max_ms: Duration = Duration::from_secs(30), |s| millis(s, 10);
+    /// Live API keys one account may hold (made by the operator or by its keys).
+    max_keys_per_account: usize = 20, |s| at_least(s, 1);
+    /// Who may open an account: `closed` (the operator only) or `code` (anyone
+    /// with a valid top-up code, through `POST /v1/signup`).
+    signup: SignupMode = SignupMode::Closed, SignupMode::parse;
+    /// Sign-up attempts per client address per hour, counted in the database
+    /// (so across replicas).
+    signup_per_hour: usize = 10, |s| at_least(s, 1);
+    /// Proxies whose `X-Forwarded-For` is believed (CIDRs or addresses,
+    /// comma-separated; TOML: an array). A request from one of them is from the
+    /// right-most forwarded address that is not one of them.
+    trusted_proxies: Vec<ipnet::IpNet> = Vec::new(), cidr_list;
+}
+
+/// Whether people may open accounts themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SignupMode {
+    /// Only the operator opens accounts.
+    #[default]
+    Closed,
+    /// `POST /v1/signup` with a valid top-up code opens an account.
+    Code,
+}
+
+impl SignupMode {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "closed" => Ok(Self::Closed),
+            "code" => Ok(Self::Code),
+            other => Err(format!("expected closed or code, got {other:?}")),
+        }
+    }
+}
+
+/// CIDRs or bare addresses, comma-separated ("10.0.0.0/8, ::1"); empty for none.
+fn cidr_list(s: &str) -> Result<Vec<ipnet::IpNet>, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| format!("{p:?} is not an address or a CIDR such as 10.0.0.0/8"))
+        })
+        .collect()
 }
 
 /// A setting's name and help text (for `--help` and the docs).

@@ -76,6 +76,10 @@ id_type!(
     ElementId, "el-", 16, util::random_lower_alnum
 );
 id_type!(
+    /// `batch-` and 16 of `[a-z0-9]`: a batch of top-up codes.
+    BatchId, "batch-", 16, util::random_lower_alnum
+);
+id_type!(
     /// `msg_` and 24 of `[A-Za-z0-9]`: a callback delivery, the `webhook-id` header.
     DeliveryId, "msg_", 24, util::random_alnum
 );

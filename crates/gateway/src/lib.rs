@@ -2,9 +2,9 @@
 //! `cli::run`, and tests start the real application through `startup`.
 //!
 //! Layers, each importing only those below it: `ids`, `secret`, `util`,
-//! `config`, `error` and `job` at the bottom; `store`, `blobs` and `net`; then
-//! `providers`, `routing`, `files`, `tasks`, `webhooks`, `accounts` and `engine`;
-//! `http` and `cli` on top. `state` aggregates the services and `startup`
+//! `config`, `error`, `job` and `limits` at the bottom; `store`, `blobs` and
+//! `net`; then `providers`, `routing`, `files`, `tasks`, `webhooks`,
+//! `accounts`, `codes`, `usage` and `engine`; `http` and `cli` on top. `state` aggregates the services and `startup`
 //! assembles them.
 
 pub mod accounts;
@@ -12,6 +12,7 @@ pub mod api_client;
 pub mod blobs;
 pub mod bootstrap;
 pub mod cli;
+pub mod codes;
 pub mod config;
 pub mod engine;
 pub mod error;
@@ -19,6 +20,7 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod job;
+pub mod limits;
 pub mod metrics;
 pub mod net;
 pub mod providers;
@@ -28,5 +30,6 @@ pub mod startup;
 pub mod state;
 pub mod store;
 pub mod tasks;
+pub mod usage;
 pub mod util;
 pub mod webhooks;

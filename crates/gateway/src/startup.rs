@@ -95,7 +95,9 @@ impl Application {
         let dispatcher = tokio::spawn(crate::webhooks::run_dispatcher(state.clone(), shutdown.clone()));
         let app = http::router(state.clone());
         let token = shutdown.clone();
-        axum::serve(self.listener, app).with_graceful_shutdown(async move { token.cancelled().await }).await?;
+        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move { token.cancelled().await })
+            .await?;
         // Workers stop between steps; one mid-render is abandoned after a grace
         // period and its task resumes elsewhere once the lease runs out.
         for w in workers {

@@ -19,7 +19,10 @@ pub fn router() -> Router<AppState> {
 /// Remaining and used credits of the account and of the key asking.
 ///
 /// Credits are decimal numbers here, as EvoLink answers them. For the key and
-/// the account alike, `remaining_credits` is what can be held for new tasks now,
+/// the account alike, `remaining_credits` is what can be held for new tasks now
+/// (for a key with a budget, the smaller of the account's balance and what the
+/// budget leaves in its current period; `unlimited_credits` is true only for a
+/// key without a budget),
 /// `used_credits` what is committed (charged for completed tasks plus held by
 /// running ones) and `held_credits` the held part of it, given back if those
 /// tasks fail or are cancelled.
@@ -34,15 +37,18 @@ pub fn router() -> Router<AppState> {
 pub async fn get_credits(State(state): State<AppState>, caller: Caller) -> Result<Json<CreditsResponse>, ApiError> {
     let b = state.store.balances(&caller.account_id, &caller.key_id).await?.ok_or_else(ApiError::unauthorized)?;
     let dec = |units: i64| Credits::from_units(units).to_credits_f64();
-    let key_remaining = match b.key_cap {
-        Some(cap) => (cap - b.key_spent).max(0).min(b.account_remaining),
+    // What the key may still hold: the account's balance, or less when the
+    // key's budget leaves less in its current period.
+    let budget = b.budget();
+    let key_remaining = match &budget {
+        Some(budget) => b.budget_use().left(budget, crate::util::now_ms()).min(b.account_remaining),
         None => b.account_remaining,
     };
     Ok(Json(CreditsResponse {
         data: CreditsData {
             token: TokenCredits {
                 remaining_credits: dec(key_remaining),
-                unlimited_credits: b.key_cap.is_none(),
+                unlimited_credits: budget.is_none(),
                 used_credits: dec(b.key_spent),
                 held_credits: dec(b.key_held),
             },

@@ -4,14 +4,18 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod codes;
+pub mod console;
 pub mod error;
 pub mod extract;
 pub mod files;
 pub mod health;
+pub mod keys;
 pub mod openapi;
 pub mod playground;
 mod range;
 pub mod tasks;
+pub mod usage;
 pub mod webhooks;
 
 use std::time::Instant;
@@ -36,6 +40,10 @@ pub fn router(state: AppState) -> Router {
         .merge(openapi::router())
         .merge(playground::router())
         .merge(webhooks::router())
+        .merge(keys::router())
+        .merge(usage::router())
+        .merge(codes::router())
+        .merge(console::router())
         // A route layer sees the matched route pattern; the fallbacks stay uncounted.
         .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)

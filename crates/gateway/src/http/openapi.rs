@@ -40,6 +40,12 @@ impl Modify for Security {
         http::admin::create_key, http::admin::list_keys, http::admin::revoke_key, http::admin::update_key,
         http::admin::grant_credits, http::admin::provider_health, http::admin::task_attempts,
         http::admin::margin_report,
+        http::admin::disable_account, http::admin::enable_account, http::admin::list_tasks,
+        http::admin::task_callbacks, http::admin::audit_log,
+        http::usage::my_usage, http::usage::my_ledger, http::usage::admin_usage, http::usage::admin_ledger,
+        http::keys::list_keys, http::keys::create_key, http::keys::revoke_key,
+        http::codes::create_codes, http::codes::list_codes, http::codes::redeem, http::codes::sign_up,
+        http::console::console_page,
         http::health::healthz, http::health::readyz, http::health::metrics,
         http::playground::page, openapi_json,
         http::webhooks::get_secret, http::webhooks::rotate_secret, http::webhooks::list_callbacks,
@@ -49,9 +55,10 @@ impl Modify for Security {
     tags(
         (name = "tasks", description = "Video generation tasks."),
         (name = "files", description = "Uploads and signed result links."),
-        (name = "account", description = "Credits and the model catalog."),
+        (name = "account", description = "Credits, usage, the ledger, top-up codes, sign-up and the model catalog."),
+        (name = "keys", description = "Self-service API keys (keys marked manage_keys)."),
         (name = "webhooks", description = "Signed callbacks: secrets and delivery records."),
-        (name = "admin", description = "Accounts, keys and credits (admin key)."),
+        (name = "admin", description = "Accounts, keys, limits, credits, codes, tasks, reports and the audit log (admin key)."),
         (name = "ops", description = "Health, metrics, documents."),
     )
 )]

@@ -7,9 +7,12 @@ use sqlx::{AnyConnection, Row};
 
 use vidgate_api::task::TaskStatus;
 
+use super::accounts::budget_of;
+use super::audit::{self, Actor, Entry};
 use super::tasks::TaskRow;
 use super::{Result, Store};
 use crate::ids::{AccountId, KeyId, TaskId};
+use crate::limits::{BudgetPeriod, BudgetUse, RateWindow, Refusal};
 
 /// Records a grant (or, negative, a take-back) of credits to an account.
 pub(super) async fn insert_grant(
@@ -29,17 +32,31 @@ pub(super) async fn insert_grant(
     Ok(())
 }
 
-/// Whether a hold went through.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Hold {
-    Held,
-    InsufficientQuota,
-    KeyCapExceeded,
+/// The limits and counters of a key, read under the row lock a hold takes.
+#[derive(Debug, sqlx::FromRow)]
+struct KeyState {
+    rpm: Option<i64>,
+    max_concurrent: Option<i64>,
+    budget_credits: Option<i64>,
+    budget_period: Option<String>,
+    /// Already counting this hold.
+    spent: i64,
+    period_start: i64,
+    period_spent: i64,
+    rate_window: Option<String>,
+}
+
+/// The counters a hold that passes writes back to the key.
+struct Admitted {
+    rate_window: Option<String>,
+    budget: Option<BudgetUse>,
 }
 
 /// Moves `amount` from the account's balance to held and counts it against the
-/// key's cap; a refused hold undoes its own changes, leaving the transaction as
-/// it found it (so several creates can share one transaction).
+/// key's limits (`rpm`, `max_concurrent`, its budget), all under the key row's
+/// lock, so concurrent creates of one key, on any replica, are checked one
+/// after another. A refused hold undoes its own changes, leaving the
+/// transaction as it found it (so several creates can share one transaction).
 pub(super) async fn hold(
     tx: &mut AnyConnection,
     account_id: &AccountId,
@@ -47,33 +64,68 @@ pub(super) async fn hold(
     task_id: &TaskId,
     amount: i64,
     now: i64,
-) -> Result<Hold> {
+) -> Result<Result<(), Refusal>> {
+    // Counting the hold first takes the lock; every check below reads what
+    // the creates before this one committed.
+    let key: Option<KeyState> = sqlx::query_as(
+        "UPDATE api_keys SET spent = spent + $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window",
+    )
+    .bind(amount)
+    .bind(key_id)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(key) = key else {
+        return Ok(Err(Refusal::Revoked { key_id: key_id.clone() }));
+    };
+    let admitted = match admit(tx, key_id, &key, amount, now).await? {
+        Ok(a) => a,
+        Err(refusal) => {
+            uncount(tx, key_id, amount).await?;
+            return Ok(Err(refusal));
+        }
+    };
     let held = sqlx::query(
         "UPDATE accounts SET balance = balance - $1, held = held + $1 \
-         WHERE id = $2 AND balance >= $1",
+         WHERE id = $2 AND balance >= $1 AND disabled_at IS NULL",
     )
     .bind(amount)
     .bind(account_id)
     .execute(&mut *tx)
     .await?;
     if held.rows_affected() != 1 {
-        return Ok(Hold::InsufficientQuota);
-    }
-    let capped = sqlx::query(
-        "UPDATE api_keys SET spent = spent + $1 \
-         WHERE id = $2 AND (credit_cap IS NULL OR spent + $1 <= credit_cap)",
-    )
-    .bind(amount)
-    .bind(key_id)
-    .execute(&mut *tx)
-    .await?;
-    if capped.rows_affected() != 1 {
-        sqlx::query("UPDATE accounts SET balance = balance + $1, held = held - $1 WHERE id = $2")
-            .bind(amount)
+        uncount(tx, key_id, amount).await?;
+        let disabled = sqlx::query("SELECT disabled_at FROM accounts WHERE id = $1")
             .bind(account_id)
-            .execute(&mut *tx)
-            .await?;
-        return Ok(Hold::KeyCapExceeded);
+            .fetch_optional(&mut *tx)
+            .await?
+            .map(|r| r.try_get::<Option<i64>, _>("disabled_at"))
+            .transpose()?
+            .flatten()
+            .is_some();
+        return Ok(Err(if disabled {
+            Refusal::Revoked { key_id: key_id.clone() }
+        } else {
+            Refusal::InsufficientQuota { key_id: key_id.clone(), needed: amount }
+        }));
+    }
+    if admitted.rate_window.is_some() || admitted.budget.is_some() {
+        let budget = admitted.budget.unwrap_or(BudgetUse {
+            spent: key.spent,
+            period_start: key.period_start,
+            period_spent: key.period_spent,
+        });
+        sqlx::query(
+            "UPDATE api_keys SET rate_window = COALESCE($1, rate_window), period_start = $2, period_spent = $3 \
+             WHERE id = $4",
+        )
+        .bind(admitted.rate_window)
+        .bind(budget.period_start)
+        .bind(budget.period_spent)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
     }
     sqlx::query("INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES ($1, $2, 'hold', $3, $4)")
         .bind(account_id)
@@ -82,7 +134,79 @@ pub(super) async fn hold(
         .bind(now)
         .execute(&mut *tx)
         .await?;
-    Ok(Hold::Held)
+    Ok(Ok(()))
+}
+
+/// Takes back the count of a hold that was refused.
+async fn uncount(tx: &mut AnyConnection, key_id: &KeyId, amount: i64) -> Result<()> {
+    sqlx::query("UPDATE api_keys SET spent = spent - $1 WHERE id = $2")
+        .bind(amount)
+        .bind(key_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
+
+/// Checks the key's limits for one more create of `amount`; writes nothing.
+async fn admit(
+    tx: &mut AnyConnection,
+    key_id: &KeyId,
+    key: &KeyState,
+    amount: i64,
+    now: i64,
+) -> Result<Result<Admitted, Refusal>> {
+    let rate_window = match key.rpm {
+        None => None,
+        Some(rpm) => match RateWindow::parse(key.rate_window.as_deref()).admit(now, rpm) {
+            Ok(w) => Some(w.render()),
+            Err(retry_after) => return Ok(Err(Refusal::Rpm { key_id: key_id.clone(), limit: rpm, retry_after })),
+        },
+    };
+    if let Some(limit) = key.max_concurrent {
+        let open: i64 = sqlx::query(
+            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE key_id = $1 AND status IN ('pending', 'processing')",
+        )
+        .bind(key_id)
+        .fetch_one(&mut *tx)
+        .await?
+        .try_get("n")?;
+        if open >= limit {
+            // The soonest a running task is expected to end, within a minute.
+            let due: Option<i64> = sqlx::query(
+                "SELECT MIN(created_at + estimated_time * 1000) AS due FROM tasks \
+                 WHERE key_id = $1 AND status IN ('pending', 'processing')",
+            )
+            .bind(key_id)
+            .fetch_one(&mut *tx)
+            .await?
+            .try_get("due")?;
+            let wait = due.map_or(1, |d| (d - now + 999) / 1000).clamp(1, 60);
+            let retry_after = u64::try_from(wait).unwrap_or(1);
+            return Ok(Err(Refusal::Concurrency { key_id: key_id.clone(), limit, retry_after }));
+        }
+    }
+    let budget = match budget_of(key.budget_credits, key.budget_period.as_deref()) {
+        None => None,
+        Some(b) => {
+            let before =
+                BudgetUse { spent: key.spent - amount, period_start: key.period_start, period_spent: key.period_spent };
+            match before.charge(&b, amount, now) {
+                // The lifetime counter already counts this hold.
+                Some(_) if b.period == BudgetPeriod::Total => None,
+                Some(after) => Some(after),
+                None => {
+                    return Ok(Err(Refusal::Budget {
+                        key_id: key_id.clone(),
+                        budget: b,
+                        used: before.used(b.period, now),
+                        needed: amount,
+                        resets_at: b.period.next_reset(now),
+                    }));
+                }
+            }
+        }
+    };
+    Ok(Ok(Admitted { rate_window, budget }))
 }
 
 /// Settles a task that has just ended (its row already final): a completed task
@@ -137,11 +261,17 @@ pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, now: i64) -> 
         .execute(&mut *tx)
         .await?;
     if refund > 0 {
-        sqlx::query("UPDATE api_keys SET spent = spent - $1 WHERE id = $2")
-            .bind(refund)
-            .bind(&task.key_id)
-            .execute(&mut *tx)
-            .await?;
+        // What goes back leaves the key's budget too: its lifetime count, and
+        // its period count when the task was held in the period still counted.
+        sqlx::query(
+            "UPDATE api_keys SET spent = spent - $1, period_spent = CASE WHEN period_start > $2 THEN period_spent \
+             WHEN period_spent > $1 THEN period_spent - $1 ELSE 0 END WHERE id = $3",
+        )
+        .bind(refund)
+        .bind(task.created_at)
+        .bind(&task.key_id)
+        .execute(&mut *tx)
+        .await?;
     }
     Ok(())
 }
@@ -149,9 +279,15 @@ pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, now: i64) -> 
 impl Store {
     /// Adds (or, with a negative amount, removes) credits; never below zero.
     /// Returns the new balance, or `None` when the account does not exist or the
-    /// removal would make the balance negative.
+    /// removal would make the balance negative. Audited.
     #[tracing::instrument(skip_all)]
-    pub async fn grant_credits(&self, account_id: &AccountId, amount: i64, note: &str) -> Result<Option<i64>> {
+    pub async fn grant_credits(
+        &self,
+        account_id: &AccountId,
+        amount: i64,
+        note: &str,
+        actor: &Actor,
+    ) -> Result<Option<i64>> {
         let now = crate::util::now_ms();
         let mut tx = self.write.begin().await?;
         let row = sqlx::query(
@@ -167,6 +303,14 @@ impl Store {
         };
         let balance: i64 = row.try_get("balance")?;
         insert_grant(&mut tx, account_id, amount, note, now).await?;
+        let entry = Entry {
+            action: "account.grant",
+            target: account_id.as_str(),
+            account_id: Some(account_id),
+            before: Some(serde_json::json!({"balance": balance - amount})),
+            after: Some(serde_json::json!({"balance": balance, "amount": amount, "note": note})),
+        };
+        audit::record(&mut tx, actor, entry, now).await?;
         tx.commit().await?;
         Ok(Some(balance))
     }

@@ -7,7 +7,9 @@
 
 mod accounts;
 mod attempts;
+mod audit;
 mod batcher;
+mod codes;
 mod elements;
 mod files;
 mod leases;
@@ -15,6 +17,7 @@ mod ledger;
 mod meta;
 mod migrate;
 mod tasks;
+mod usage;
 mod webhooks;
 
 use std::path::Path;
@@ -23,11 +26,17 @@ use std::time::Duration;
 use sqlx::any::AnyPoolOptions;
 use sqlx::{AnyPool, Executor};
 
-pub use accounts::{AccountRow, AllowedModels, AuthKey, Balances, KeyRow};
+pub use crate::limits::AllowedModels;
+pub use accounts::{AccountRow, AuthKey, Balances, KeyRow, NewKeyOutcome};
 pub use attempts::{AttemptEnd, AttemptStatus, MarginRow, UpstreamAttempt};
+pub use audit::{Actor, AuditRow};
+pub use codes::{CodeBatchRow, CodeRefusal, NewCode, Redeemed};
 pub use elements::ElementRow;
 pub use files::{FileKind, FileRow};
-pub use tasks::{CallbackFor, CancelOutcome, CreateOutcome, Finish, Idempotency, NewDelivery, NewTask, TaskRow};
+pub use tasks::{
+    CallbackFor, CancelOutcome, CreateOutcome, Finish, Idempotency, NewDelivery, NewTask, TaskFilter, TaskRow,
+};
+pub use usage::{LedgerRow, MarginDay, ProviderStats, UsageGroup, UsageRow};
 pub use webhooks::{DeliveryAttemptRow, DeliveryRow, DeliveryStatus, WebhookSecrets};
 
 /// Which SQL dialect is behind the pools.

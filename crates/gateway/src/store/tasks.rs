@@ -4,7 +4,7 @@
 use sqlx::{AnyConnection, Row};
 use vidgate_api::task::{TaskErrorCode, TaskStatus};
 
-use super::ledger::{self, Hold};
+use super::ledger;
 use super::{Result, Store, StoreError};
 use crate::ids::{AccountId, DeliveryId, KeyId, LeaseOwner, TaskId};
 
@@ -115,8 +115,8 @@ pub struct Idempotency {
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created,
-    InsufficientQuota,
-    KeyCapExceeded,
+    /// The balance or a limit of the key said no; nothing was created or held.
+    Refused(crate::limits::Refusal),
     /// The same key and body were seen: replay this stored response.
     Replay(String),
     /// The same key was used with another body.
@@ -128,6 +128,15 @@ pub enum CancelOutcome {
     Cancelled(TaskRow),
     NotCancellable(TaskRow),
     NotFound,
+}
+
+/// Which tasks an operator lists: every field narrows.
+#[derive(Debug, Clone, Default)]
+pub struct TaskFilter {
+    pub status: Option<TaskStatus>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub account_id: Option<AccountId>,
 }
 
 /// How a task ends; each variant settles the money its own way.
@@ -245,6 +254,57 @@ impl Store {
         let mut q = sqlx::query_as(&sql).bind(account_id);
         if let Some(s) = status {
             q = q.bind(s.as_str());
+        }
+        if let Some((at, id)) = after {
+            q = q.bind(at).bind(id);
+        }
+        Ok(q.bind(limit).fetch_all(&self.read).await?)
+    }
+
+    /// One page of tasks across accounts, newest first, after `(created_us, id)`
+    /// if given (the console's task list).
+    #[tracing::instrument(skip_all)]
+    pub async fn list_all_tasks(
+        &self,
+        filter: &TaskFilter,
+        after: Option<(i64, &str)>,
+        limit: i64,
+    ) -> Result<Vec<TaskRow>> {
+        let mut sql = format!("SELECT {TASK_COLUMNS} FROM tasks WHERE 1 = 1");
+        let mut n = 0;
+        let mut next = || {
+            n += 1;
+            n
+        };
+        if filter.status.is_some() {
+            sql.push_str(&format!(" AND status = ${}", next()));
+        }
+        if filter.model.is_some() {
+            sql.push_str(&format!(" AND model = ${}", next()));
+        }
+        if filter.provider.is_some() {
+            sql.push_str(&format!(" AND provider = ${}", next()));
+        }
+        if filter.account_id.is_some() {
+            sql.push_str(&format!(" AND account_id = ${}", next()));
+        }
+        if after.is_some() {
+            let (a, b) = (next(), next());
+            sql.push_str(&format!(" AND (created_us < ${a} OR (created_us = ${a} AND id < ${b}))"));
+        }
+        sql.push_str(&format!(" ORDER BY created_us DESC, id DESC LIMIT ${}", next()));
+        let mut q = sqlx::query_as(&sql);
+        if let Some(s) = filter.status {
+            q = q.bind(s.as_str());
+        }
+        if let Some(m) = &filter.model {
+            q = q.bind(m);
+        }
+        if let Some(p) = &filter.provider {
+            q = q.bind(p);
+        }
+        if let Some(a) = &filter.account_id {
+            q = q.bind(a);
         }
         if let Some((at, id)) = after {
             q = q.bind(at).bind(id);
@@ -426,15 +486,11 @@ pub(super) async fn create_steps(
             });
         }
     }
-    match ledger::hold(tx, &task.account_id, &task.key_id, &task.id, task.credits_reserved, task.created_at).await? {
-        Hold::Held => {}
-        refused => {
-            forget_idempotency(tx, task, idem).await?;
-            return Ok(match refused {
-                Hold::KeyCapExceeded => CreateOutcome::KeyCapExceeded,
-                _ => CreateOutcome::InsufficientQuota,
-            });
-        }
+    if let Err(refusal) =
+        ledger::hold(tx, &task.account_id, &task.key_id, &task.id, task.credits_reserved, task.created_at).await?
+    {
+        forget_idempotency(tx, task, idem).await?;
+        return Ok(CreateOutcome::Refused(refusal));
     }
     sqlx::query(
         "INSERT INTO tasks (id, account_id, key_id, model, status, progress, request, \

@@ -181,16 +181,7 @@ async fn persist(
             "This Idempotency-Key was already used with a different request body.",
         )
         .with_param("Idempotency-Key")),
-        CreateOutcome::InsufficientQuota => Err(ApiError::new(
-            ErrorCode::InsufficientQuota,
-            format!(
-                "Insufficient credits: this request needs {} credits.",
-                vidgate_api::credits::Credits::from_units(price)
-            ),
-        )),
-        CreateOutcome::KeyCapExceeded => {
-            Err(ApiError::new(ErrorCode::InsufficientQuota, "This API key's credit cap does not cover this request."))
-        }
+        CreateOutcome::Refused(refusal) => Err(refusal.into()),
     }
 }
 
@@ -364,11 +355,12 @@ pub async fn list(state: &AppState, caller: &Caller, q: &ListQuery) -> Result<Ta
     Ok(TaskList { data, next_cursor })
 }
 
-fn encode_cursor(created_us: i64, id: &TaskId) -> String {
+/// The cursor of a page of tasks that ends with this one.
+pub fn encode_cursor(created_us: i64, id: &TaskId) -> String {
     URL_SAFE_NO_PAD.encode(format!("{created_us}:{id}"))
 }
 
-fn decode_cursor(c: &str) -> Option<(i64, String)> {
+pub fn decode_cursor(c: &str) -> Option<(i64, String)> {
     let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(c).ok()?).ok()?;
     let (t, id) = raw.split_once(':')?;
     Some((t.parse().ok()?, id.to_owned()))

@@ -136,6 +136,46 @@ impl TestApp {
         self.post_with_key(path, body, ADMIN_KEY).await
     }
 
+    pub async fn admin_get(&self, path: &str) -> (u16, Value) {
+        self.get_with_key(path, ADMIN_KEY).await
+    }
+
+    pub async fn patch_with_key(&self, path: &str, body: &Value, key: &str) -> (u16, Value) {
+        let resp = self.client.patch(self.url(path)).bearer_auth(key).json(body).send().await.expect("request");
+        split(resp).await
+    }
+
+    pub async fn admin_patch(&self, path: &str, body: &Value) -> (u16, Value) {
+        self.patch_with_key(path, body, ADMIN_KEY).await
+    }
+
+    /// A new account with `credits`: its id, its first key and that key's id.
+    pub async fn new_account_with_key_id(&self, credits: f64) -> (String, String, String) {
+        let (status, body) = self.admin_post("/admin/accounts", &json!({ "name": "t", "credits": credits })).await;
+        assert_eq!(status, 200, "{body}");
+        let s = |v: &Value| v.as_str().unwrap_or_default().to_owned();
+        (s(&body["account"]["id"]), s(&body["api_key"]), s(&body["key"]["id"]))
+    }
+
+    /// Sends `n` copies of a request at once; answers each status and body.
+    pub async fn burst(&self, n: usize, path: &str, body: &Value, key: &str) -> Vec<(u16, Value, Option<String>)> {
+        let mut handles = Vec::new();
+        for _ in 0..n {
+            let req = self.client.post(self.url(path)).bearer_auth(key).json(body);
+            handles.push(tokio::spawn(async move {
+                let resp = req.send().await.expect("request");
+                let retry = resp.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_owned);
+                let (s, b) = split(resp).await;
+                (s, b, retry)
+            }));
+        }
+        let mut out = Vec::new();
+        for h in handles {
+            out.push(h.await.expect("join"));
+        }
+        out
+    }
+
     pub async fn create(&self, body: &Value) -> (u16, Value) {
         self.post("/v1/videos/generations", body).await
     }
