@@ -19,6 +19,8 @@ const CONSOLE_HTML: &str = include_str!("../../assets/console.html");
 const ASSETS: &[(&str, &str, &str)] = &[
     ("console.js", "text/javascript; charset=utf-8", include_str!("../../assets/console.js")),
     ("console.css", "text/css; charset=utf-8", include_str!("../../assets/console.css")),
+    ("playground.js", "text/javascript; charset=utf-8", include_str!("../../assets/playground.js")),
+    ("playground.css", "text/css; charset=utf-8", include_str!("../../assets/playground.css")),
     ("favicon.svg", "image/svg+xml", include_str!("../../assets/favicon.svg")),
 ];
 
