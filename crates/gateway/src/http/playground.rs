@@ -1,4 +1,6 @@
-//! `GET /`: the playground page, embedded in the binary (no CDN, no internet).
+//! `GET /`: the playground page, embedded in the binary (no CDN, no internet); its
+//! script and styles are files under `/assets`, so it runs under the same strict
+//! Content-Security-Policy as the console.
 
 use axum::Router;
 use axum::http::header;
@@ -22,6 +24,7 @@ pub async fn page() -> impl IntoResponse {
             (header::CONTENT_TYPE, "text/html; charset=utf-8"),
             (header::CACHE_CONTROL, "no-cache"),
             (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+            (header::CONTENT_SECURITY_POLICY, crate::http::console::CSP),
         ],
         PAGE,
     )
