@@ -1,9 +1,11 @@
 //! The `vidgate` command line: `serve` runs the gateway; `keys create` makes an
-//! account in a local database; `generate`, `tasks` and `price` are clients of a
-//! running server; `webhooks verify` checks a callback's signature. Parsing and
+//! account in a local database; `admin ...` manages a running server over its
+//! admin API; `generate`, `tasks` and `price` are clients of a running server;
+//! `webhooks verify` checks a callback's signature. Parsing and
 //! dispatch only; the work is in the library. An error is printed once, by
 //! `main`; an interrupted command exits 130.
 
+pub mod admin;
 pub mod output;
 pub mod remote;
 mod serve;
@@ -25,6 +27,9 @@ pub struct Cli {
 enum Command {
     /// Run the gateway (zero configuration: SQLite and files under ./vidgate-data).
     Serve(serve::ServeArgs),
+    /// Manage a running server over HTTP (VIDGATE_URL, VIDGATE_ADMIN_KEY):
+    /// accounts, keys and their limits, top-up codes, usage, the audit log.
+    Admin(admin::AdminArgs),
     /// Manage API keys in a local database.
     Keys {
         #[command(subcommand)]
@@ -142,6 +147,7 @@ pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
+        Command::Admin(args) => admin::run(args).await,
         Command::Keys { command } => serve::keys(command).await,
         Command::Generate(args) => remote::generate(args).await,
         Command::Tasks { command } => remote::tasks(command).await,

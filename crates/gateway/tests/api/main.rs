@@ -6,6 +6,7 @@
 mod helpers;
 
 mod admin;
+mod admin_cli;
 mod cli;
 mod codes;
 mod crash;
