@@ -219,12 +219,7 @@ mod tests {
             let url = url::Url::parse(u).map_err(|e| e.to_string());
             assert_eq!(url.map(|u| url_literal_ip(&u)), Ok(ip.parse().ok()), "{u}");
         }
-        assert_eq!(
-            url::Url::parse("https://example.com/")
-                .ok()
-                .and_then(|u| url_literal_ip(&u)),
-            None
-        );
+        assert_eq!(url::Url::parse("https://example.com/").ok().and_then(|u| url_literal_ip(&u)), None);
     }
 
     #[test]

@@ -17,11 +17,7 @@ pub enum ModelId {
 }
 
 impl ModelId {
-    pub const ALL: [ModelId; 3] = [
-        Self::KlingV3ImageToVideo,
-        Self::KlingV3TextToVideo,
-        Self::KlingCustomElement,
-    ];
+    pub const ALL: [ModelId; 3] = [Self::KlingV3ImageToVideo, Self::KlingV3TextToVideo, Self::KlingCustomElement];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -81,9 +77,7 @@ impl Quality {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::P720, Self::P1080]
-            .into_iter()
-            .find(|q| q.as_str() == s)
+        [Self::P720, Self::P1080].into_iter().find(|q| q.as_str() == s)
     }
 }
 
@@ -134,9 +128,7 @@ impl AspectRatio {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [Self::R16x9, Self::R9x16, Self::R1x1]
-            .into_iter()
-            .find(|q| q.as_str() == s)
+        [Self::R16x9, Self::R9x16, Self::R1x1].into_iter().find(|q| q.as_str() == s)
     }
 }
 
@@ -167,9 +159,9 @@ fn multiplier_milli(quality: Quality, sound: Sound) -> i64 {
 pub fn units_per_second(model: ModelId, quality: Quality, sound: Sound) -> Option<Credits> {
     match model.billing_rule() {
         BillingRule::PerCall => None,
-        BillingRule::PerSecond => Some(Credits::from_units(
-            BASE_UNITS_PER_SECOND * multiplier_milli(quality, sound) / 1000,
-        )),
+        BillingRule::PerSecond => {
+            Some(Credits::from_units(BASE_UNITS_PER_SECOND * multiplier_milli(quality, sound) / 1000))
+        }
     }
 }
 
@@ -177,9 +169,7 @@ pub fn units_per_second(model: ModelId, quality: Quality, sound: Sound) -> Optio
 pub fn price(model: ModelId, quality: Quality, sound: Sound, duration_secs: u32) -> Credits {
     match units_per_second(model, quality, sound) {
         None => Credits::from_units(ELEMENT_CALL_UNITS),
-        Some(per_second) => {
-            Credits::from_units(per_second.units() * i64::from(duration_secs.max(MIN_DURATION)))
-        }
+        Some(per_second) => Credits::from_units(per_second.units() * i64::from(duration_secs.max(MIN_DURATION))),
     }
 }
 
@@ -255,22 +245,14 @@ pub fn model_list() -> ModelList {
                 kind: "video".to_owned(),
                 billing_rule: m.billing_rule(),
                 pricing,
-                price_per_call: (!per_second)
-                    .then(|| Credits::from_units(ELEMENT_CALL_UNITS).to_credits_f64()),
+                price_per_call: (!per_second).then(|| Credits::from_units(ELEMENT_CALL_UNITS).to_credits_f64()),
                 min_duration: per_second.then_some(MIN_DURATION),
                 max_duration: per_second.then_some(MAX_DURATION),
-                qualities: if per_second {
-                    vec![Quality::P720, Quality::P1080]
-                } else {
-                    Vec::new()
-                },
+                qualities: if per_second { vec![Quality::P720, Quality::P1080] } else { Vec::new() },
             }
         })
         .collect();
-    ModelList {
-        object: "list".to_owned(),
-        data,
-    }
+    ModelList { object: "list".to_owned(), data }
 }
 
 #[cfg(test)]
@@ -290,24 +272,14 @@ mod tests {
         for (q, s, per) in table {
             for d in 3..=15u32 {
                 for m in [ModelId::KlingV3ImageToVideo, ModelId::KlingV3TextToVideo] {
-                    assert_eq!(
-                        price(m, q, s, d).units(),
-                        per * i64::from(d),
-                        "{q:?} {s:?} {d}"
-                    );
+                    assert_eq!(price(m, q, s, d).units(), per * i64::from(d), "{q:?} {s:?} {d}");
                 }
                 n += 1;
             }
         }
         assert_eq!(n, 52);
-        assert_eq!(
-            price(ModelId::KlingV3ImageToVideo, Quality::P720, Sound::Off, 5).units(),
-            270_000
-        );
-        assert_eq!(
-            price(ModelId::KlingV3ImageToVideo, Quality::P1080, Sound::Off, 15).units(),
-            1_079_730
-        );
+        assert_eq!(price(ModelId::KlingV3ImageToVideo, Quality::P720, Sound::Off, 5).units(), 270_000);
+        assert_eq!(price(ModelId::KlingV3ImageToVideo, Quality::P1080, Sound::Off, 15).units(), 1_079_730);
     }
 
     #[test]
@@ -318,32 +290,32 @@ mod tests {
                 Quality::P720,
                 Sound::Off,
                 [
-                    162_000, 216_000, 270_000, 324_000, 378_000, 432_000, 486_000, 540_000,
-                    594_000, 648_000, 702_000, 756_000, 810_000,
+                    162_000, 216_000, 270_000, 324_000, 378_000, 432_000, 486_000, 540_000, 594_000, 648_000, 702_000,
+                    756_000, 810_000,
                 ],
             ),
             (
                 Quality::P720,
                 Sound::On,
                 [
-                    243_000, 324_000, 405_000, 486_000, 567_000, 648_000, 729_000, 810_000,
-                    891_000, 972_000, 1_053_000, 1_134_000, 1_215_000,
+                    243_000, 324_000, 405_000, 486_000, 567_000, 648_000, 729_000, 810_000, 891_000, 972_000,
+                    1_053_000, 1_134_000, 1_215_000,
                 ],
             ),
             (
                 Quality::P1080,
                 Sound::Off,
                 [
-                    215_946, 287_928, 359_910, 431_892, 503_874, 575_856, 647_838, 719_820,
-                    791_802, 863_784, 935_766, 1_007_748, 1_079_730,
+                    215_946, 287_928, 359_910, 431_892, 503_874, 575_856, 647_838, 719_820, 791_802, 863_784, 935_766,
+                    1_007_748, 1_079_730,
                 ],
             ),
             (
                 Quality::P1080,
                 Sound::On,
                 [
-                    324_000, 432_000, 540_000, 648_000, 756_000, 864_000, 972_000, 1_080_000,
-                    1_188_000, 1_296_000, 1_404_000, 1_512_000, 1_620_000,
+                    324_000, 432_000, 540_000, 648_000, 756_000, 864_000, 972_000, 1_080_000, 1_188_000, 1_296_000,
+                    1_404_000, 1_512_000, 1_620_000,
                 ],
             ),
         ];
@@ -355,11 +327,7 @@ mod tests {
                     Credits::from_units(units),
                     "{q:?} {s:?} {d}s"
                 );
-                assert_eq!(
-                    price(ModelId::KlingV3TextToVideo, q, s, d),
-                    Credits::from_units(units),
-                    "{q:?} {s:?} {d}s"
-                );
+                assert_eq!(price(ModelId::KlingV3TextToVideo, q, s, d), Credits::from_units(units), "{q:?} {s:?} {d}s");
                 cases += 1;
             }
         }
@@ -371,14 +339,7 @@ mod tests {
         let list = model_list();
         assert_eq!(list.object, "list");
         let ids: Vec<&str> = list.data.iter().map(|m| m.id.as_str()).collect();
-        assert_eq!(
-            ids,
-            [
-                "kling-v3-image-to-video",
-                "kling-v3-text-to-video",
-                "kling-custom-element"
-            ]
-        );
+        assert_eq!(ids, ["kling-v3-image-to-video", "kling-v3-text-to-video", "kling-custom-element"]);
         let i2v = &list.data[0];
         assert_eq!(
             (i2v.name.as_str(), i2v.kind.as_str(), i2v.object.as_str()),
@@ -390,44 +351,23 @@ mod tests {
         let credits: Vec<f64> = i2v.pricing.iter().map(|p| p.credits_per_second).collect();
         assert_eq!(credits, [5.4, 8.1, 7.1982, 10.8]);
         let el = &list.data[2];
-        assert_eq!(
-            (el.billing_rule, el.price_per_call, el.pricing.len()),
-            (BillingRule::PerCall, Some(1.0), 0)
-        );
+        assert_eq!((el.billing_rule, el.price_per_call, el.pricing.len()), (BillingRule::PerCall, Some(1.0), 0));
         let json = serde_json::to_value(&list).map_err(|e| e.to_string());
-        assert_eq!(
-            json.map(|j| j["data"][0]["pricing"][2]["units_per_second"].clone()),
-            Ok(serde_json::json!(71_982))
-        );
+        assert_eq!(json.map(|j| j["data"][0]["pricing"][2]["units_per_second"].clone()), Ok(serde_json::json!(71_982)));
     }
 
     #[test]
     fn names_parse_back() {
         for m in ModelId::ALL {
             assert_eq!(m.as_str().parse::<ModelId>(), Ok(m));
-            assert_eq!(
-                serde_json::to_value(m).ok(),
-                Some(serde_json::json!(m.as_str()))
-            );
+            assert_eq!(serde_json::to_value(m).ok(), Some(serde_json::json!(m.as_str())));
         }
         assert_eq!(ModelId::parse("kling-v3"), None);
         assert_eq!(Quality::parse("1080p").map(Quality::short_side), Some(1080));
-        assert_eq!(
-            AspectRatio::parse("9:16").map(AspectRatio::ratio),
-            Some((9, 16))
-        );
-        assert_eq!(
-            serde_json::to_value(AspectRatio::R1x1).ok(),
-            Some(serde_json::json!("1:1"))
-        );
-        assert_eq!(
-            serde_json::to_value(Sound::On).ok(),
-            Some(serde_json::json!("on"))
-        );
-        assert_eq!(
-            serde_json::to_value(BillingRule::PerCall).ok(),
-            Some(serde_json::json!("per_call"))
-        );
+        assert_eq!(AspectRatio::parse("9:16").map(AspectRatio::ratio), Some((9, 16)));
+        assert_eq!(serde_json::to_value(AspectRatio::R1x1).ok(), Some(serde_json::json!("1:1")));
+        assert_eq!(serde_json::to_value(Sound::On).ok(), Some(serde_json::json!("on")));
+        assert_eq!(serde_json::to_value(BillingRule::PerCall).ok(), Some(serde_json::json!("per_call")));
         assert_eq!(
             (Quality::default(), Sound::default(), AspectRatio::default()),
             (Quality::P720, Sound::Off, AspectRatio::R16x9)
@@ -436,17 +376,11 @@ mod tests {
 
     #[test]
     fn elements_cost_one_credit_per_call() {
-        assert_eq!(
-            price(ModelId::KlingCustomElement, Quality::P1080, Sound::On, 15).units(),
-            10_000
-        );
+        assert_eq!(price(ModelId::KlingCustomElement, Quality::P1080, Sound::On, 15).units(), 10_000);
     }
 
     #[test]
     fn short_durations_bill_three_seconds() {
-        assert_eq!(
-            price(ModelId::KlingV3TextToVideo, Quality::P720, Sound::Off, 1).units(),
-            162_000
-        );
+        assert_eq!(price(ModelId::KlingV3TextToVideo, Quality::P720, Sound::Off, 1).units(), 162_000);
     }
 }

@@ -5,20 +5,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 /// An amount of credits in units of 1/10000 credit.
-#[derive(
-    Clone,
-    Copy,
-    Debug,
-    PartialEq,
-    Eq,
-    PartialOrd,
-    Ord,
-    Hash,
-    Serialize,
-    Deserialize,
-    ToSchema,
-    Default,
-)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema, Default)]
 #[serde(transparent)]
 pub struct Credits(i64);
 
@@ -67,23 +54,12 @@ impl Credits {
         };
         let (whole, frac) = digits.split_once('.').unwrap_or((digits, ""));
         let all_digits = |p: &str| p.bytes().all(|b| b.is_ascii_digit());
-        if whole.is_empty()
-            || !all_digits(whole)
-            || !all_digits(frac)
-            || frac.len() > 4
-            || digits.ends_with('.')
-        {
+        if whole.is_empty() || !all_digits(whole) || !all_digits(frac) || frac.len() > 4 || digits.ends_with('.') {
             return None;
         }
         let whole: i64 = whole.parse().ok()?;
-        let frac_units: i64 = if frac.is_empty() {
-            0
-        } else {
-            format!("{frac:0<4}").parse().ok()?
-        };
-        let units = whole
-            .checked_mul(Self::UNITS_PER_CREDIT)?
-            .checked_add(frac_units)?;
+        let frac_units: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<4}").parse().ok()? };
+        let units = whole.checked_mul(Self::UNITS_PER_CREDIT)?.checked_add(frac_units)?;
         Some(Self(if neg { -units } else { units }))
     }
 }
@@ -127,39 +103,15 @@ mod tests {
         assert_eq!(Credits::from_units(-5).to_string(), "-0.0005");
         assert_eq!(Credits::from_units(10_000).to_string(), "1");
         assert_eq!(Credits::ZERO.to_string(), "0");
-        assert_eq!(
-            Credits::from_units(i64::MIN).to_string(),
-            "-922337203685477.5808"
-        );
+        assert_eq!(Credits::from_units(i64::MIN).to_string(), "-922337203685477.5808");
     }
 
     #[test]
     fn parses_decimals_exactly_and_round_trips_display() {
-        for (s, units) in [
-            ("27", 270_000),
-            ("7.1982", 71_982),
-            ("0.5", 5_000),
-            ("-0.0005", -5),
-            ("1.0", 10_000),
-        ] {
-            assert_eq!(
-                Credits::parse_decimal(s),
-                Some(Credits::from_units(units)),
-                "{s}"
-            );
+        for (s, units) in [("27", 270_000), ("7.1982", 71_982), ("0.5", 5_000), ("-0.0005", -5), ("1.0", 10_000)] {
+            assert_eq!(Credits::parse_decimal(s), Some(Credits::from_units(units)), "{s}");
         }
-        for s in [
-            "",
-            "-",
-            ".5",
-            "1.",
-            "1.23456",
-            "1e3",
-            "abc",
-            "1,5",
-            "+1",
-            "99999999999999999999",
-        ] {
+        for s in ["", "-", ".5", "1.", "1.23456", "1e3", "abc", "1,5", "+1", "99999999999999999999"] {
             assert_eq!(s.parse::<Credits>(), Err(InvalidCredits), "{s}");
         }
         for units in [0, 1, 71_982, 270_000, -123_456, 1_079_730] {
@@ -170,30 +122,13 @@ mod tests {
 
     #[test]
     fn arithmetic_is_checked() {
-        assert_eq!(
-            Credits::from_whole_credits(27),
-            Some(Credits::from_units(270_000))
-        );
+        assert_eq!(Credits::from_whole_credits(27), Some(Credits::from_units(270_000)));
         assert_eq!(Credits::from_whole_credits(i64::MAX), None);
-        assert_eq!(
-            Credits::from_units(i64::MAX).checked_add(Credits::from_units(1)),
-            None
-        );
-        assert_eq!(
-            Credits::from_units(i64::MIN).checked_sub(Credits::from_units(1)),
-            None
-        );
-        assert_eq!(
-            Credits::from_units(5).checked_sub(Credits::from_units(7)),
-            Some(Credits::from_units(-2))
-        );
+        assert_eq!(Credits::from_units(i64::MAX).checked_add(Credits::from_units(1)), None);
+        assert_eq!(Credits::from_units(i64::MIN).checked_sub(Credits::from_units(1)), None);
+        assert_eq!(Credits::from_units(5).checked_sub(Credits::from_units(7)), Some(Credits::from_units(-2)));
         assert_eq!(Credits::from_units(720_000).to_usd_f64(), 1.0);
         assert_eq!(Credits::from_units(270_000).to_credits_f64(), 27.0);
-        assert_eq!(
-            serde_json::to_string(&Credits::from_units(270_000))
-                .ok()
-                .as_deref(),
-            Some("270000")
-        );
+        assert_eq!(serde_json::to_string(&Credits::from_units(270_000)).ok().as_deref(), Some("270000"));
     }
 }

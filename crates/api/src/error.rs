@@ -102,11 +102,7 @@ impl ErrorBody {
 impl From<&crate::create::FieldError> for ErrorBody {
     /// A rejected create field: `400 invalid_request` naming the field in `param`.
     fn from(e: &crate::create::FieldError) -> Self {
-        Self::new(
-            ErrorCode::InvalidRequest,
-            e.message.clone(),
-            Some(e.param.clone()),
-        )
+        Self::new(ErrorCode::InvalidRequest, e.message.clone(), Some(e.param.clone()))
     }
 }
 
@@ -148,9 +144,7 @@ mod tests {
         let b = ErrorBody::new(ErrorCode::InsufficientQuota, "no", None);
         assert_eq!(
             serde_json::to_string(&b).ok().as_deref(),
-            Some(
-                r#"{"error":{"code":"insufficient_quota","message":"no","type":"insufficient_quota","param":null}}"#
-            )
+            Some(r#"{"error":{"code":"insufficient_quota","message":"no","type":"insufficient_quota","param":null}}"#)
         );
         assert_eq!(ErrorCode::TaskNotFound.status(), 404);
         assert_eq!(ErrorCode::UpstreamError.error_type(), "upstream_error");
@@ -160,88 +154,33 @@ mod tests {
     fn every_code_has_the_spec_status_and_type() {
         use ErrorCode::*;
         let table = [
-            (
-                InvalidRequest,
-                400,
-                "invalid_request",
-                "invalid_request_error",
-            ),
-            (
-                InvalidTaskId,
-                400,
-                "invalid_task_id",
-                "invalid_request_error",
-            ),
+            (InvalidRequest, 400, "invalid_request", "invalid_request_error"),
+            (InvalidTaskId, 400, "invalid_task_id", "invalid_request_error"),
             (Unauthorized, 401, "unauthorized", "authentication_error"),
-            (
-                InsufficientQuota,
-                402,
-                "insufficient_quota",
-                "insufficient_quota",
-            ),
-            (
-                ModelAccessDenied,
-                403,
-                "model_access_denied",
-                "invalid_request_error",
-            ),
+            (InsufficientQuota, 402, "insufficient_quota", "insufficient_quota"),
+            (ModelAccessDenied, 403, "model_access_denied", "invalid_request_error"),
             (TaskNotFound, 404, "task_not_found", "invalid_request_error"),
             (NotFound, 404, "not_found", "invalid_request_error"),
-            (
-                MethodNotAllowed,
-                405,
-                "method_not_allowed",
-                "invalid_request_error",
-            ),
-            (
-                IdempotencyConflict,
-                409,
-                "idempotency_conflict",
-                "invalid_request_error",
-            ),
-            (
-                PayloadTooLarge,
-                413,
-                "payload_too_large",
-                "invalid_request_error",
-            ),
-            (
-                RateLimitExceeded,
-                429,
-                "rate_limit_exceeded",
-                "rate_limit_error",
-            ),
+            (MethodNotAllowed, 405, "method_not_allowed", "invalid_request_error"),
+            (IdempotencyConflict, 409, "idempotency_conflict", "invalid_request_error"),
+            (PayloadTooLarge, 413, "payload_too_large", "invalid_request_error"),
+            (RateLimitExceeded, 429, "rate_limit_exceeded", "rate_limit_error"),
             (InternalError, 500, "internal_error", "api_error"),
             (UpstreamError, 502, "upstream_error", "upstream_error"),
-            (
-                ServiceUnavailable,
-                503,
-                "service_unavailable",
-                "upstream_error",
-            ),
+            (ServiceUnavailable, 503, "service_unavailable", "upstream_error"),
         ];
         assert_eq!(table.len(), ErrorCode::ALL.len());
         for (code, status, s, kind) in table {
-            assert_eq!(
-                (code.status(), code.as_str(), code.error_type()),
-                (status, s, kind),
-                "{code:?}"
-            );
+            assert_eq!((code.status(), code.as_str(), code.error_type()), (status, s, kind), "{code:?}");
             assert_eq!(ErrorCode::parse(s), Some(code));
         }
     }
 
     #[test]
     fn a_field_error_becomes_a_400_naming_the_field() {
-        let fe = crate::create::FieldError {
-            param: "duration".to_owned(),
-            message: "bad".to_owned(),
-        };
+        let fe = crate::create::FieldError { param: "duration".to_owned(), message: "bad".to_owned() };
         let body = ErrorBody::from(&fe);
-        assert_eq!(
-            ErrorCode::parse(&body.error.code).map(ErrorCode::status),
-            Some(400)
-        );
+        assert_eq!(ErrorCode::parse(&body.error.code).map(ErrorCode::status), Some(400));
         assert_eq!(
             serde_json::to_string(&body).ok().as_deref(),
             Some(

@@ -56,9 +56,7 @@ pub enum ImageError {
     Malformed,
     #[error("the image is {width}x{height}; both sides must be at least 300 px")]
     TooSmall { width: u32, height: u32 },
-    #[error(
-        "the image is {width}x{height}; sides above 10000 px or 40 megapixels are not accepted"
-    )]
+    #[error("the image is {width}x{height}; sides above 10000 px or 40 megapixels are not accepted")]
     TooManyPixels { width: u32, height: u32 },
     #[error("the image is {width}x{height}; the aspect ratio must be between 1:2.5 and 2.5:1")]
     BadAspect { width: u32, height: u32 },
@@ -83,21 +81,11 @@ pub fn sniff_image(bytes: &[u8]) -> Result<ImageInfo, ImageError> {
     }
     if bytes.starts_with(&PNG_SIG) {
         let (width, height) = png_size(bytes)?;
-        return Ok(ImageInfo {
-            format: ImageFormat::Png,
-            width,
-            height,
-            byte_len: bytes.len(),
-        });
+        return Ok(ImageInfo { format: ImageFormat::Png, width, height, byte_len: bytes.len() });
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         let (width, height) = jpeg_size(bytes)?;
-        return Ok(ImageInfo {
-            format: ImageFormat::Jpeg,
-            width,
-            height,
-            byte_len: bytes.len(),
-        });
+        return Ok(ImageInfo { format: ImageFormat::Jpeg, width, height, byte_len: bytes.len() });
     }
     Err(ImageError::UnsupportedFormat)
 }
@@ -173,23 +161,14 @@ pub fn check_image_rules(info: &ImageInfo) -> Result<(), ImageError> {
     // The SPEC's own rules first, so a 20000 x 100 strip is reported as a bad
     // aspect (the client's fix) rather than as too many pixels.
     if w < MIN_SIDE || h < MIN_SIDE {
-        return Err(ImageError::TooSmall {
-            width: w,
-            height: h,
-        });
+        return Err(ImageError::TooSmall { width: w, height: h });
     }
     let (long, short) = (u64::from(w.max(h)), u64::from(w.min(h)));
     if 2 * long > 5 * short {
-        return Err(ImageError::BadAspect {
-            width: w,
-            height: h,
-        });
+        return Err(ImageError::BadAspect { width: w, height: h });
     }
     if w > MAX_SIDE || h > MAX_SIDE || u64::from(w) * u64::from(h) > MAX_PIXELS {
-        return Err(ImageError::TooManyPixels {
-            width: w,
-            height: h,
-        });
+        return Err(ImageError::TooManyPixels { width: w, height: h });
     }
     Ok(())
 }
@@ -220,15 +199,9 @@ pub(crate) mod tests {
 
     #[test]
     fn reads_png_and_jpeg_sizes_from_headers() {
-        assert_eq!(
-            sniff_image(&png_header(640, 480)).map(|i| (i.width, i.height)),
-            Ok((640, 480))
-        );
+        assert_eq!(sniff_image(&png_header(640, 480)).map(|i| (i.width, i.height)), Ok((640, 480)));
         let j = sniff_image(&jpeg_header(1920, 1080));
-        assert_eq!(
-            j.map(|i| (i.format, i.width, i.height)),
-            Ok((ImageFormat::Jpeg, 1920, 1080))
-        );
+        assert_eq!(j.map(|i| (i.format, i.width, i.height)), Ok((ImageFormat::Jpeg, 1920, 1080)));
     }
 
     /// SOI, fill bytes, an APP1 and a COM segment, a stray RST marker, DQT, then SOF2.
@@ -249,10 +222,7 @@ pub(crate) mod tests {
     #[test]
     fn walks_jpeg_segments_to_the_frame_header() {
         let j = sniff_image(&busy_jpeg(1024, 768));
-        assert_eq!(
-            j.map(|i| (i.format, i.width, i.height)),
-            Ok((ImageFormat::Jpeg, 1024, 768))
-        );
+        assert_eq!(j.map(|i| (i.format, i.width, i.height)), Ok((ImageFormat::Jpeg, 1024, 768)));
         // DHT (C4) is not a frame header and must be skipped, not read as one.
         let mut d = vec![0xFF, 0xD8, 0xFF, 0xC4, 0x00, 0x04, 0x12, 0x34];
         d.extend_from_slice(&jpeg_header(500, 400)[2..]);
@@ -262,25 +232,13 @@ pub(crate) mod tests {
     #[test]
     fn jpeg_without_a_frame_header_is_malformed() {
         // Scan data before any SOF.
-        assert_eq!(
-            sniff_image(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02]),
-            Err(ImageError::Malformed)
-        );
+        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xDA, 0x00, 0x02]), Err(ImageError::Malformed));
         // A segment length running off the end.
-        assert_eq!(
-            sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xF0, 0x00]),
-            Err(ImageError::Malformed)
-        );
+        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0xFF, 0xF0, 0x00]), Err(ImageError::Malformed));
         // A zero-length segment cannot advance the walk.
-        assert_eq!(
-            sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x00]),
-            Err(ImageError::Malformed)
-        );
+        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x00]), Err(ImageError::Malformed));
         // Zero width.
-        assert_eq!(
-            sniff_image(&jpeg_header(0, 400)),
-            Err(ImageError::Malformed)
-        );
+        assert_eq!(sniff_image(&jpeg_header(0, 400)), Err(ImageError::Malformed));
     }
 
     #[test]
@@ -295,87 +253,36 @@ pub(crate) mod tests {
         p[12..16].copy_from_slice(b"IDAT");
         assert_eq!(sniff_image(&p), Err(ImageError::Malformed));
         assert_eq!(sniff_image(&png_header(0, 400)), Err(ImageError::Malformed));
-        assert_eq!(
-            sniff_image(&png_header(400, 400)[..20]),
-            Err(ImageError::Malformed)
-        );
+        assert_eq!(sniff_image(&png_header(400, 400)[..20]), Err(ImageError::Malformed));
     }
 
     #[test]
     fn a_huge_header_is_rejected_without_decoding() {
         let info = sniff_image(&png_header(20_000, 20_000));
-        assert!(
-            matches!(
-                info,
-                Ok(ImageInfo {
-                    width: 20_000,
-                    height: 20_000,
-                    byte_len: 33,
-                    ..
-                })
-            ),
-            "{info:?}"
-        );
-        let err = info
-            .map_err(|e| e.to_string())
-            .and_then(|i| check_image_rules(&i).map_err(|e| e.to_string()));
-        assert!(
-            matches!(err, Err(ref m) if m.contains("megapixels")),
-            "{err:?}"
+        assert!(matches!(info, Ok(ImageInfo { width: 20_000, height: 20_000, byte_len: 33, .. })), "{info:?}");
+        let err = info.map_err(|e| e.to_string()).and_then(|i| check_image_rules(&i).map_err(|e| e.to_string()));
+        assert!(matches!(err, Err(ref m) if m.contains("megapixels")), "{err:?}");
+        assert_eq!(
+            check_image_rules(&ImageInfo { format: ImageFormat::Png, width: 10_001, height: 5_000, byte_len: 1 }),
+            Err(ImageError::TooManyPixels { width: 10_001, height: 5_000 })
         );
         assert_eq!(
-            check_image_rules(&ImageInfo {
-                format: ImageFormat::Png,
-                width: 10_001,
-                height: 5_000,
-                byte_len: 1
-            }),
-            Err(ImageError::TooManyPixels {
-                width: 10_001,
-                height: 5_000
-            })
+            check_image_rules(&ImageInfo { format: ImageFormat::Png, width: 8_000, height: 6_000, byte_len: 1 }),
+            Err(ImageError::TooManyPixels { width: 8_000, height: 6_000 })
         );
         assert_eq!(
-            check_image_rules(&ImageInfo {
-                format: ImageFormat::Png,
-                width: 8_000,
-                height: 6_000,
-                byte_len: 1
-            }),
-            Err(ImageError::TooManyPixels {
-                width: 8_000,
-                height: 6_000
-            })
-        );
-        assert_eq!(
-            check_image_rules(&ImageInfo {
-                format: ImageFormat::Png,
-                width: 8_000,
-                height: 5_000,
-                byte_len: 1
-            }),
+            check_image_rules(&ImageInfo { format: ImageFormat::Png, width: 8_000, height: 5_000, byte_len: 1 }),
             Ok(())
         );
     }
 
     #[test]
     fn byte_size_is_capped_at_ten_megabytes() {
-        let at = ImageInfo {
-            format: ImageFormat::Jpeg,
-            width: 400,
-            height: 400,
-            byte_len: MAX_IMAGE_BYTES,
-        };
+        let at = ImageInfo { format: ImageFormat::Jpeg, width: 400, height: 400, byte_len: MAX_IMAGE_BYTES };
         assert_eq!(check_image_rules(&at), Ok(()));
-        let over = ImageInfo {
-            byte_len: MAX_IMAGE_BYTES + 1,
-            ..at
-        };
+        let over = ImageInfo { byte_len: MAX_IMAGE_BYTES + 1, ..at };
         assert_eq!(check_image_rules(&over), Err(ImageError::TooLarge));
-        assert_eq!(
-            ImageError::TooLarge.task_error_code(),
-            TaskErrorCode::ImageProcessingError
-        );
+        assert_eq!(ImageError::TooLarge.task_error_code(), TaskErrorCode::ImageProcessingError);
         let mut big = png_header(400, 400);
         big.resize(MAX_IMAGE_BYTES + 1, 0);
         assert_eq!(sniff_image(&big), Err(ImageError::TooLarge));
@@ -384,70 +291,32 @@ pub(crate) mod tests {
     #[test]
     fn error_codes_split_unreadable_from_wrong_shape() {
         use ImageError::*;
-        for e in [
-            TooLarge,
-            UnsupportedFormat,
-            Malformed,
-            TooManyPixels {
-                width: 1,
-                height: 1,
-            },
-        ] {
-            assert_eq!(
-                e.task_error_code(),
-                TaskErrorCode::ImageProcessingError,
-                "{e}"
-            );
+        for e in [TooLarge, UnsupportedFormat, Malformed, TooManyPixels { width: 1, height: 1 }] {
+            assert_eq!(e.task_error_code(), TaskErrorCode::ImageProcessingError, "{e}");
         }
-        for e in [
-            TooSmall {
-                width: 1,
-                height: 1,
-            },
-            BadAspect {
-                width: 1,
-                height: 1,
-            },
-        ] {
-            assert_eq!(
-                e.task_error_code(),
-                TaskErrorCode::ImageDimensionMismatch,
-                "{e}"
-            );
+        for e in [TooSmall { width: 1, height: 1 }, BadAspect { width: 1, height: 1 }] {
+            assert_eq!(e.task_error_code(), TaskErrorCode::ImageDimensionMismatch, "{e}");
         }
     }
 
     #[test]
     fn refuses_other_formats_and_damage() {
-        assert_eq!(
-            sniff_image(b"GIF89a\x40\x01\x40\x01"),
-            Err(ImageError::UnsupportedFormat)
-        );
-        assert_eq!(
-            sniff_image(b"RIFF....WEBPVP8 "),
-            Err(ImageError::UnsupportedFormat)
-        );
+        assert_eq!(sniff_image(b"GIF89a\x40\x01\x40\x01"), Err(ImageError::UnsupportedFormat));
+        assert_eq!(sniff_image(b"RIFF....WEBPVP8 "), Err(ImageError::UnsupportedFormat));
         assert_eq!(sniff_image(b"BM...."), Err(ImageError::UnsupportedFormat));
         assert_eq!(sniff_image(&PNG_SIG), Err(ImageError::Malformed));
-        assert_eq!(
-            sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]),
-            Err(ImageError::Malformed)
-        );
+        assert_eq!(sniff_image(&[0xFF, 0xD8, 0xFF, 0xE0, 0x00]), Err(ImageError::Malformed));
     }
 
     #[test]
     fn applies_the_size_and_aspect_rules() {
         let check = |w, h| {
-            check_image_rules(
-                &sniff_image(&png_header(w, h))
-                    .map_err(|e| e.to_string())
-                    .unwrap_or(ImageInfo {
-                        format: ImageFormat::Png,
-                        width: 0,
-                        height: 0,
-                        byte_len: 0,
-                    }),
-            )
+            check_image_rules(&sniff_image(&png_header(w, h)).map_err(|e| e.to_string()).unwrap_or(ImageInfo {
+                format: ImageFormat::Png,
+                width: 0,
+                height: 0,
+                byte_len: 0,
+            }))
         };
         assert_eq!(check(300, 300), Ok(()));
         assert_eq!(check(750, 300), Ok(()));
@@ -455,26 +324,13 @@ pub(crate) mod tests {
         assert!(matches!(check(751, 300), Err(ImageError::BadAspect { .. })));
         assert!(matches!(check(300, 751), Err(ImageError::BadAspect { .. })));
         assert!(matches!(check(400, 299), Err(ImageError::TooSmall { .. })));
-        assert!(matches!(
-            check(20_000, 300),
-            Err(ImageError::BadAspect { .. })
-        ));
+        assert!(matches!(check(20_000, 300), Err(ImageError::BadAspect { .. })));
         assert!(matches!(check(299, 400), Err(ImageError::TooSmall { .. })));
-        assert!(matches!(
-            check(20_000, 20_000),
-            Err(ImageError::TooManyPixels { .. })
-        ));
+        assert!(matches!(check(20_000, 20_000), Err(ImageError::TooManyPixels { .. })));
         assert_eq!(
-            ImageError::TooSmall {
-                width: 1,
-                height: 1
-            }
-            .task_error_code(),
+            ImageError::TooSmall { width: 1, height: 1 }.task_error_code(),
             TaskErrorCode::ImageDimensionMismatch
         );
-        assert_eq!(
-            ImageError::UnsupportedFormat.task_error_code(),
-            TaskErrorCode::ImageProcessingError
-        );
+        assert_eq!(ImageError::UnsupportedFormat.task_error_code(), TaskErrorCode::ImageProcessingError);
     }
 }

@@ -33,14 +33,7 @@ impl TaskStatus {
         }
     }
     pub fn parse(s: &str) -> Option<Self> {
-        [
-            Self::Pending,
-            Self::Processing,
-            Self::Completed,
-            Self::Failed,
-        ]
-        .into_iter()
-        .find(|x| x.as_str() == s)
+        [Self::Pending, Self::Processing, Self::Completed, Self::Failed].into_iter().find(|x| x.as_str() == s)
     }
     pub fn is_final(self) -> bool {
         matches!(self, Self::Completed | Self::Failed)
@@ -128,11 +121,7 @@ pub struct TaskError {
 
 impl TaskError {
     pub fn new(code: TaskErrorCode, message: impl Into<String>) -> Self {
-        Self {
-            code,
-            message: message.into(),
-            kind: TASK_ERROR_KIND.to_owned(),
-        }
+        Self { code, message: message.into(), kind: TASK_ERROR_KIND.to_owned() }
     }
 }
 
@@ -269,9 +258,7 @@ pub fn is_valid_task_id(s: &str) -> bool {
         && secs.len() <= 12
         && secs.bytes().all(|b| b.is_ascii_digit())
         && tail.len() == 8
-        && tail
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+        && tail.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
 }
 
 #[cfg(test)]
@@ -290,11 +277,7 @@ mod tests {
             result_data: None,
             results: None,
             status: TaskStatus::Pending,
-            task_info: TaskInfo {
-                can_cancel: true,
-                estimated_time: 120,
-                video_duration: 5,
-            },
+            task_info: TaskInfo { can_cancel: true, estimated_time: 120, video_duration: 5 },
             kind: "video".to_owned(),
             usage: Usage {
                 billing_rule: BillingRule::PerSecond,
@@ -330,13 +313,7 @@ mod tests {
             Ok(t) => t,
             Err(e) => unreachable!("{e}"),
         };
-        assert_eq!(
-            t.error,
-            Some(TaskError::new(
-                TaskErrorCode::RequestCancelled,
-                "cancelled by the client"
-            ))
-        );
+        assert_eq!(t.error, Some(TaskError::new(TaskErrorCode::RequestCancelled, "cancelled by the client")));
         assert_eq!(t.usage.credits_charged, Some(0));
         assert_eq!(serde_json::to_string(&t).ok().as_deref(), Some(json));
     }
@@ -349,22 +326,12 @@ mod tests {
             matches!(&t, Ok(t) if t.status.is_final() && t.result_data == Some(serde_json::json!({"element_id": "el_1"}))),
             "{t:?}"
         );
-        assert_eq!(
-            t.ok()
-                .and_then(|t| serde_json::to_string(&t).ok())
-                .as_deref(),
-            Some(json)
-        );
+        assert_eq!(t.ok().and_then(|t| serde_json::to_string(&t).ok()).as_deref(), Some(json));
     }
 
     #[test]
     fn statuses_parse_and_only_two_are_final() {
-        for (s, fin) in [
-            ("pending", false),
-            ("processing", false),
-            ("completed", true),
-            ("failed", true),
-        ] {
+        for (s, fin) in [("pending", false), ("processing", false), ("completed", true), ("failed", true)] {
             let st = TaskStatus::parse(s);
             assert_eq!(st.map(|x| (x.as_str(), x.is_final())), Some((s, fin)));
             assert_eq!(serde_json::to_value(st).ok(), Some(serde_json::json!(s)));
@@ -374,23 +341,13 @@ mod tests {
 
     #[test]
     fn a_task_list_shows_a_null_cursor() {
-        let l = TaskList {
-            data: Vec::new(),
-            next_cursor: None,
-        };
-        assert_eq!(
-            serde_json::to_string(&l).ok().as_deref(),
-            Some(r#"{"data":[],"next_cursor":null}"#)
-        );
+        let l = TaskList { data: Vec::new(), next_cursor: None };
+        assert_eq!(serde_json::to_string(&l).ok().as_deref(), Some(r#"{"data":[],"next_cursor":null}"#));
     }
 
     #[test]
     fn credits_response_matches_evolink() {
-        let r = CreditsResponse::new(
-            Credits::from_units(71_982),
-            Credits::from_units(270_000),
-            false,
-        );
+        let r = CreditsResponse::new(Credits::from_units(71_982), Credits::from_units(270_000), false);
         assert_eq!(
             serde_json::to_string(&r).ok().as_deref(),
             Some(
@@ -401,11 +358,7 @@ mod tests {
 
     #[test]
     fn file_objects_serialize_plainly() {
-        let f = FileObject {
-            id: "file_1".to_owned(),
-            url: "https://x.example/f".to_owned(),
-            expires_at: 5,
-        };
+        let f = FileObject { id: "file_1".to_owned(), url: "https://x.example/f".to_owned(), expires_at: 5 };
         assert_eq!(
             serde_json::to_string(&f).ok().as_deref(),
             Some(r#"{"id":"file_1","url":"https://x.example/f","expires_at":5}"#)
@@ -417,18 +370,9 @@ mod tests {
         for c in TaskErrorCode::ALL {
             assert_eq!(TaskErrorCode::parse(c.as_str()), Some(c));
         }
-        assert_eq!(
-            TaskErrorCode::ALL
-                .iter()
-                .filter(|c| c.is_client_side())
-                .count(),
-            5
-        );
+        assert_eq!(TaskErrorCode::ALL.iter().filter(|c| c.is_client_side()).count(), 5);
         for c in TaskErrorCode::ALL {
-            assert_eq!(
-                serde_json::to_value(c).ok(),
-                Some(serde_json::json!(c.as_str()))
-            );
+            assert_eq!(serde_json::to_value(c).ok(), Some(serde_json::json!(c.as_str())));
         }
         assert!(!TaskErrorCode::ServiceError.is_client_side());
         assert!(TaskErrorCode::RequestCancelled.is_client_side());
