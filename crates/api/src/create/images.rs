@@ -4,28 +4,11 @@ use base64::Engine;
 use serde_json::Value;
 
 use super::*;
+use crate::addr::{check_user_url, is_file_link};
 
-/// Scheme, shape and literal-address checks of a user-given URL.
+/// The shared user-URL rule (`addr::check_user_url`), naming the field.
 pub(super) fn check_url(raw: &str, param: &str, opts: &ParseOptions) -> Result<url::Url, FieldError> {
-    let url = url::Url::parse(raw).map_err(|_| err(param, "The URL is not valid."))?;
-    match url.scheme() {
-        "https" => {}
-        "http" if opts.allow_private_urls => {}
-        _ => return Err(err(param, "Only https:// URLs are accepted.")),
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        return Err(err(param, "The URL has no host."));
-    }
-    if !url.username().is_empty() || url.password().is_some() {
-        return Err(err(param, "The URL must not carry credentials."));
-    }
-    if !opts.allow_private_urls
-        && (url_literal_ip(&url).is_some_and(is_forbidden_ip)
-            || matches!(url.host(), Some(url::Host::Domain(d)) if is_local_host_name(d)))
-    {
-        return Err(err(param, "The URL points to a private, loopback or reserved address."));
-    }
-    Ok(url)
+    check_user_url(raw, opts.allow_private_urls).map_err(|e| err(param, e.to_string()))
 }
 
 /// Standard alphabet; padding optional, as browsers and SDKs differ.

@@ -12,7 +12,6 @@ mod wire;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::addr::{is_forbidden_ip, is_local_host_name, url_literal_ip};
 use crate::catalog::{self, AspectRatio, ModelId, Quality, Sound};
 use crate::credits::Credits;
 use crate::image::{ImageInfo, MAX_IMAGE_BYTES, check_image_rules, sniff_image};
@@ -37,18 +36,6 @@ pub struct ParseOptions {
     /// reads them from its storage after verifying the signature, never over the
     /// network.
     pub trust_file_links: bool,
-}
-
-/// True when `url` has the shape of a vidgate file link (`/files/file-<id>` with
-/// `exp` and `sig`); whether it is genuine is for the server's signature check.
-pub fn is_file_link(url: &str) -> bool {
-    let Ok(u) = url::Url::parse(url) else { return false };
-    let id_ok = u
-        .path()
-        .strip_prefix("/files/file-")
-        .is_some_and(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()));
-    let q = u.query().unwrap_or("");
-    id_ok && q.split('&').any(|p| p.starts_with("exp=")) && q.split('&').any(|p| p.starts_with("sig="))
 }
 
 /// A rejected field: `param` is its path, `message` says what is wrong.

@@ -4,6 +4,7 @@ use base64::Engine;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::addr::is_file_link;
 use crate::image::ImageFormat;
 use crate::image::tests::{jpeg_header, png_header};
 
