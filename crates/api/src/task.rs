@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use crate::catalog::BillingRule;
-use crate::credits::Credits;
 
 /// `object` of every task.
 pub const TASK_OBJECT: &str = "video.generation.task";
@@ -216,27 +215,6 @@ pub struct CreditsResponse {
     pub success: bool,
 }
 
-impl CreditsResponse {
-    /// `remaining` and `used` shown as decimal credits for both the key and the account.
-    pub fn new(remaining: Credits, used: Credits, unlimited: bool) -> Self {
-        Self {
-            data: CreditsData {
-                token: TokenCredits {
-                    remaining_credits: remaining.to_credits_f64(),
-                    unlimited_credits: unlimited,
-                    used_credits: used.to_credits_f64(),
-                },
-                user: UserCredits {
-                    remaining_credits: remaining.to_credits_f64(),
-                    used_credits: used.to_credits_f64(),
-                },
-            },
-            message: String::new(),
-            success: true,
-        }
-    }
-}
-
 /// `POST /v1/files`: an upload usable as `image_start`/`image_end` until it expires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileObject {
@@ -347,7 +325,14 @@ mod tests {
 
     #[test]
     fn credits_response_matches_evolink() {
-        let r = CreditsResponse::new(Credits::from_units(71_982), Credits::from_units(270_000), false);
+        let r = CreditsResponse {
+            data: CreditsData {
+                token: TokenCredits { remaining_credits: 7.1982, unlimited_credits: false, used_credits: 27.0 },
+                user: UserCredits { remaining_credits: 7.1982, used_credits: 27.0 },
+            },
+            message: String::new(),
+            success: true,
+        };
         assert_eq!(
             serde_json::to_string(&r).ok().as_deref(),
             Some(

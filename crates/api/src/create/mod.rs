@@ -38,20 +38,7 @@ pub struct ParseOptions {
     pub trust_file_links: bool,
 }
 
-/// A rejected field: `param` is its path, `message` says what is wrong.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldError {
-    pub param: String,
-    pub message: String,
-}
-
-impl std::fmt::Display for FieldError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}: {}", self.param, self.message)
-    }
-}
-
-impl std::error::Error for FieldError {}
+pub use crate::error::FieldError;
 
 fn err(param: impl Into<String>, message: impl Into<String>) -> FieldError {
     FieldError { param: param.into(), message: message.into() }
