@@ -36,8 +36,8 @@ pub fn parse_image(v: &Value, param: &str, opts: &ParseOptions) -> Result<ImageS
             return Err(err(param, "The image is larger than 10 MB."));
         }
         let bytes = LENIENT_B64.decode(data.trim()).map_err(|_| err(param, "The data: URI is not valid base64."))?;
-        let info = sniff_image(&bytes).map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
-        check_image_rules(&info).map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
+        let info = check_image(&bytes, &ImageRules::default())
+            .map_err(|e| err(param, format!("The image is not usable: {e}.")))?;
         return Ok(ImageSource::Inline { bytes, info });
     }
     if s.chars().count() > MAX_URL_CHARS {

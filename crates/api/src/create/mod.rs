@@ -14,7 +14,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::catalog::{self, AspectRatio, ModelId, Quality, Sound};
 use crate::credits::Credits;
-use crate::image::{ImageInfo, MAX_IMAGE_BYTES, check_image_rules, sniff_image};
+use crate::image::{ImageInfo, ImageRules, MAX_IMAGE_BYTES, check_image};
 
 pub const MAX_PROMPT_CHARS: usize = 2500;
 pub const MAX_SHOT_PROMPT_CHARS: usize = 512;

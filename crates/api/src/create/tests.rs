@@ -6,14 +6,14 @@ use serde_json::{Value, json};
 use super::*;
 use crate::addr::is_file_link;
 use crate::image::ImageFormat;
-use crate::image::tests::{jpeg_header, png_header};
+use crate::image::tests::{jpeg, jpeg_header, png, png_header};
 
 fn uri(bytes: &[u8]) -> String {
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
 fn i2v() -> Value {
-    json!({"model": "kling-v3-image-to-video", "prompt": "p", "image_start": uri(&png_header(400, 400))})
+    json!({"model": "kling-v3-image-to-video", "prompt": "p", "image_start": uri(&png(400, 400))})
 }
 
 fn param_of(body: Value) -> String {
@@ -42,7 +42,7 @@ fn a_minimal_image_to_video_request_takes_the_defaults() {
 
 #[test]
 fn each_rule_names_its_field() {
-    let img = uri(&png_header(400, 400));
+    let img = uri(&png(400, 400));
     let cases: Vec<(Value, &str)> = vec![
         (json!(1), "body"),
         (json!({}), "model"),
@@ -142,17 +142,14 @@ fn jpeg_inline_images_are_accepted() {
     let body = with(
         i2v(),
         "image_start",
-        json!(format!(
-            "data:image/jpeg;base64,{}",
-            base64::engine::general_purpose::STANDARD.encode(jpeg_header(800, 600))
-        )),
+        json!(format!("data:image/jpeg;base64,{}", base64::engine::general_purpose::STANDARD.encode(jpeg(800, 600)))),
     );
     assert_eq!(param_of(body), "<ok>");
 }
 
 #[test]
 fn custom_elements_are_validated() {
-    let img = uri(&png_header(400, 400));
+    let img = uri(&png(400, 400));
     let ok = json!({"model": "kling-custom-element", "model_params": {"element_name": "cat", "element_description": "a cat",
         "element_image_list": {"frontal_image": img, "refer_images": [{"image_url": img}]}}});
     let t = parse_create(&ok, &ParseOptions::default()).map_err(|e| e.to_string());
@@ -180,7 +177,7 @@ fn t2v() -> Value {
 }
 
 fn element() -> Value {
-    let img = uri(&png_header(400, 400));
+    let img = uri(&png(400, 400));
     json!({"model": "kling-custom-element", "model_params": {"element_name": "cat", "element_description": "a grey cat",
         "element_image_list": {"frontal_image": img, "refer_images": [{"image_url": "https://cdn.example.com/cat2.jpg"}]}}})
 }
@@ -274,7 +271,7 @@ fn image_to_video_requires_image_start() {
 
 #[test]
 fn text_to_video_refuses_images_and_elements() {
-    let img = uri(&png_header(400, 400));
+    let img = uri(&png(400, 400));
     assert_eq!(fail(&with(t2v(), "image_start", json!(img))).param, "image_start");
     assert_eq!(fail(&with(t2v(), "image_end", json!(img))).param, "image_end");
     let e = fail(&params(t2v(), json!({"element_list": [{"element_id": "el_1"}]})));
@@ -296,7 +293,7 @@ fn text_to_video_requires_a_prompt() {
 
 #[test]
 fn image_end_follows_the_image_rules_and_is_optional() {
-    let t = ok(&with(i2v(), "image_end", json!(uri(&png_header(500, 400)))));
+    let t = ok(&with(i2v(), "image_end", json!(uri(&png(500, 400)))));
     assert!(matches!(t.image_end, Some(ImageSource::Inline { info: ImageInfo { width: 500, .. }, .. })));
     let e = fail(&with(i2v(), "image_end", json!(uri(&png_header(1000, 300)))));
     assert!(e.param == "image_end" && e.message.contains("aspect"), "{e}");
@@ -305,12 +302,12 @@ fn image_end_follows_the_image_rules_and_is_optional() {
 #[test]
 fn image_end_is_refused_with_multi_shot() {
     let b = params(
-        with(i2v(), "image_end", json!(uri(&png_header(400, 400)))),
+        with(i2v(), "image_end", json!(uri(&png(400, 400)))),
         json!({"multi_shot": true, "shot_type": "intelligence"}),
     );
     let e = fail(&b);
     assert!(e.param == "image_end" && e.message.contains("multi_shot"), "{e}");
-    let b = params(with(i2v(), "image_end", json!(uri(&png_header(400, 400)))), json!({"multi_shot": false}));
+    let b = params(with(i2v(), "image_end", json!(uri(&png(400, 400)))), json!({"multi_shot": false}));
     assert!(ok(&b).image_end.is_some());
 }
 
@@ -430,7 +427,7 @@ fn image_urls_must_be_public_https() {
 #[test]
 fn data_uris_are_decoded_and_checked_by_content() {
     let b64 = |b: &[u8]| base64::engine::general_purpose::STANDARD.encode(b);
-    let png = png_header(400, 300);
+    let png = png(400, 300);
     for prefix in
         ["data:image/png;base64,", "data:image/jpeg;base64,", "data:image/jpg;base64,", "data:IMAGE/PNG;base64,"]
     {
@@ -472,7 +469,7 @@ fn inline_image_rules_name_the_field() {
         let e = fail(&with(i2v(), "image_start", json!(uri(&img))));
         assert!(e.param == "image_start" && e.message.contains(what), "{e}");
     }
-    assert!(ok(&with(i2v(), "image_start", json!(uri(&png_header(750, 300))))).image_start.is_some());
+    assert!(ok(&with(i2v(), "image_start", json!(uri(&png(750, 300))))).image_start.is_some());
 }
 
 #[test]
@@ -482,7 +479,7 @@ fn oversized_data_uris_are_refused_before_decoding() {
     let e = fail(&with(i2v(), "image_start", json!(huge)));
     assert!(e.param == "image_start" && e.message.contains("10 MB"), "{e}");
     // A valid image padded to just over 10 MB decodes but is refused on size.
-    let mut big = png_header(400, 400);
+    let mut big = png(400, 400);
     big.resize(MAX_IMAGE_BYTES + 1, 0);
     let e = fail(&with(i2v(), "image_start", json!(uri(&big))));
     assert!(e.param == "image_start" && e.message.contains("10 MB"), "{e}");
@@ -668,7 +665,7 @@ fn a_custom_element_needs_name_description_and_images() {
         }
         b
     };
-    let img = uri(&png_header(400, 400));
+    let img = uri(&png(400, 400));
     let cases: Vec<(Value, &str)> = vec![
         (set(&["element_name"], Value::Null), "model_params.element_name"),
         (set(&["element_name"], json!("")), "model_params.element_name"),
@@ -728,7 +725,7 @@ fn video_reference_elements_are_refused_as_unsupported() {
 #[test]
 fn a_request_rebuilt_from_a_task_parses_back_to_the_same_task() {
     let full_i2v = json!({"model": "kling-v3-image-to-video", "prompt": "<<<element_1>>> walks", "negative_prompt": "blur",
-        "image_start": "https://cdn.example.com/a.png", "image_end": uri(&jpeg_header(640, 480)), "duration": 7,
+        "image_start": "https://cdn.example.com/a.png", "image_end": uri(&jpeg(640, 480)), "duration": 7,
         "quality": "1080p", "sound": "on", "callback_url": "https://hooks.example.com/cb",
         "model_params": {"element_list": [{"element_id": "el_9"}], "watermark_info": {"enabled": true}}});
     let t2v_shots = params(
