@@ -1,8 +1,12 @@
-//! `POST /v1/videos/generations`: the body read by hand from JSON so that every
-//! error names its exact field (`model_params.multi_prompt[1].duration`). What
-//! comes out is a `CreateTask` that obeys every rule of SPEC 1.1; inline images are
-//! already decoded from base64 and checked by content.
+//! `POST /v1/videos/generations`: the body read by hand from JSON, against the
+//! catalog's data for its model, so that every error names its exact field
+//! (`model_params.multi_prompt[1].duration`, `video_urls[0]`). What comes out is a
+//! `CreateTask<MediaSource>` that obeys every documented rule of its model; inline
+//! images are already decoded and checked completely, URLs passed the address rule.
+//! The task is generic over how it refers to media, so the gateway can store
+//! `CreateTask<its own reference>` (see `try_map_media`).
 
+mod fields;
 mod images;
 mod rules;
 #[cfg(test)]
@@ -12,42 +16,30 @@ mod wire;
 use base64::Engine;
 use serde::{Deserialize, Serialize};
 
-use crate::catalog::{self, AspectRatio, ModelId, Quality, Sound};
+use crate::catalog::{AspectRatio, Catalog, ModelId, ModelSpec, Orientation, Quality, ReferenceType, Sound};
 use crate::credits::Credits;
-use crate::image::{ImageInfo, ImageRules, MAX_IMAGE_BYTES, check_image};
+pub use crate::error::FieldError;
+use crate::image::ImageInfo;
+pub use images::{parse_image, parse_video_url};
 
-pub const MAX_PROMPT_CHARS: usize = 2500;
-pub const MAX_SHOT_PROMPT_CHARS: usize = 512;
-pub const MAX_SHOTS: usize = 6;
-pub const MAX_ELEMENTS: usize = 3;
+/// Longest URL accepted anywhere in a create body.
 pub const MAX_URL_CHARS: usize = 2048;
-pub const MAX_ELEMENT_ID_CHARS: usize = 128;
-pub const MAX_ELEMENT_NAME_CHARS: usize = 20;
-pub const MAX_ELEMENT_DESCRIPTION_CHARS: usize = 100;
-pub const MAX_REFER_IMAGES: usize = 3;
-pub const DEFAULT_DURATION: u32 = 5;
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ParseOptions {
     /// Allow `http://` and private or loopback literal hosts (development only).
     pub allow_private_urls: bool,
-    /// Accept image URLs shaped like the server's own signed file links
-    /// (`.../files/file-...?exp=..&sig=..`) without address checks: the server
-    /// reads them from its storage after verifying the signature, never over the
-    /// network.
+    /// Accept URLs shaped like the server's own signed file links (`/files/{id}?exp=..&sig=..`)
+    /// without address checks: the server reads them from its storage after
+    /// verifying the signature, never over the network.
     pub trust_file_links: bool,
 }
 
-pub use crate::error::FieldError;
-
-fn err(param: impl Into<String>, message: impl Into<String>) -> FieldError {
-    FieldError { param: param.into(), message: message.into() }
-}
-
-/// An image as given: bytes at hand (checked), or a URL to fetch later.
+/// A medium as given: image bytes at hand (decoded from a `data:` URI and
+/// checked), or a URL to fetch later (videos are always URLs).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum ImageSource {
+pub enum MediaSource {
     Inline {
         #[serde(with = "b64")]
         bytes: Vec<u8>,
@@ -71,69 +63,8 @@ mod b64 {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ShotPrompt {
-    pub index: u32,
-    pub prompt: String,
-    pub duration: u32,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum MultiShot {
-    Customize(Vec<ShotPrompt>),
-    Intelligence,
-}
-
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct ElementSpec {
-    pub name: String,
-    pub description: String,
-    pub frontal_image: ImageSource,
-    pub refer_images: Vec<ImageSource>,
-}
-
-/// A valid create request.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct CreateTask {
-    pub model: ModelId,
-    pub prompt: Option<String>,
-    pub negative_prompt: Option<String>,
-    pub image_start: Option<ImageSource>,
-    pub image_end: Option<ImageSource>,
-    pub duration: u32,
-    pub quality: Quality,
-    pub sound: Sound,
-    pub aspect_ratio: AspectRatio,
-    pub callback_url: Option<String>,
-    pub multi_shot: Option<MultiShot>,
-    pub element_ids: Vec<String>,
-    pub watermark: bool,
-    pub element: Option<ElementSpec>,
-}
-
-impl CreateTask {
-    pub fn price(&self) -> Credits {
-        catalog::price(self.model, self.quality, self.sound, self.duration)
-    }
-
-    pub fn billed_seconds(&self) -> u32 {
-        match self.model.billing_rule() {
-            catalog::BillingRule::PerCall => 0,
-            catalog::BillingRule::PerSecond => self.duration.max(catalog::MIN_DURATION),
-        }
-    }
-
-    pub fn video_duration(&self) -> u32 {
-        match self.model {
-            ModelId::KlingCustomElement => 0,
-            _ => self.duration,
-        }
-    }
-}
-
-impl ImageSource {
-    /// The string a client would send for this image: the URL, or a `data:` URI.
+impl MediaSource {
+    /// The string a client would send for this medium: the URL, or a `data:` URI.
     pub fn to_wire_string(&self) -> String {
         match self {
             Self::Url(u) => u.clone(),
@@ -148,66 +79,224 @@ impl ImageSource {
     }
 }
 
-impl CreateTask {
-    /// The request body that `parse_create` reads back into this task (the
-    /// `evolink` adapter sends it upstream; clear `callback_url` first there).
-    pub fn to_request(&self) -> CreateRequest {
-        let per_second = self.model.billing_rule() == catalog::BillingRule::PerSecond;
-        let mut params = ModelParams::default();
-        match &self.multi_shot {
-            None => {}
-            Some(MultiShot::Intelligence) => {
-                params.multi_shot = Some(true);
-                params.shot_type = Some(ShotType::Intelligence);
+/// Whether a medium is an image or a video.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MediaKind {
+    Image,
+    Video,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShotPrompt {
+    pub index: u32,
+    pub prompt: String,
+    pub duration: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MultiShot {
+    Customize(Vec<ShotPrompt>),
+    Intelligence,
+}
+
+/// A `kling-custom-element` request: a subject made from images or from a video.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ElementSpec<M> {
+    pub name: String,
+    pub description: String,
+    #[serde(default)]
+    pub reference_type: ReferenceType,
+    /// `image_refer`: the subject from the front.
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub frontal_image: Option<M>,
+    /// `image_refer`: 1 to 3 further views.
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub refer_images: Vec<M>,
+    /// `video_refer`: the one reference video.
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub refer_video: Option<M>,
+    /// `video_refer`: the voice the element speaks with.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voice_id: Option<String>,
+}
+
+fn none<M>() -> Option<M> {
+    None
+}
+
+/// A valid create request, for any model. Media fields are canonical whatever the
+/// request used (EvoLink's `image_urls` as frames land in `image_start`/`image_end`);
+/// `frames_from_image_urls` remembers it, so errors later name the field the client
+/// sent. Fields a model does not take are empty; `quality` and `sound` hold what the
+/// model will make (its fixed value, or 720p / off for a model that makes no video).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CreateTask<M> {
+    pub model: ModelId,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub negative_prompt: Option<String>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub image_start: Option<M>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub image_end: Option<M>,
+    /// The frames came as `image_urls[0]` and `image_urls[1]`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub frames_from_image_urls: bool,
+    /// Reference images (never frames).
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub image_urls: Vec<M>,
+    /// A model's `video_url` (one string).
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub video_url: Option<M>,
+    /// A model's `video_urls` (an array).
+    #[serde(default = "Vec::new", skip_serializing_if = "Vec::is_empty")]
+    pub video_urls: Vec<M>,
+    /// Requested seconds; `None` when the output follows the input video.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<u32>,
+    #[serde(default)]
+    pub quality: Quality,
+    #[serde(default)]
+    pub sound: Sound,
+    /// `None` when the output's shape follows an input (an image or video).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aspect_ratio: Option<AspectRatio>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub callback_url: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub multi_shot: Option<MultiShot>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub element_ids: Vec<String>,
+    #[serde(default)]
+    pub watermark: bool,
+    /// Keep the input video's sound (video edit, reference, motion control).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub keep_original_sound: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub character_orientation: Option<Orientation>,
+    #[serde(default = "none", skip_serializing_if = "Option::is_none")]
+    pub element: Option<ElementSpec<M>>,
+}
+
+/// Reads and validates a create body (see `Catalog::parse_create`).
+pub(crate) fn parse(
+    catalog: &Catalog,
+    body: &serde_json::Value,
+    opts: &ParseOptions,
+) -> Result<CreateTask<MediaSource>, FieldError> {
+    rules::parse(catalog, body, opts)
+}
+
+impl<M> CreateTask<M> {
+    /// The price of a task billed by its request alone (see `ModelSpec::request_price`).
+    pub fn price(&self, spec: &ModelSpec) -> Option<Credits> {
+        spec.request_price(self)
+    }
+
+    /// Every medium with its kind and the request field it came in, in a stable
+    /// order: frames, reference images, videos, then the element's media.
+    pub fn media(&self) -> Vec<(MediaKind, String, &M)> {
+        let mut out = Vec::new();
+        let frame = |i: usize, name: &str| {
+            if self.frames_from_image_urls { format!("image_urls[{i}]") } else { name.to_owned() }
+        };
+        if let Some(m) = &self.image_start {
+            out.push((MediaKind::Image, frame(0, "image_start"), m));
+        }
+        if let Some(m) = &self.image_end {
+            out.push((MediaKind::Image, frame(1, "image_end"), m));
+        }
+        for (i, m) in self.image_urls.iter().enumerate() {
+            out.push((MediaKind::Image, format!("image_urls[{i}]"), m));
+        }
+        if let Some(m) = &self.video_url {
+            out.push((MediaKind::Video, "video_url".to_owned(), m));
+        }
+        for (i, m) in self.video_urls.iter().enumerate() {
+            out.push((MediaKind::Video, format!("video_urls[{i}]"), m));
+        }
+        if let Some(e) = &self.element {
+            if let Some(m) = &e.frontal_image {
+                out.push((MediaKind::Image, "model_params.element_image_list.frontal_image".to_owned(), m));
             }
-            Some(MultiShot::Customize(shots)) => {
-                params.multi_shot = Some(true);
-                params.shot_type = Some(ShotType::Customize);
-                params.multi_prompt = Some(
-                    shots
-                        .iter()
-                        .map(|s| MultiPromptItem {
-                            index: s.index,
-                            prompt: s.prompt.clone(),
-                            duration: s.duration.to_string(),
-                        })
-                        .collect(),
-                );
+            for (i, m) in e.refer_images.iter().enumerate() {
+                out.push((MediaKind::Image, format!("model_params.element_image_list.refer_images[{i}].image_url"), m));
+            }
+            if let Some(m) = &e.refer_video {
+                out.push((MediaKind::Video, "model_params.element_video_list.refer_videos[0].video_url".to_owned(), m));
             }
         }
-        if !self.element_ids.is_empty() {
-            params.element_list =
-                Some(self.element_ids.iter().map(|id| ElementRef { element_id: id.clone() }).collect());
-        }
-        if self.watermark {
-            params.watermark_info = Some(WatermarkInfo { enabled: true });
-        }
-        if let Some(el) = &self.element {
-            params.element_name = Some(el.name.clone());
-            params.element_description = Some(el.description.clone());
-            params.reference_type = Some("image_refer".to_owned());
-            params.element_image_list = Some(ElementImageList {
-                frontal_image: el.frontal_image.to_wire_string(),
-                refer_images: el.refer_images.iter().map(|i| ReferImage { image_url: i.to_wire_string() }).collect(),
-            });
-        }
-        let has_params = params != ModelParams::default();
-        CreateRequest {
-            model: self.model.as_str().to_owned(),
-            prompt: self.prompt.clone(),
-            negative_prompt: self.negative_prompt.clone(),
-            image_start: self.image_start.as_ref().map(ImageSource::to_wire_string),
-            image_end: self.image_end.as_ref().map(ImageSource::to_wire_string),
-            duration: per_second.then_some(self.duration),
-            quality: per_second.then_some(self.quality),
-            sound: per_second.then_some(self.sound),
-            aspect_ratio: (self.model == ModelId::KlingV3TextToVideo).then_some(self.aspect_ratio),
-            callback_url: self.callback_url.clone(),
-            model_params: has_params.then_some(params),
-        }
+        out
+    }
+
+    /// The input videos, whichever field carried them.
+    pub fn input_videos(&self) -> impl Iterator<Item = &M> {
+        self.video_url.iter().chain(self.video_urls.iter())
+    }
+
+    /// The same task with every medium mapped by `f(kind, param, medium)` (in the
+    /// order of `media`), stopping at the first error: how the gateway turns
+    /// `MediaSource`s into its stored references, naming the field of any failure.
+    pub fn try_map_media<N, E>(
+        self,
+        mut f: impl FnMut(MediaKind, &str, M) -> Result<N, E>,
+    ) -> Result<CreateTask<N>, E> {
+        let frame = |i: usize, name: &str| {
+            if self.frames_from_image_urls { format!("image_urls[{i}]") } else { name.to_owned() }
+        };
+        let (start_param, end_param) = (frame(0, "image_start"), frame(1, "image_end"));
+        let image_start = self.image_start.map(|m| f(MediaKind::Image, &start_param, m)).transpose()?;
+        let image_end = self.image_end.map(|m| f(MediaKind::Image, &end_param, m)).transpose()?;
+        let image_urls = map_list(self.image_urls, |i, m| f(MediaKind::Image, &format!("image_urls[{i}]"), m))?;
+        let video_url = self.video_url.map(|m| f(MediaKind::Video, "video_url", m)).transpose()?;
+        let video_urls = map_list(self.video_urls, |i, m| f(MediaKind::Video, &format!("video_urls[{i}]"), m))?;
+        let element = match self.element {
+            None => None,
+            Some(e) => Some(ElementSpec {
+                frontal_image: e
+                    .frontal_image
+                    .map(|m| f(MediaKind::Image, "model_params.element_image_list.frontal_image", m))
+                    .transpose()?,
+                refer_images: map_list(e.refer_images, |i, m| {
+                    f(MediaKind::Image, &format!("model_params.element_image_list.refer_images[{i}].image_url"), m)
+                })?,
+                refer_video: e
+                    .refer_video
+                    .map(|m| f(MediaKind::Video, "model_params.element_video_list.refer_videos[0].video_url", m))
+                    .transpose()?,
+                name: e.name,
+                description: e.description,
+                reference_type: e.reference_type,
+                voice_id: e.voice_id,
+            }),
+        };
+        Ok(CreateTask {
+            model: self.model,
+            prompt: self.prompt,
+            negative_prompt: self.negative_prompt,
+            image_start,
+            image_end,
+            frames_from_image_urls: self.frames_from_image_urls,
+            image_urls,
+            video_url,
+            video_urls,
+            duration: self.duration,
+            quality: self.quality,
+            sound: self.sound,
+            aspect_ratio: self.aspect_ratio,
+            callback_url: self.callback_url,
+            multi_shot: self.multi_shot,
+            element_ids: self.element_ids,
+            watermark: self.watermark,
+            keep_original_sound: self.keep_original_sound,
+            character_orientation: self.character_orientation,
+            element,
+        })
     }
 }
 
-pub use images::parse_image;
-pub use rules::parse_create;
-pub use wire::*;
+fn map_list<M, N, E>(items: Vec<M>, mut f: impl FnMut(usize, M) -> Result<N, E>) -> Result<Vec<N>, E> {
+    items.into_iter().enumerate().map(|(i, m)| f(i, m)).collect()
+}

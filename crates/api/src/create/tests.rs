@@ -1,14 +1,29 @@
-//! Tests of the create rules: one per rule, each naming the field it refuses.
+//! Tests of the create rules of Kling 3.0 (the seed's models) and of the elements:
+//! one per rule, each naming the field it refuses. `models.rs` has the other models.
 
 use base64::Engine;
 use serde_json::{Value, json};
 
 use super::*;
 use crate::addr::is_file_link;
-use crate::image::ImageFormat;
+use crate::catalog::{AspectRatio, ModelSpec, Quality, ReferenceType, Sound};
 use crate::image::tests::{jpeg, jpeg_header, png, png_header};
+use crate::image::{ImageFormat, ImageInfo, MAX_IMAGE_BYTES};
 
-fn uri(bytes: &[u8]) -> String {
+pub(super) fn parse_create(body: &Value, opts: &ParseOptions) -> Result<CreateTask<MediaSource>, FieldError> {
+    crate::catalog::tests::builtin().parse_create(body, opts)
+}
+
+pub(super) fn spec(id: &str) -> &'static ModelSpec {
+    crate::catalog::tests::builtin().get(id).unwrap()
+}
+
+/// The price held at create for a task billed by its request.
+fn price(t: &CreateTask<MediaSource>) -> i64 {
+    t.price(spec(t.model.as_str())).unwrap().units()
+}
+
+pub(super) fn uri(bytes: &[u8]) -> String {
     format!("data:image/png;base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
 }
 
@@ -16,14 +31,14 @@ fn i2v() -> Value {
     json!({"model": "kling-v3-image-to-video", "prompt": "p", "image_start": uri(&png(400, 400))})
 }
 
-fn param_of(body: Value) -> String {
+pub(super) fn param_of(body: Value) -> String {
     match parse_create(&body, &ParseOptions::default()) {
         Ok(_) => "<ok>".to_owned(),
         Err(e) => e.param,
     }
 }
 
-fn with(mut base: Value, key: &str, v: Value) -> Value {
+pub(super) fn with(mut base: Value, key: &str, v: Value) -> Value {
     base[key] = v;
     base
 }
@@ -35,9 +50,9 @@ fn a_minimal_image_to_video_request_takes_the_defaults() {
         Ok(t) => t,
         Err(e) => unreachable!("{e}"),
     };
-    assert_eq!((t.duration, t.quality, t.sound, t.watermark), (5, Quality::P720, Sound::Off, false));
-    assert_eq!(t.price().units(), 270_000);
-    assert!(matches!(t.image_start, Some(ImageSource::Inline { .. })));
+    assert_eq!((t.duration, t.quality, t.sound, t.watermark), (Some(5), Quality::P720, Sound::Off, false));
+    assert_eq!(price(&t), 270_000);
+    assert!(matches!(t.image_start, Some(MediaSource::Inline { .. })));
 }
 
 #[test]
@@ -153,7 +168,7 @@ fn custom_elements_are_validated() {
     let ok = json!({"model": "kling-custom-element", "model_params": {"element_name": "cat", "element_description": "a cat",
         "element_image_list": {"frontal_image": img, "refer_images": [{"image_url": img}]}}});
     let t = parse_create(&ok, &ParseOptions::default()).map_err(|e| e.to_string());
-    assert!(matches!(&t, Ok(t) if t.price().units() == 10_000 && t.video_duration() == 0), "{t:?}");
+    assert!(matches!(&t, Ok(t) if price(t) == 10_000 && spec(t.model.as_str()).video_seconds(t, None) == 0), "{t:?}");
     let mut bad = ok.clone();
     bad["model_params"]["element_image_list"]["refer_images"] =
         json!([{"image_url": img}, {"image_url": img}, {"image_url": img}, {"image_url": img}]);
@@ -166,7 +181,7 @@ fn custom_elements_are_validated() {
 #[test]
 fn a_create_task_round_trips_through_json() {
     let t = parse_create(&i2v(), &ParseOptions::default()).unwrap();
-    let back: CreateTask = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
+    let back: CreateTask<MediaSource> = serde_json::from_str(&serde_json::to_string(&t).unwrap()).unwrap();
     assert_eq!(back, t);
 }
 
@@ -182,14 +197,14 @@ fn element() -> Value {
         "element_image_list": {"frontal_image": img, "refer_images": [{"image_url": "https://cdn.example.com/cat2.jpg"}]}}})
 }
 
-fn ok(body: &Value) -> CreateTask {
+pub(super) fn ok(body: &Value) -> CreateTask<MediaSource> {
     match parse_create(body, &ParseOptions::default()) {
         Ok(t) => t,
         Err(e) => unreachable!("expected success for {body}: {e}"),
     }
 }
 
-fn fail(body: &Value) -> FieldError {
+pub(super) fn fail(body: &Value) -> FieldError {
     match parse_create(body, &ParseOptions::default()) {
         Ok(t) => unreachable!("expected an error for {body}, got {t:?}"),
         Err(e) => e,
@@ -209,11 +224,11 @@ fn file_links_skip_address_checks_only_when_trusted() {
     assert!(parse_create(&body, &opts).is_ok());
 }
 
-fn params(base: Value, p: Value) -> Value {
+pub(super) fn params(base: Value, p: Value) -> Value {
     with(base, "model_params", p)
 }
 
-fn shots(items: &[(u32, &str, &str)]) -> Value {
+pub(super) fn shots(items: &[(u32, &str, &str)]) -> Value {
     Value::Array(items.iter().map(|(i, p, d)| json!({"index": i, "prompt": p, "duration": d})).collect())
 }
 
@@ -239,7 +254,7 @@ fn model_is_required_and_must_be_in_the_catalog() {
 fn unknown_fields_are_ignored() {
     let mut b = with(i2v(), "seed", json!(42));
     b["model_params"] = json!({"cfg_scale": 0.5, "mode": "pro"});
-    assert_eq!(ok(&b).model, ModelId::KlingV3ImageToVideo);
+    assert_eq!(ok(&b).model, "kling-v3-image-to-video");
 }
 
 #[test]
@@ -294,7 +309,7 @@ fn text_to_video_requires_a_prompt() {
 #[test]
 fn image_end_follows_the_image_rules_and_is_optional() {
     let t = ok(&with(i2v(), "image_end", json!(uri(&png(500, 400)))));
-    assert!(matches!(t.image_end, Some(ImageSource::Inline { info: ImageInfo { width: 500, .. }, .. })));
+    assert!(matches!(t.image_end, Some(MediaSource::Inline { info: ImageInfo { width: 500, .. }, .. })));
     let e = fail(&with(i2v(), "image_end", json!(uri(&png_header(1000, 300)))));
     assert!(e.param == "image_end" && e.message.contains("aspect"), "{e}");
 }
@@ -313,10 +328,10 @@ fn image_end_is_refused_with_multi_shot() {
 
 #[test]
 fn duration_is_an_integer_from_3_to_15_defaulting_to_5() {
-    assert_eq!(ok(&i2v()).duration, 5);
-    assert_eq!(ok(&with(i2v(), "duration", json!(null))).duration, 5);
-    assert_eq!(ok(&with(i2v(), "duration", json!(3))).duration, 3);
-    assert_eq!(ok(&with(i2v(), "duration", json!(15))).duration, 15);
+    assert_eq!(ok(&i2v()).duration, Some(5));
+    assert_eq!(ok(&with(i2v(), "duration", json!(null))).duration, Some(5));
+    assert_eq!(ok(&with(i2v(), "duration", json!(3))).duration, Some(3));
+    assert_eq!(ok(&with(i2v(), "duration", json!(15))).duration, Some(15));
     for bad in [
         json!(2),
         json!(16),
@@ -351,13 +366,13 @@ fn quality_and_sound_are_enums_with_defaults() {
 
 #[test]
 fn aspect_ratio_is_for_text_to_video_only() {
-    assert_eq!(ok(&t2v()).aspect_ratio, AspectRatio::R16x9);
-    assert_eq!(ok(&with(t2v(), "aspect_ratio", json!("9:16"))).aspect_ratio, AspectRatio::R9x16);
-    assert_eq!(ok(&with(t2v(), "aspect_ratio", json!("1:1"))).aspect_ratio, AspectRatio::R1x1);
+    assert_eq!(ok(&t2v()).aspect_ratio, Some(AspectRatio::R16x9));
+    assert_eq!(ok(&with(t2v(), "aspect_ratio", json!("9:16"))).aspect_ratio, Some(AspectRatio::R9x16));
+    assert_eq!(ok(&with(t2v(), "aspect_ratio", json!("1:1"))).aspect_ratio, Some(AspectRatio::R1x1));
     assert_eq!(fail(&with(t2v(), "aspect_ratio", json!("4:3"))).param, "aspect_ratio");
     assert_eq!(fail(&with(t2v(), "aspect_ratio", json!(1.77))).param, "aspect_ratio");
     // Image-to-video follows its image: the field is ignored.
-    assert_eq!(ok(&with(i2v(), "aspect_ratio", json!("4:3"))).aspect_ratio, AspectRatio::default());
+    assert_eq!(ok(&with(i2v(), "aspect_ratio", json!("4:3"))).aspect_ratio, None);
 }
 
 #[test]
@@ -404,7 +419,7 @@ fn callback_url_may_be_private_http_in_development() {
 #[test]
 fn image_urls_must_be_public_https() {
     let t = ok(&with(i2v(), "image_start", json!("https://cdn.example.com/a.png")));
-    assert_eq!(t.image_start, Some(ImageSource::Url("https://cdn.example.com/a.png".to_owned())));
+    assert_eq!(t.image_start, Some(MediaSource::Url("https://cdn.example.com/a.png".to_owned())));
     let long = format!("https://cdn.example.com/{}.png", "a".repeat(2048));
     for bad in [
         "http://cdn.example.com/a.png",
@@ -421,7 +436,7 @@ fn image_urls_must_be_public_https() {
         assert_eq!(fail(&with(i2v(), "image_start", json!(bad))).param, "image_start", "{bad}");
     }
     let t = parse_create(&with(i2v(), "image_start", json!("http://127.0.0.1:9000/a.png")), &DEV);
-    assert!(matches!(t, Ok(CreateTask { image_start: Some(ImageSource::Url(_)), .. })));
+    assert!(matches!(t, Ok(CreateTask { image_start: Some(MediaSource::Url(_)), .. })));
 }
 
 #[test]
@@ -433,7 +448,7 @@ fn data_uris_are_decoded_and_checked_by_content() {
     {
         let t = ok(&with(i2v(), "image_start", json!(format!("{prefix}{}", b64(&png)))));
         assert!(
-            matches!(&t.image_start, Some(ImageSource::Inline { bytes, info }) if *bytes == png && info.format == ImageFormat::Png),
+            matches!(&t.image_start, Some(MediaSource::Inline { bytes, info }) if *bytes == png && info.format == ImageFormat::Png),
             "{prefix}"
         );
     }
@@ -548,7 +563,7 @@ fn shot_durations_must_add_up_to_duration() {
     let e = fail(&b);
     assert!(e.param == "model_params.multi_prompt" && e.message.contains("8") && e.message.contains("5"), "{e}");
     let t = ok(&with(b, "duration", json!(8)));
-    assert_eq!((t.duration, t.price().units()), (8, 8 * 54_000));
+    assert_eq!((t.duration, price(&t)), (Some(8), 8 * 54_000));
 }
 
 #[test]
@@ -634,9 +649,10 @@ fn model_params_must_be_an_object() {
 #[test]
 fn prices_follow_the_catalog() {
     let t = ok(&with(with(with(i2v(), "quality", json!("1080p")), "sound", json!("on")), "duration", json!(10)));
-    assert_eq!((t.price().units(), t.billed_seconds(), t.video_duration()), (1_080_000, 10, 10));
+    let s = spec("kling-v3-image-to-video");
+    assert_eq!((price(&t), s.hold_seconds(&t, None), s.video_seconds(&t, None)), (1_080_000, Some(10), 10));
     let t = ok(&with(with(t2v(), "quality", json!("1080p")), "duration", json!(3)));
-    assert_eq!((t.price().units(), t.billed_seconds()), (215_946, 3));
+    assert_eq!((price(&t), spec("kling-v3-text-to-video").hold_seconds(&t, None)), (215_946, Some(3)));
 }
 
 #[test]
@@ -647,9 +663,10 @@ fn a_custom_element_needs_name_description_and_images() {
         None => unreachable!("no element"),
     };
     assert_eq!((el.name.as_str(), el.description.as_str(), el.refer_images.len()), ("cat", "a grey cat", 1));
-    assert!(matches!(el.frontal_image, ImageSource::Inline { .. }));
-    assert_eq!((t.price().units(), t.billed_seconds(), t.video_duration()), (10_000, 0, 0));
-    assert_eq!((t.duration, t.quality, t.sound, t.prompt.as_ref()), (5, Quality::P720, Sound::Off, None));
+    assert!(matches!(el.frontal_image, Some(MediaSource::Inline { .. })));
+    let s = spec("kling-custom-element");
+    assert_eq!((price(&t), s.hold_seconds(&t, None), s.video_seconds(&t, None)), (10_000, Some(0), 0));
+    assert_eq!((t.duration, t.quality, t.sound, t.prompt.as_ref()), (None, Quality::P720, Sound::Off, None));
 
     let set = |path: &[&str], v: Value| {
         let mut b = element();
@@ -715,15 +732,62 @@ fn a_custom_element_needs_name_description_and_images() {
 }
 
 #[test]
-fn video_reference_elements_are_refused_as_unsupported() {
+fn a_custom_element_from_a_video_takes_one_video_and_an_optional_voice() {
+    let body = json!({"model": "kling-custom-element", "model_params": {"element_name": "me", "element_description": "a person",
+        "reference_type": "video_refer", "element_video_list": {"refer_videos": [{"video_url": "https://cdn.example.com/me.mp4"}]},
+        "element_voice_id": "829824295735410756"}});
+    let t = ok(&body);
+    let e = t.element.as_ref().unwrap();
+    assert_eq!(e.reference_type, ReferenceType::VideoRefer);
+    assert_eq!(e.refer_video, Some(MediaSource::Url("https://cdn.example.com/me.mp4".to_owned())));
+    assert_eq!((e.voice_id.as_deref(), e.frontal_image.is_none()), (Some("829824295735410756"), true));
+    assert_eq!(
+        t.media().iter().map(|(k, p, _)| (*k, p.clone())).collect::<Vec<_>>(),
+        [(MediaKind::Video, "model_params.element_video_list.refer_videos[0].video_url".to_owned())]
+    );
+    // Without reference_type, the list given says which it is.
+    let mut inferred = body.clone();
+    inferred["model_params"].as_object_mut().unwrap().remove("reference_type");
+    assert_eq!(ok(&inferred).element.map(|e| e.reference_type), Some(ReferenceType::VideoRefer));
     let mut b = element();
     b["model_params"]["reference_type"] = json!("video_refer");
     let e = fail(&b);
-    assert!(e.param == "model_params.reference_type" && e.message.contains("not supported"), "{e}");
+    assert!(e.param == "model_params.reference_type" && e.message.contains("element_video_list"), "{e}");
+    for (mp, param) in [
+        (json!({"element_video_list": {"refer_videos": []}}), "model_params.element_video_list.refer_videos"),
+        (
+            json!({"element_video_list": {"refer_videos": [{"video_url": "a"}, {"video_url": "b"}]}}),
+            "model_params.element_video_list.refer_videos",
+        ),
+        (
+            json!({"element_video_list": {"refer_videos": [{}]}}),
+            "model_params.element_video_list.refer_videos[0].video_url",
+        ),
+        (
+            json!({"element_video_list": {"refer_videos": [{"video_url": "http://10.0.0.1/v.mp4"}]}}),
+            "model_params.element_video_list.refer_videos[0].video_url",
+        ),
+        (
+            json!({"element_video_list": {"refer_videos": [{"video_url": "data:video/mp4;base64,AAAA"}]}}),
+            "model_params.element_video_list.refer_videos[0].video_url",
+        ),
+        (json!({"element_video_list": "x"}), "model_params.element_video_list"),
+        (json!({}), "model_params.element_video_list"),
+    ] {
+        let mut b = json!({"model": "kling-custom-element", "model_params": {"element_name": "me", "element_description": "d", "reference_type": "video_refer"}});
+        for (k, v) in mp.as_object().unwrap() {
+            b["model_params"][k] = v.clone();
+        }
+        assert_eq!(param_of(b.clone()), param, "{b}");
+    }
+    // A voice is only for a video element.
+    let mut b = element();
+    b["model_params"]["element_voice_id"] = json!("1");
+    assert_eq!(param_of(b), "model_params.element_voice_id");
 }
 
 #[test]
-fn a_request_rebuilt_from_a_task_parses_back_to_the_same_task() {
+fn a_task_turned_back_into_its_documented_body_parses_to_the_same_task() {
     let full_i2v = json!({"model": "kling-v3-image-to-video", "prompt": "<<<element_1>>> walks", "negative_prompt": "blur",
         "image_start": "https://cdn.example.com/a.png", "image_end": uri(&jpeg(640, 480)), "duration": 7,
         "quality": "1080p", "sound": "on", "callback_url": "https://hooks.example.com/cb",
@@ -733,22 +797,28 @@ fn a_request_rebuilt_from_a_task_parses_back_to_the_same_task() {
         json!({"multi_shot": true, "shot_type": "customize", "multi_prompt": shots(&[(1, "a", "3"), (2, "b", "2")])}),
     );
     let t2v_plain = with(t2v(), "aspect_ratio", json!("9:16"));
-    for body in [full_i2v, t2v_shots, t2v_plain, element(), i2v()] {
+    let video_element = json!({"model": "kling-custom-element", "model_params": {"element_name": "me", "element_description": "a person",
+        "reference_type": "video_refer", "element_video_list": {"refer_videos": [{"video_url": "https://cdn.example.com/me.mp4"}]},
+        "element_voice_id": "42"}});
+    let examples: Value = serde_json::from_str(include_str!("../catalog/evolink_examples.json")).unwrap();
+    let mut bodies = vec![full_i2v, t2v_shots, t2v_plain, element(), i2v(), video_element];
+    bodies.extend(examples["examples"].as_object().unwrap().values().cloned());
+    for body in bodies {
         let t = ok(&body);
-        let req = t.to_request();
-        let back = serde_json::to_value(&req)
-            .map_err(|e| e.to_string())
-            .and_then(|v| parse_create(&v, &ParseOptions::default()).map_err(|e| e.to_string()));
-        assert_eq!(back.as_ref(), Ok(&t), "{body}");
-        // And the typed request itself survives JSON.
-        let again: Result<CreateRequest, _> = serde_json::to_string(&req).and_then(|s| serde_json::from_str(&s));
-        assert_eq!(again.ok(), Some(req));
+        let spec = spec(t.model.as_str());
+        let strings = t.clone().try_map_media(|_, _, m| Ok::<_, ()>(m.to_wire_string())).unwrap();
+        let wire = strings.to_wire(spec);
+        assert_eq!(parse_create(&wire, &ParseOptions::default()).as_ref(), Ok(&t), "{body}\n-> {wire}");
     }
-    // Image-to-video does not send an aspect ratio; elements send no duration.
-    let v = serde_json::to_value(ok(&i2v()).to_request()).unwrap_or_default();
-    assert!(v.get("aspect_ratio").is_none() && v.get("model_params").is_none() && v["duration"] == json!(5));
-    let v = serde_json::to_value(ok(&element()).to_request()).unwrap_or_default();
-    assert!(v.get("duration").is_none() && v["model_params"]["reference_type"] == json!("image_refer"));
+    // Image to video sends no aspect ratio; an element sends no duration.
+    let to_wire = |b: &Value| {
+        let t = ok(b).try_map_media(|_, _, m| Ok::<_, ()>(m.to_wire_string())).unwrap();
+        t.to_wire(spec(t.model.as_str()))
+    };
+    let v = to_wire(&i2v());
+    assert!(v.get("aspect_ratio").is_none() && v.get("model_params").is_none() && v["duration"] == json!(5), "{v}");
+    let v = to_wire(&element());
+    assert!(v.get("duration").is_none() && v["model_params"]["reference_type"] == json!("image_refer"), "{v}");
 }
 
 #[test]
