@@ -88,14 +88,18 @@ impl DurationSpec {
         }
     }
 
-    /// `from 3 to 15` or `5 or 10`.
+    /// `an integer from 3 to 15` or `5 or 10`.
     pub fn describe(&self) -> String {
         match &self.allowed {
             DurationAllowed::Range { min, max } => format!("an integer from {min} to {max}"),
-            DurationAllowed::Values(v) => {
-                let v: Vec<String> = v.iter().map(u32::to_string).collect();
-                format!("one of {}", v.join(", "))
-            }
+            DurationAllowed::Values(v) => match v.as_slice() {
+                [] => String::new(),
+                [one] => one.to_string(),
+                [init @ .., last] => {
+                    let init: Vec<String> = init.iter().map(u32::to_string).collect();
+                    format!("{} or {last}", init.join(", "))
+                }
+            },
         }
     }
 }

@@ -8,6 +8,8 @@
 
 mod fields;
 mod images;
+#[cfg(test)]
+mod models;
 mod rules;
 #[cfg(test)]
 mod tests;

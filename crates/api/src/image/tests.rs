@@ -25,6 +25,11 @@ pub fn jpeg_header(w: u16, h: u16) -> Vec<u8> {
     j
 }
 
+/// The CRC-32 a PNG chunk carries over its type and data.
+pub fn crc(typed: &[u8]) -> u32 {
+    png::crc32(typed)
+}
+
 fn chunk(kind: &[u8], data: &[u8]) -> Vec<u8> {
     let mut c = (data.len() as u32).to_be_bytes().to_vec();
     let mut typed = kind.to_vec();
