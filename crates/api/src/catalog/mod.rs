@@ -73,13 +73,6 @@ impl Catalog {
         Self::with_overrides(&value)
     }
 
-    /// A whole catalog from TOML text in the format of `models.toml`.
-    pub fn from_toml_str(text: &str) -> Result<Self, CatalogError> {
-        let value: toml::Value =
-            toml::from_str(text).map_err(|e| CatalogError::new(None, "catalog", e.message().trim().to_owned()))?;
-        Self::from_value(value)
-    }
-
     fn from_value(value: toml::Value) -> Result<Self, CatalogError> {
         let mut models: Vec<ModelSpec> = Vec::new();
         for entry in model_tables(&value)? {

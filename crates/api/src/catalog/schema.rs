@@ -97,11 +97,17 @@ impl ModelSpec {
         let mut required = vec![json!("model")];
         let mut params = Map::new();
         let mut params_required: Vec<Value> = Vec::new();
+        let mut params_any_of: Vec<Value> = Vec::new();
         let mut notes: Vec<String> = Vec::new();
+        // Alternatives that must each hold (`allOf` of `anyOf`s).
+        let mut any_of: Vec<Value> = Vec::new();
         props.insert("model".to_owned(), json!({"type": "string", "const": self.id.as_str()}));
 
         if let Some(p) = &self.prompt {
             let mut s = json!({"type": "string", "maxLength": p.max_chars});
+            // Required as EvoLink's schemas have it; parse also takes a body without
+            // one when customised shots carry the prompts (EvoLink's own multi-shot
+            // examples), which the schema does not spell out to keep generated bodies valid.
             if p.required != PromptRequired::Optional {
                 s["minLength"] = json!(1);
                 s["pattern"] = json!(NOT_BLANK);
@@ -221,20 +227,29 @@ impl ModelSpec {
                     "minItems": 1,
                     "maxItems": m.max_shots,
                     "description": "Required with shot_type customize: shots numbered 1, 2, 3... whose durations add up to duration.",
-                    "items": {
+                    "prefixItems": (1..=m.max_shots).map(|i| json!({
                         "type": "object",
                         "required": ["index", "prompt", "duration"],
                         "properties": {
-                            "index": {"type": "integer", "minimum": 1, "maximum": m.max_shots},
+                            "index": {"type": "integer", "const": i},
                             "prompt": {"type": "string", "minLength": 1, "maxLength": m.shot_prompt_max_chars, "pattern": NOT_BLANK},
                             "duration": {"type": "string", "pattern": seconds_pattern(max_shot), "description": format!("Whole seconds, 1 to {max_shot}, as a string.")},
                         },
-                    },
+                    })).collect::<Vec<Value>>(),
+                    "items": false,
                 }),
             );
             if m.shot_types.contains(&ShotType::Intelligence) {
                 notes.push("shot_type intelligence splits the prompt into shots itself.".to_owned());
             }
+            // multi_shot needs shot_type; customize needs multi_prompt.
+            let single = json!({"properties": {"multi_shot": {"const": false}}});
+            params_any_of.push(json!([single, {"required": ["shot_type"]}]));
+            params_any_of.push(json!([
+                single,
+                {"properties": {"shot_type": {"const": ShotType::Intelligence.as_str()}}},
+                {"required": ["multi_prompt"]},
+            ]));
         }
         if let Some(e) = &self.elements {
             params.insert(
@@ -254,6 +269,10 @@ impl ModelSpec {
             }
             if let Some(o) = e.orientation {
                 notes.push(format!("Elements only with character_orientation {o} (and only video_refer elements)."));
+                params_any_of.push(json!([
+                    {"properties": {"element_list": {"maxItems": 0}}},
+                    {"properties": {"character_orientation": {"const": o.as_str()}}},
+                ]));
             }
         }
         if self.watermark {
@@ -275,6 +294,9 @@ impl ModelSpec {
                 s["required"] = json!(params_required);
                 required.push(json!("model_params"));
             }
+            if !params_any_of.is_empty() {
+                s["allOf"] = Value::Array(params_any_of.into_iter().map(|a| json!({"anyOf": a})).collect());
+            }
             if self.shape == Shape::CustomElement {
                 s = self.element_branches(s);
             }
@@ -295,15 +317,45 @@ impl ModelSpec {
         if self.sound.as_ref().is_some_and(Setting::is_choice) {
             schema["not"] = json!({"required": ["sound", "generate_audio"]});
         }
+        // Conditional rules as plain alternatives (a property schema of `false` means
+        // "absent"), which generators handle better than `dependent*` keywords.
+        if let Some(end) = &self.image_end {
+            any_of.push(json!([{"properties": {"image_end": false}}, {"required": ["image_start"]}]));
+            if end.max_total_images.is_some_and(|m| m <= 2) {
+                any_of.push(
+                    json!([{"properties": {"image_end": false}}, {"properties": {"image_urls": {"maxItems": 0}}}]),
+                );
+            }
+        }
+        if let Some(m) = self.elements.as_ref().and_then(|e| e.max_with_first_frame) {
+            any_of.push(json!([
+                {"properties": {"image_start": false}},
+                {"properties": {"model_params": {"properties": {"element_list": {"maxItems": m}}}}},
+            ]));
+        }
+        let start = self.image_start.as_ref();
+        if self.shape == Shape::ImageToVideo
+            && !start.is_some_and(|s| s.required || s.from_image_urls)
+            && self.image_urls.as_ref().is_some_and(|l| l.role == ImageListRole::Reference)
+        {
+            // At least one image: a first frame or a reference image.
+            any_of.push(json!([{"required": ["image_start"]}, {"required": ["image_urls"], "properties": {"image_urls": {"minItems": 1}}}]));
+        }
         if self.image_start.as_ref().is_some_and(|s| s.from_image_urls) {
             // The frames come as image_start (+ image_end) or as image_urls, one way only.
+            let by_list = json!({"required": ["image_urls"], "not": {"anyOf": [{"required": ["image_start"]}, {"required": ["image_end"]}]}});
             let start_required = self.image_start.as_ref().is_some_and(|s| s.required);
-            let one_way = if start_required {
-                json!([{"required": ["image_start"], "not": {"required": ["image_urls"]}}, {"required": ["image_urls"], "not": {"anyOf": [{"required": ["image_start"]}, {"required": ["image_end"]}]}}])
+            let by_fields = if start_required {
+                json!({"required": ["image_start"], "not": {"required": ["image_urls"]}})
             } else {
-                json!([{"not": {"required": ["image_urls"]}}, {"required": ["image_urls"], "not": {"anyOf": [{"required": ["image_start"]}, {"required": ["image_end"]}]}}])
+                json!({"not": {"required": ["image_urls"]}})
             };
-            schema["oneOf"] = one_way;
+            any_of.push(json!([by_fields, by_list]));
+        }
+        match any_of.len() {
+            0 => {}
+            1 => schema["anyOf"] = any_of.remove(0),
+            _ => schema["allOf"] = Value::Array(any_of.into_iter().map(|a| json!({"anyOf": a})).collect()),
         }
         schema
     }
@@ -350,9 +402,6 @@ impl ModelSpec {
             if l.required {
                 required.push(json!("image_urls"));
             }
-        }
-        if self.shape == Shape::ImageToVideo && !self.image_start.as_ref().is_some_and(|s| s.required) {
-            notes.push("Give at least one image.".to_owned());
         }
     }
 
@@ -433,7 +482,9 @@ impl ModelSpec {
             });
             s["oneOf"] = json!([image_branch, video_branch]);
         } else {
-            s["allOf"] = json!([image_branch]);
+            let mut all = s.get("allOf").and_then(Value::as_array).cloned().unwrap_or_default();
+            all.push(image_branch);
+            s["allOf"] = Value::Array(all);
         }
         s
     }

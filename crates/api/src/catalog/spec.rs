@@ -130,12 +130,6 @@ impl<T: Copy + PartialEq> Setting<T> {
         }
     }
 
-    pub fn default_value(&self) -> T {
-        match self {
-            Self::Choice { default, .. } | Self::Fixed(default) => *default,
-        }
-    }
-
     pub fn is_choice(&self) -> bool {
         matches!(self, Self::Choice { .. })
     }
@@ -764,17 +758,6 @@ impl ModelSpec {
             return Err(r.err("prompt", "max_chars must be positive"));
         }
         Ok(())
-    }
-
-    /// True when an image may come with this model's requests at all.
-    pub fn takes_images(&self) -> bool {
-        self.images.is_some()
-    }
-
-    /// The first-frame field's wire names: `image_start`, or also `image_urls`.
-    pub fn frames_from_image_urls(&self) -> bool {
-        self.image_start.as_ref().is_some_and(|s| s.from_image_urls)
-            || self.image_urls.as_ref().is_some_and(|l| l.role == ImageListRole::Frames)
     }
 
     /// The rules every image of this model must meet (SPEC 1.1's when it has none).

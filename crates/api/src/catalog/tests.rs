@@ -466,6 +466,10 @@ fn schemas_carry_every_expressible_constraint() {
     assert_eq!(p["callback_url"]["maxLength"], json!(2048));
     assert_eq!(p["model_params"]["properties"]["multi_prompt"]["maxItems"], json!(6));
     assert_eq!(v3["required"], json!(["model", "prompt"]));
+    assert_eq!(
+        p["model_params"]["properties"]["multi_prompt"]["prefixItems"][1]["properties"]["index"]["const"],
+        json!(2)
+    );
     assert_eq!(v3["not"], json!({"required": ["sound", "generate_audio"]}));
 
     let o1 = spec("kling-o1-image-to-video").create_schema();
@@ -479,7 +483,15 @@ fn schemas_carry_every_expressible_constraint() {
 
     let i2v = spec("kling-v3-image-to-video").create_schema();
     assert_eq!(i2v["properties"]["image_urls"]["maxItems"], json!(2));
-    assert!(i2v["oneOf"].is_array(), "image_start or image_urls, one way");
+    let alternatives: Vec<&Value> = i2v["allOf"].as_array().unwrap().iter().map(|a| &a["anyOf"]).collect();
+    assert!(
+        alternatives.contains(&&json!([{"properties": {"image_end": false}}, {"required": ["image_start"]}])),
+        "image_end needs image_start"
+    );
+    assert!(
+        alternatives.iter().any(|a| a.to_string().contains(r#"{"required":["image_urls"]"#)),
+        "image_start or image_urls, one way: {alternatives:?}"
+    );
     assert_eq!(i2v["properties"]["model_params"]["properties"]["element_list"]["maxItems"], json!(3));
 
     let motion = spec("kling-v3-motion-control").create_schema();

@@ -38,7 +38,12 @@ fn media_url(s: &str, param: &str, opts: &ParseOptions, what: &str) -> Result<Me
 /// An image field: a `data:` URI decoded and checked completely (format, size,
 /// sides, aspect, data) against `rules`, or a URL whose shape and literal address
 /// are checked here (its content is checked when the gateway fetches it).
-pub fn parse_image(v: &Value, param: &str, rules: &ImageRules, opts: &ParseOptions) -> Result<MediaSource, FieldError> {
+pub(super) fn parse_image(
+    v: &Value,
+    param: &str,
+    rules: &ImageRules,
+    opts: &ParseOptions,
+) -> Result<MediaSource, FieldError> {
     let s = v.as_str().ok_or_else(|| err(param, "The image must be a URL or a data: URI string."))?;
     let Some(rest) = s.strip_prefix("data:") else {
         return media_url(s, param, opts, "image");
@@ -60,7 +65,7 @@ pub fn parse_image(v: &Value, param: &str, rules: &ImageRules, opts: &ParseOptio
 
 /// A video field: a URL only (our own file links included); the gateway fetches
 /// it, streams it to storage and probes it against the model's limits.
-pub fn parse_video_url(v: &Value, param: &str, opts: &ParseOptions) -> Result<MediaSource, FieldError> {
+pub(super) fn parse_video_url(v: &Value, param: &str, opts: &ParseOptions) -> Result<MediaSource, FieldError> {
     let s = v.as_str().ok_or_else(|| err(param, "The video must be a URL string."))?;
     if s.starts_with("data:") {
         return Err(err(param, "Videos are taken by URL only: upload the file to /v1/files and send its link."));

@@ -22,7 +22,6 @@ use crate::catalog::{AspectRatio, Catalog, ModelId, ModelSpec, Orientation, Qual
 use crate::credits::Credits;
 pub use crate::error::FieldError;
 use crate::image::ImageInfo;
-pub use images::{parse_image, parse_video_url};
 
 /// Longest URL accepted anywhere in a create body.
 pub const MAX_URL_CHARS: usize = 2048;
