@@ -95,6 +95,24 @@ impl Catalog {
         self.models().find(|m| m.id == id)
     }
 
+    /// The largest image any served model takes (the cap for `POST /v1/files` images).
+    pub fn max_image_bytes(&self) -> usize {
+        self.models()
+            .filter_map(|m| m.images.as_ref().map(|i| i.max_bytes))
+            .max()
+            .unwrap_or(crate::image::MAX_IMAGE_BYTES)
+    }
+
+    /// The largest input video any served model takes (the cap for `POST /v1/files` videos).
+    pub fn max_video_bytes(&self) -> u64 {
+        let element_videos = self.models().filter_map(|m| m.element.as_ref().map(|e| e.video.max_bytes));
+        self.models()
+            .filter_map(|m| m.video.as_ref().map(|v| v.limits.max_bytes))
+            .chain(element_videos)
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Reads and validates a create body against this catalog: every 400 names its
     /// field in `param`.
     pub fn parse_create(

@@ -737,9 +737,12 @@ impl ModelSpec {
             }
         }
         if let Some(m) = &self.multi_shot
-            && (m.shot_types.is_empty() || m.max_shots == 0 || m.shot_prompt_max_chars == 0)
+            && (m.shot_types.is_empty() || m.max_shots == 0 || m.shot_prompt_max_chars == 0 || self.duration.is_none())
         {
-            return Err(r.err("multi_shot", "give shot types, max_shots and shot_prompt_max_chars"));
+            return Err(r.err(
+                "multi_shot",
+                "give shot types, max_shots and shot_prompt_max_chars, on a model with a duration",
+            ));
         }
         if let Some(o) = &self.orientation
             && o.values.is_empty()

@@ -622,3 +622,20 @@ fn names_parse_back_and_serialize_as_their_wire_spelling() {
     assert_eq!(serde_json::to_value(ModelId::new("kling-o3-video-edit")).ok(), Some(json!("kling-o3-video-edit")));
     assert!(ModelId::is_valid("kling-o1.5_x-2") && !ModelId::is_valid("-x") && !ModelId::is_valid("Kling"));
 }
+
+#[test]
+fn uploads_are_capped_by_the_largest_medium_a_model_takes() {
+    // Kling 3.0 Turbo image to video takes 50 MB images; O3 takes 200 MB videos.
+    assert_eq!(builtin().max_image_bytes(), 50 * 1024 * 1024);
+    assert_eq!(builtin().max_video_bytes(), 200 * 1024 * 1024);
+    let c = overridden("[[models]]\nid = \"kling-v3-turbo-image-to-video\"\nenabled = false\n");
+    assert_eq!(c.max_image_bytes(), 10 * 1024 * 1024);
+}
+
+#[test]
+fn multi_shot_is_refused_on_a_model_whose_length_follows_its_input() {
+    let e = override_error(
+        "[[models]]\nid = \"kling-o3-video-edit\"\nmulti_shot = { shot_types = [\"customize\"], max_shots = 6, shot_prompt_max_chars = 512 }\n",
+    );
+    assert_eq!((e.model.as_deref(), e.field.as_str()), (Some("kling-o3-video-edit"), "multi_shot"), "{e}");
+}
