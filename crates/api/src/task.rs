@@ -215,7 +215,8 @@ pub struct CreditsResponse {
     pub success: bool,
 }
 
-/// `POST /v1/files`: an upload usable as `image_start`/`image_end` until it expires.
+/// `POST /v1/files`: an upload (an image or a video) whose link a create may name
+/// in any media field until it expires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileObject {
     pub id: String,

@@ -714,3 +714,19 @@ fn video_urls_are_urls_never_inline_data() {
     assert!(super::tests::parse_create(&b, &trusted).is_ok());
     assert!(message_of(b).contains("https://"));
 }
+
+#[test]
+fn motion_control_reference_and_edit_render_720p_or_1080p_only() {
+    let q4k = |b: Value| with(b, "quality", json!("4k"));
+    assert_eq!(param_of(q4k(motion(json!({"character_orientation": "image"})))), "quality");
+    assert_eq!(param_of(q4k(o3r(json!({})))), "quality");
+    let t = ok(&with(o3r(json!({"aspect_ratio": "9:16"})), "quality", json!("1080p")));
+    assert_eq!((t.quality, t.aspect_ratio), (Quality::P1080, Some(AspectRatio::R9x16)));
+    assert_eq!(param_of(o3r(json!({"aspect_ratio": "4:3"}))), "aspect_ratio");
+    // Motion control's prompt is optional, and at most 2500 characters.
+    assert!(ok(&motion(json!({"character_orientation": "image"}))).prompt.is_none());
+    assert_eq!(
+        param_of(with(motion(json!({"character_orientation": "image"})), "prompt", json!("x".repeat(2501)))),
+        "prompt"
+    );
+}
