@@ -27,7 +27,7 @@ use crate::create::{CreateTask, MediaSource, ParseOptions};
 use crate::error::FieldError;
 
 /// The catalog file built into vidgate.
-pub const BUILTIN_TOML: &str = include_str!("models.toml");
+const BUILTIN_TOML: &str = include_str!("models.toml");
 
 /// A catalog (or override) that cannot be used: which model, which field, why.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]

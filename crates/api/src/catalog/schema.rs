@@ -14,7 +14,7 @@ use super::values::{ReferenceType, Shape, ShotType};
 use super::{Catalog, DurationAllowed};
 
 /// An `https://` URL with a DNS name (not an IP literal), as generators should make them.
-pub const HTTPS_URL_PATTERN: &str =
+const HTTPS_URL_PATTERN: &str =
     r"^https://[A-Za-z0-9-]+(\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,63}(/[A-Za-z0-9._~!$&'()*+,;=:@/%-]*)?$";
 /// Something other than blanks.
 const NOT_BLANK: &str = r"\S";
