@@ -19,6 +19,7 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod job;
+pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod providers;
