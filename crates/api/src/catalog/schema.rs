@@ -236,7 +236,6 @@ impl ModelSpec {
                             "duration": {"type": "string", "pattern": seconds_pattern(max_shot), "description": format!("Whole seconds, 1 to {max_shot}, as a string.")},
                         },
                     })).collect::<Vec<Value>>(),
-                    "items": false,
                 }),
             );
             if m.shot_types.contains(&ShotType::Intelligence) {
@@ -317,19 +316,20 @@ impl ModelSpec {
         if self.sound.as_ref().is_some_and(Setting::is_choice) {
             schema["not"] = json!({"required": ["sound", "generate_audio"]});
         }
-        // Conditional rules as plain alternatives (a property schema of `false` means
-        // "absent"), which generators handle better than `dependent*` keywords.
+        // Conditional rules as plain alternatives (`not required` means "absent"),
+        // which generators and client makers handle better than `dependent*`
+        // keywords or `false` schemas.
         if let Some(end) = &self.image_end {
-            any_of.push(json!([{"properties": {"image_end": false}}, {"required": ["image_start"]}]));
+            any_of.push(json!([{"not": {"required": ["image_end"]}}, {"required": ["image_start"]}]));
             if end.max_total_images.is_some_and(|m| m <= 2) {
                 any_of.push(
-                    json!([{"properties": {"image_end": false}}, {"properties": {"image_urls": {"maxItems": 0}}}]),
+                    json!([{"not": {"required": ["image_end"]}}, {"properties": {"image_urls": {"maxItems": 0}}}]),
                 );
             }
         }
         if let Some(m) = self.elements.as_ref().and_then(|e| e.max_with_first_frame) {
             any_of.push(json!([
-                {"properties": {"image_start": false}},
+                {"not": {"required": ["image_start"]}},
                 {"properties": {"model_params": {"properties": {"element_list": {"maxItems": m}}}}},
             ]));
         }

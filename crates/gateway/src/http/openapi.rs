@@ -85,7 +85,39 @@ pub fn document(catalog: &Catalog) -> anyhow::Result<Bytes> {
         .and_then(Value::as_object_mut)
         .ok_or_else(|| anyhow::anyhow!("the OpenAPI document has no create body"))?;
     body.insert("schema".to_owned(), catalog.create_body_schema());
+    constrain_ids(&mut doc);
     Ok(Bytes::from(serde_json::to_vec(&doc)?))
+}
+
+/// The shape of each kind of id a path takes, from the one place each is
+/// minted (`ids.rs`), so clients and fuzzers send well-formed ones.
+const ID_PATTERNS: &[(&str, &str)] = &[
+    ("task_id", "^task-unified-[0-9]{1,12}-[a-z0-9]{8}$"),
+    ("account_id", "^acct-[a-z0-9]{16}$"),
+    ("key_id", "^key-[a-z0-9]{16}$"),
+    ("delivery_id", "^msg_[A-Za-z0-9]{24}$"),
+    ("file_id", "^[A-Za-z0-9_-]{1,64}$"),
+];
+
+fn constrain_ids(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for item in paths.values_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for op in ops.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else { continue };
+            for p in params {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                if p.get("in").and_then(Value::as_str) != Some("path") {
+                    continue;
+                }
+                if let Some((_, pattern)) = ID_PATTERNS.iter().find(|(n, _)| *n == name)
+                    && let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut)
+                {
+                    schema.insert("pattern".to_owned(), Value::String((*pattern).to_owned()));
+                }
+            }
+        }
+    }
 }
 
 /// This document.
