@@ -10,7 +10,6 @@ use crate::error::ApiError;
 use crate::ids::{AccountId, FileId};
 use crate::state::AppState;
 use crate::store::{FileKind, FileRow};
-use crate::tasks::Caller;
 use crate::util;
 
 /// The row of a file made now, living for the configured link lifetime.
@@ -62,7 +61,7 @@ pub async fn discard(state: &AppState, id: &FileId) {
 /// the answered link can be given as a frame, a reference image or a video.
 pub async fn store_upload(
     state: &AppState,
-    caller: &Caller,
+    account: &AccountId,
     id: FileId,
     tmp: std::path::PathBuf,
     size: u64,
@@ -97,7 +96,7 @@ pub async fn store_upload(
             .await
             .map_err(ApiError::internal)?;
             match probed {
-                Ok(info) => crate::media::container_mime(&info),
+                Ok(info) => container_mime(&info),
                 Err(vidgate_render::probe::ProbeError::NotMp4(_)) => {
                     return Err(ApiError::invalid("file", "The file is not a JPG or PNG image or an MP4/MOV video."));
                 }
@@ -115,13 +114,21 @@ pub async fn store_upload(
         }
     };
     state.blobs.commit_temp(&id).await?;
-    let file = new_file(state, id, Some(&caller.account_id), FileKind::Upload, content_type, size);
+    let file = new_file(state, id, Some(account), FileKind::Upload, content_type, size);
     if let Err(e) = state.store.insert_file(&file).await {
         discard(state, &file.id).await;
         return Err(e.into());
     }
     let expires_at = file.expires_at / 1000;
     Ok(FileObject { url: state.blobs.signed_url(&file.id, expires_at), id: file.id.to_string(), expires_at })
+}
+
+/// The type a stored video is served with.
+pub fn container_mime(info: &vidgate_render::probe::MediaInfo) -> &'static str {
+    match info.container {
+        vidgate_render::probe::Container::Mp4 => "video/mp4",
+        vidgate_render::probe::Container::QuickTime => "video/quicktime",
+    }
 }
 
 /// An unreadable image is `image_processing_error`; a readable one that breaks a

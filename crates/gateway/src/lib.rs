@@ -19,6 +19,8 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod job;
+#[cfg(test)]
+mod layering;
 pub mod media;
 pub mod metrics;
 pub mod net;

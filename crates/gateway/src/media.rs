@@ -147,7 +147,7 @@ pub async fn fetch_video(
         }
     };
     state.blobs.commit_temp(&id).await?;
-    let mut file = files::new_file(state, id, Some(account), FileKind::Input, container_mime(&info), written);
+    let mut file = files::new_file(state, id, Some(account), FileKind::Input, files::container_mime(&info), written);
     file.expires_at = expires_at;
     if let Err(e) = state.store.insert_file(&file).await {
         files::discard(state, &file.id).await;
@@ -167,14 +167,6 @@ pub async fn probe_stored(state: &AppState, param: &str, file: FileRow) -> Resul
     let info = probe_file(path).await?.map_err(|e| probe_error(param, &e))?;
     let facts = facts(&info, u64::try_from(file.bytes).unwrap_or(0));
     Ok(Probed { file, info, facts })
-}
-
-/// The type a stored video is served with.
-pub fn container_mime(info: &MediaInfo) -> &'static str {
-    match info.container {
-        Container::Mp4 => "video/mp4",
-        Container::QuickTime => "video/quicktime",
-    }
 }
 
 #[cfg(test)]

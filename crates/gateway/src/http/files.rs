@@ -91,7 +91,7 @@ pub async fn upload_file(
         return Err(e);
     }
     let (id, tmp, size) = found.ok_or_else(|| ApiError::invalid("file", "A part named 'file' is required."))?;
-    Ok(Json(files::store_upload(&state, &caller, id, tmp, size).await?))
+    Ok(Json(files::store_upload(&state, &caller.account_id, id, tmp, size).await?))
 }
 
 /// The form of `POST /v1/files`.
