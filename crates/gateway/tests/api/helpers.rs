@@ -1,8 +1,6 @@
 //! Test harness: starts the real application on 127.0.0.1:0 with a fresh database
 //! (SQLite in a temp folder, or a new PostgreSQL database) and talks to it over HTTP.
 
-#![expect(dead_code, reason = "each test module uses its own share of the helpers")]
-
 use std::future::Future;
 use std::time::Duration;
 
