@@ -107,58 +107,7 @@ async fn persist(
 ) -> Result<Created, ApiError> {
     let deadline_at = now + state.config.task_deadline_secs.as_millis() as i64;
     let file_expiry = deadline_at + state.config.link_ttl_secs.as_millis() as i64;
-    // Every medium becomes a stored file (inline images, videos) or an image URL
-    // the worker fetches; videos are probed and checked against the model now.
-    let mut refs: HashMap<String, ImageRef> = HashMap::new();
-    let mut videos: Vec<(String, media::Probed)> = Vec::new();
-    for (kind, param, source) in input.media() {
-        let r = match (kind, source) {
-            (MediaKind::Image, MediaSource::Inline { bytes, info }) => {
-                let mut file = files::new_file(
-                    state,
-                    FileId::new(),
-                    Some(&caller.account_id),
-                    FileKind::Input,
-                    info.format.mime(),
-                    bytes.len() as u64,
-                );
-                file.expires_at = file_expiry;
-                files::keep(state, &file, bytes).await?;
-                stored_files.push(file.id.clone());
-                ImageRef::File(file.id)
-            }
-            (MediaKind::Image, MediaSource::Url(url)) => match own_file(state, &param, url).await? {
-                Some(file) if file.content_type.starts_with("image/") => ImageRef::File(file.id),
-                Some(_) => {
-                    return Err(ApiError::invalid(param, "This link is not an image; give a JPG or PNG."));
-                }
-                None => ImageRef::Url(url.clone()),
-            },
-            (MediaKind::Video, source) => {
-                let url = match source {
-                    MediaSource::Url(url) => url,
-                    MediaSource::Inline { .. } => {
-                        return Err(ApiError::invalid(param, "A video must be given as a URL or an uploaded file."));
-                    }
-                };
-                let probed = match own_file(state, &param, url).await? {
-                    Some(file) => media::probe_stored(state, &param, file).await?,
-                    None => {
-                        let max =
-                            spec.video_limits(&input, &param).map_or(state.catalog.max_video_bytes(), |l| l.max_bytes);
-                        let p = media::fetch_video(state, &caller.account_id, &param, url, max, file_expiry).await?;
-                        stored_files.push(p.file.id.clone());
-                        p
-                    }
-                };
-                spec.check_video(&input, &param, &probed.facts).map_err(field_error)?;
-                let r = ImageRef::File(probed.file.id.clone());
-                videos.push((param.clone(), probed));
-                r
-            }
-        };
-        refs.insert(param, r);
-    }
+    let (mut refs, videos) = store_media(state, caller, spec, &input, file_expiry, stored_files).await?;
     let request: StoredRequest = input
         .try_map_media(|_, param, _| refs.remove(param).ok_or(param.to_owned()))
         .map_err(|param| ApiError::internal(anyhow::anyhow!("medium {param} was not stored")))?;
@@ -232,6 +181,71 @@ async fn persist(
             Err(ApiError::new(ErrorCode::InsufficientQuota, "This API key's credit cap does not cover this request."))
         }
     }
+}
+
+/// Every medium of a request as the task row keeps it: inline images and videos
+/// become stored files (videos fetched, probed and checked against the model
+/// now), our own links their files, other image URLs stay URLs for the worker.
+/// Answers the references by request field, and the probed videos.
+async fn store_media(
+    state: &AppState,
+    caller: &Caller,
+    spec: &ModelSpec,
+    input: &CreateTask<MediaSource>,
+    file_expiry: i64,
+    stored_files: &mut Vec<FileId>,
+) -> Result<(HashMap<String, ImageRef>, Vec<(String, media::Probed)>), ApiError> {
+    let mut refs: HashMap<String, ImageRef> = HashMap::new();
+    let mut videos: Vec<(String, media::Probed)> = Vec::new();
+    for (kind, param, source) in input.media() {
+        let r = match (kind, source) {
+            (MediaKind::Image, MediaSource::Inline { bytes, info }) => {
+                let mut file = files::new_file(
+                    state,
+                    FileId::new(),
+                    Some(&caller.account_id),
+                    FileKind::Input,
+                    info.format.mime(),
+                    bytes.len() as u64,
+                );
+                file.expires_at = file_expiry;
+                files::keep(state, &file, bytes).await?;
+                stored_files.push(file.id.clone());
+                ImageRef::File(file.id)
+            }
+            (MediaKind::Image, MediaSource::Url(url)) => match own_file(state, &param, url).await? {
+                Some(file) if file.content_type.starts_with("image/") => ImageRef::File(file.id),
+                Some(_) => {
+                    return Err(ApiError::invalid(param, "This link is not an image; give a JPG or PNG."));
+                }
+                None => ImageRef::Url(url.clone()),
+            },
+            (MediaKind::Video, source) => {
+                let url = match source {
+                    MediaSource::Url(url) => url,
+                    MediaSource::Inline { .. } => {
+                        return Err(ApiError::invalid(param, "A video must be given as a URL or an uploaded file."));
+                    }
+                };
+                let probed = match own_file(state, &param, url).await? {
+                    Some(file) => media::probe_stored(state, &param, file).await?,
+                    None => {
+                        let max =
+                            spec.video_limits(input, &param).map_or(state.catalog.max_video_bytes(), |l| l.max_bytes);
+                        let p = media::fetch_video(state, &caller.account_id, &param, url, max, file_expiry).await?;
+                        stored_files.push(p.file.id.clone());
+                        p
+                    }
+                };
+                spec.check_video(input, &param, &probed.facts).map_err(field_error)?;
+                let r = ImageRef::File(probed.file.id.clone());
+                videos.push((param.clone(), probed));
+                r
+            }
+        };
+        refs.insert(param, r);
+    }
+    Ok((refs, videos))
 }
 
 /// The stored file a URL names when it is one of our own signed links (read
