@@ -6,13 +6,13 @@
 //! transaction.
 
 use serde::{Deserialize, Deserializer};
-use vidgate_api::catalog::ModelId;
+use vidgate_api::catalog::Catalog;
 use vidgate_api::credits::Credits;
 use vidgate_api::error::ErrorCode;
 
 use crate::error::ApiError;
 use crate::ids::{AccountId, KeyId};
-use crate::limits::{AllowedModels, Budget, BudgetPeriod, KeyLimits};
+use crate::limits::{AllowedModels, Budget, BudgetPeriod, KeyLimits, Refusal};
 use crate::secret::Secret;
 use crate::state::AppState;
 use crate::store::{AccountRow, Actor, KeyRow, NewKeyOutcome, Store, StoreError};
@@ -85,11 +85,6 @@ pub struct LimitsPatch {
     pub credit_cap: Patch<Credits>,
 }
 
-/// True when `model` is one vidgate serves.
-fn known_model(model: &str) -> bool {
-    ModelId::parse(model).is_some()
-}
-
 fn positive(param: &str, value: Patch<i64>, max: i64) -> Result<Patch<i64>, ApiError> {
     match value {
         Patch::Set(n) if !(1..=max).contains(&n) => {
@@ -100,13 +95,14 @@ fn positive(param: &str, value: Patch<i64>, max: i64) -> Result<Patch<i64>, ApiE
 }
 
 impl LimitsPatch {
-    /// The limits `current` becomes under this patch, every value checked.
-    pub fn apply_to(self, current: &KeyLimits) -> Result<KeyLimits, ApiError> {
+    /// The limits `current` becomes under this patch, every value checked
+    /// (models against the catalog served).
+    pub fn apply_to(self, catalog: &Catalog, current: &KeyLimits) -> Result<KeyLimits, ApiError> {
         let allowed_models = match self.allowed_models {
             Patch::Absent => current.allowed_models.clone(),
             Patch::Null => AllowedModels(None),
             Patch::Set(models) => {
-                if let Some((i, m)) = models.iter().enumerate().find(|(_, m)| !known_model(m)) {
+                if let Some((i, m)) = models.iter().enumerate().find(|(_, m)| catalog.get(m).is_none()) {
                     return Err(ApiError::invalid(format!("allowed_models[{i}]"), format!("Unknown model {m:?}.")));
                 }
                 let mut unique: Vec<String> = Vec::with_capacity(models.len());
@@ -173,6 +169,69 @@ impl LimitsPatch {
             },
         };
         Ok(KeyLimits { allowed_models, rpm, max_concurrent, budget })
+    }
+}
+
+/// The answer to a refused create: 429 for `rpm` and `max_concurrent` (with
+/// `Retry-After`), 402 for the balance and the budget (naming it and when it
+/// resets), 401 for a key revoked meanwhile. Each is logged with the key id.
+impl From<Refusal> for ApiError {
+    fn from(r: Refusal) -> Self {
+        let credits = |u: i64| Credits::from_units(u).to_string();
+        match r {
+            Refusal::InsufficientQuota { key_id, needed } => {
+                tracing::info!(%key_id, limit = "balance", needed, "create refused");
+                ApiError::new(
+                    ErrorCode::InsufficientQuota,
+                    format!("Insufficient credits: this request needs {} credits.", credits(needed)),
+                )
+            }
+            Refusal::Rpm { key_id, limit, retry_after } => {
+                tracing::info!(%key_id, limit = "rpm", rpm = limit, retry_after, "create refused");
+                ApiError::new(
+                    ErrorCode::RateLimitExceeded,
+                    format!(
+                        "Rate limit exceeded: this API key may create at most {limit} tasks per minute \
+                         (rpm = {limit}). Retry in {retry_after} s."
+                    ),
+                )
+                .with_retry_after(retry_after)
+            }
+            Refusal::Concurrency { key_id, limit, retry_after } => {
+                tracing::info!(%key_id, limit = "max_concurrent", max_concurrent = limit, "create refused");
+                ApiError::new(
+                    ErrorCode::RateLimitExceeded,
+                    format!(
+                        "Rate limit exceeded: this API key may have at most {limit} tasks pending or processing \
+                         at once (max_concurrent = {limit}). Retry when one of them has finished."
+                    ),
+                )
+                .with_retry_after(retry_after)
+            }
+            Refusal::Budget { key_id, budget, used, needed, resets_at } => {
+                tracing::info!(%key_id, limit = "budget", period = budget.period.as_str(), used, needed, "create refused");
+                let reset = match resets_at {
+                    Some(at) => format!("It resets at {}.", crate::limits::format_utc(at)),
+                    None => "A total budget never resets; an operator can raise it.".to_owned(),
+                };
+                ApiError::new(
+                    ErrorCode::InsufficientQuota,
+                    format!(
+                        "This API key's {} budget of {} credits (budget_credits, budget_period = {}) does not cover \
+                         this request: {} used, {} needed. {reset}",
+                        budget.period.adjective(),
+                        credits(budget.credits),
+                        budget.period.as_str(),
+                        credits(used),
+                        credits(needed),
+                    ),
+                )
+            }
+            Refusal::Revoked { key_id } => {
+                tracing::info!(%key_id, limit = "revoked", "create refused");
+                ApiError::unauthorized()
+            }
+        }
     }
 }
 
@@ -320,7 +379,7 @@ pub async fn update_limits(
 ) -> Result<KeyRow, ApiError> {
     let (_, after) = state
         .store
-        .update_key(key_id, |current| patch.apply_to(&current.limits()), actor)
+        .update_key(key_id, |current| patch.apply_to(&state.catalog, &current.limits()), actor)
         .await?
         .ok_or_else(|| ApiError::new(ErrorCode::NotFound, "No such key.").with_param("key_id"))?;
     state.keys.clear();
@@ -380,7 +439,7 @@ pub async fn create_own_key(
     let me = key_manager(state, caller_key).await?;
     let name = checked_name("name", name, "key")?;
     let mine = me.limits();
-    let limits = patch.apply_to(&mine)?;
+    let limits = patch.apply_to(&state.catalog, &mine)?;
     if let Some(field) = limits.first_excess(&mine) {
         tracing::info!(key_id = %me.id, field, "key creation refused: above the maker's own limits");
         return Err(ApiError::new(
@@ -440,6 +499,10 @@ mod tests {
         }
     }
 
+    fn catalog() -> Catalog {
+        Catalog::builtin().unwrap()
+    }
+
     fn current() -> KeyLimits {
         KeyLimits {
             allowed_models: AllowedModels(Some(vec!["kling-v3-text-to-video".to_owned()])),
@@ -452,31 +515,39 @@ mod tests {
     #[test]
     fn absent_fields_stay_and_null_clears() {
         let c = current();
-        assert_eq!(patch(serde_json::json!({})).apply_to(&c).ok(), Some(c.clone()));
-        let cleared = patch(serde_json::json!({"rpm": null, "allowed_models": null})).apply_to(&c).ok();
+        assert_eq!(patch(serde_json::json!({})).apply_to(&catalog(), &c).ok(), Some(c.clone()));
+        let cleared = patch(serde_json::json!({"rpm": null, "allowed_models": null})).apply_to(&catalog(), &c).ok();
         assert_eq!(cleared, Some(KeyLimits { rpm: None, allowed_models: AllowedModels(None), ..c.clone() }));
-        let budget = patch(serde_json::json!({"budget_credits": 700})).apply_to(&c).ok().and_then(|l| l.budget);
+        let budget =
+            patch(serde_json::json!({"budget_credits": 700})).apply_to(&catalog(), &c).ok().and_then(|l| l.budget);
         assert_eq!(budget, Some(Budget { credits: 700, period: BudgetPeriod::Day }), "the period stays");
-        let period = patch(serde_json::json!({"budget_period": "month"})).apply_to(&c).ok().and_then(|l| l.budget);
+        let period =
+            patch(serde_json::json!({"budget_period": "month"})).apply_to(&catalog(), &c).ok().and_then(|l| l.budget);
         assert_eq!(period, Some(Budget { credits: 500, period: BudgetPeriod::Month }));
-        assert_eq!(patch(serde_json::json!({"budget_credits": null})).apply_to(&c).ok().map(|l| l.budget), Some(None));
+        assert_eq!(
+            patch(serde_json::json!({"budget_credits": null})).apply_to(&catalog(), &c).ok().map(|l| l.budget),
+            Some(None)
+        );
     }
 
     #[test]
     fn credit_cap_is_the_old_name_of_a_total_budget() {
         let c = current();
-        let l = patch(serde_json::json!({"credit_cap": 300, "rpm": 5})).apply_to(&c).ok();
+        let l = patch(serde_json::json!({"credit_cap": 300, "rpm": 5})).apply_to(&catalog(), &c).ok();
         assert_eq!(l.as_ref().and_then(|l| l.budget), Some(Budget { credits: 300, period: BudgetPeriod::Total }));
         assert_eq!(l.and_then(|l| l.rpm), Some(5));
-        assert_eq!(patch(serde_json::json!({"credit_cap": null})).apply_to(&c).ok().map(|l| l.budget), Some(None));
-        let both = patch(serde_json::json!({"credit_cap": 1, "budget_credits": 1})).apply_to(&c);
+        assert_eq!(
+            patch(serde_json::json!({"credit_cap": null})).apply_to(&catalog(), &c).ok().map(|l| l.budget),
+            Some(None)
+        );
+        let both = patch(serde_json::json!({"credit_cap": 1, "budget_credits": 1})).apply_to(&catalog(), &c);
         assert_eq!(both.err().and_then(|e| e.param).as_deref(), Some("credit_cap"));
     }
 
     #[test]
     fn bad_limits_name_their_field() {
         let c = KeyLimits::default();
-        let param = |j| patch(j).apply_to(&c).err().and_then(|e| e.param);
+        let param = |j| patch(j).apply_to(&catalog(), &c).err().and_then(|e| e.param);
         assert_eq!(param(serde_json::json!({"rpm": 0})).as_deref(), Some("rpm"));
         assert_eq!(param(serde_json::json!({"max_concurrent": -1})).as_deref(), Some("max_concurrent"));
         assert_eq!(param(serde_json::json!({"budget_credits": -1})).as_deref(), Some("budget_credits"));
@@ -485,7 +556,8 @@ mod tests {
             param(serde_json::json!({"allowed_models": ["kling-v3-text-to-video", "nope"]})).as_deref(),
             Some("allowed_models[1]")
         );
-        let fresh = patch(serde_json::json!({"budget_credits": 5})).apply_to(&c).ok().and_then(|l| l.budget);
+        let fresh =
+            patch(serde_json::json!({"budget_credits": 5})).apply_to(&catalog(), &c).ok().and_then(|l| l.budget);
         assert_eq!(fresh, Some(Budget { credits: 5, period: BudgetPeriod::Total }), "a new budget is total by default");
     }
 }

@@ -4,8 +4,8 @@
 //! Layers, each importing only those below it: `ids`, `secret`, `util`,
 //! `config`, `error`, `job` and `limits` at the bottom; `store`, `blobs` and
 //! `net`; then `providers`, `routing`, `files`, `tasks`, `webhooks`,
-//! `accounts`, `codes`, `usage` and `engine`; `http` and `cli` on top. `state` aggregates the services and `startup`
-//! assembles them.
+//! `accounts`, `codes`, `usage` and `engine`; `http` and `cli` on top. `state`
+//! aggregates the services and `startup` assembles them.
 
 pub mod accounts;
 pub mod api_client;
@@ -20,7 +20,10 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod job;
+#[cfg(test)]
+mod layering;
 pub mod limits;
+pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod providers;

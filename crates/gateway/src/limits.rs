@@ -5,10 +5,7 @@
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
-use vidgate_api::credits::Credits;
-use vidgate_api::error::ErrorCode;
 
-use crate::error::ApiError;
 use crate::ids::KeyId;
 
 const DAY_MS: i64 = 86_400_000;
@@ -69,7 +66,7 @@ impl BudgetPeriod {
     }
 
     /// "daily", "monthly", "total": for messages.
-    fn adjective(self) -> &'static str {
+    pub fn adjective(self) -> &'static str {
         match self {
             Self::Day => "daily",
             Self::Month => "monthly",
@@ -271,8 +268,8 @@ impl RateWindow {
     }
 }
 
-/// Why a create was refused. Nothing was created or held; `ApiError::from` logs
-/// it with the key id (never the key) and shapes the answer.
+/// Why a create was refused. Nothing was created or held; `ApiError::from` (in
+/// `accounts`) logs it with the key id (never the key) and shapes the answer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Refusal {
     /// The account's available balance does not cover the price.
@@ -285,66 +282,6 @@ pub enum Refusal {
     Budget { key_id: KeyId, budget: Budget, used: i64, needed: i64, resets_at: Option<i64> },
     /// The key was revoked, or its account disabled, since it was checked.
     Revoked { key_id: KeyId },
-}
-
-impl From<Refusal> for ApiError {
-    fn from(r: Refusal) -> Self {
-        let credits = |u: i64| Credits::from_units(u).to_string();
-        match r {
-            Refusal::InsufficientQuota { key_id, needed } => {
-                tracing::info!(%key_id, limit = "balance", needed, "create refused");
-                ApiError::new(
-                    ErrorCode::InsufficientQuota,
-                    format!("Insufficient credits: this request needs {} credits.", credits(needed)),
-                )
-            }
-            Refusal::Rpm { key_id, limit, retry_after } => {
-                tracing::info!(%key_id, limit = "rpm", rpm = limit, retry_after, "create refused");
-                ApiError::new(
-                    ErrorCode::RateLimitExceeded,
-                    format!(
-                        "Rate limit exceeded: this API key may create at most {limit} tasks per minute \
-                         (rpm = {limit}). Retry in {retry_after} s."
-                    ),
-                )
-                .with_retry_after(retry_after)
-            }
-            Refusal::Concurrency { key_id, limit, retry_after } => {
-                tracing::info!(%key_id, limit = "max_concurrent", max_concurrent = limit, "create refused");
-                ApiError::new(
-                    ErrorCode::RateLimitExceeded,
-                    format!(
-                        "Rate limit exceeded: this API key may have at most {limit} tasks pending or processing \
-                         at once (max_concurrent = {limit}). Retry when one of them has finished."
-                    ),
-                )
-                .with_retry_after(retry_after)
-            }
-            Refusal::Budget { key_id, budget, used, needed, resets_at } => {
-                tracing::info!(%key_id, limit = "budget", period = budget.period.as_str(), used, needed, "create refused");
-                let reset = match resets_at {
-                    Some(at) => format!("It resets at {}.", format_utc(at)),
-                    None => "A total budget never resets; an operator can raise it.".to_owned(),
-                };
-                ApiError::new(
-                    ErrorCode::InsufficientQuota,
-                    format!(
-                        "This API key's {} budget of {} credits (budget_credits, budget_period = {}) does not cover \
-                         this request: {} used, {} needed. {reset}",
-                        budget.period.adjective(),
-                        credits(budget.credits),
-                        budget.period.as_str(),
-                        credits(used),
-                        credits(needed),
-                    ),
-                )
-            }
-            Refusal::Revoked { key_id } => {
-                tracing::info!(%key_id, limit = "revoked", "create refused");
-                ApiError::unauthorized()
-            }
-        }
-    }
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's

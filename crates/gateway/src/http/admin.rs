@@ -385,7 +385,7 @@ pub async fn create_key(
     Body(body): Body<CreateKeyBody>,
 ) -> Result<Json<CreatedKey>, ApiError> {
     let account = accounts::existing(&state.store, &AccountId::from_raw(account_id)).await?;
-    let limits = body.limits().apply_to(&Default::default())?;
+    let limits = body.limits().apply_to(&state.catalog, &Default::default())?;
     let name = accounts::checked_name("name", body.name, "key")?;
     let actor = Actor::admin(addr.text());
     let key = accounts::create_key(&state, &account.id, &name, limits, body.manage_keys.unwrap_or(false), None, &actor)
@@ -612,7 +612,7 @@ pub async fn list_tasks(
             .ok()
             .and_then(|r| r.get("prompt").and_then(|p| p.as_str()).map(str::to_owned));
         data.push(AdminTask {
-            task: crate::tasks::task_object(row)?,
+            task: crate::tasks::task_object(row, &state.catalog)?,
             account_id: row.account_id.clone(),
             key_id: row.key_id.clone(),
             provider: row.provider.clone(),

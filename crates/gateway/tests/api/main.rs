@@ -7,12 +7,14 @@ mod helpers;
 
 mod admin;
 mod admin_cli;
+mod catalog;
 mod cli;
 mod codes;
 mod crash;
 mod files;
 mod health;
 mod idempotency;
+mod inputs;
 mod keys;
 mod limits;
 mod money;

@@ -93,7 +93,7 @@ fn route(model: &str, name: &str, kind: &str, usd: f64) -> RouteConfig {
         model: model.to_owned(),
         provider: name.to_owned(),
         upstream_model: upstream_model(kind, model),
-        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd },
+        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd, p4k: usd },
         supports: ["end_frame", "multi_shot", "sound", "1080p", "elements"].map(str::to_owned).to_vec(),
     }
 }
@@ -540,9 +540,9 @@ both_backends!(soak_500_tasks_across_three_providers_with_random_faults, |backen
             c.providers.insert(kind.to_owned(), provider(&upstream, kind, &secrets));
         }
         let costs = [
-            ("kling", CostTable { p720: 0.01, p720_sound: 0.05, p1080: 0.05, p1080_sound: 0.05 }),
-            ("fal", CostTable { p720: 0.05, p720_sound: 0.01, p1080: 0.05, p1080_sound: 0.05 }),
-            ("replicate", CostTable { p720: 0.05, p720_sound: 0.05, p1080: 0.01, p1080_sound: 0.01 }),
+            ("kling", CostTable { p720: 0.01, p720_sound: 0.05, p1080: 0.05, p1080_sound: 0.05, p4k: 0.05 }),
+            ("fal", CostTable { p720: 0.05, p720_sound: 0.01, p1080: 0.05, p1080_sound: 0.05, p4k: 0.05 }),
+            ("replicate", CostTable { p720: 0.05, p720_sound: 0.05, p1080: 0.01, p1080_sound: 0.01, p4k: 0.01 }),
         ];
         for (kind, cost) in costs {
             let mut r = route("kling-v3-text-to-video", kind, kind, 0.0);
