@@ -53,10 +53,13 @@ struct Admitted {
 }
 
 /// Moves `amount` from the account's balance to held and counts it against the
-/// key's limits (`rpm`, `max_concurrent`, its budget), all under the key row's
-/// lock, so concurrent creates of one key, on any replica, are checked one
-/// after another. A refused hold undoes its own changes, leaving the
-/// transaction as it found it (so several creates can share one transaction).
+/// key's limits (`rpm`, `max_concurrent`, its budget). The account row is
+/// locked first and the key row second, the order a settlement takes them in
+/// (the other order deadlocks against finishing tasks on PostgreSQL); holding
+/// the account's lock, concurrent creates of its keys, on any replica, are
+/// checked one after another and each check reads what the ones before
+/// committed. A refused hold undoes its own changes, leaving the transaction as
+/// it found it (so several creates can share one transaction).
 pub(super) async fn hold(
     tx: &mut AnyConnection,
     account_id: &AccountId,
@@ -65,27 +68,6 @@ pub(super) async fn hold(
     amount: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
-    // Counting the hold first takes the lock; every check below reads what
-    // the creates before this one committed.
-    let key: Option<KeyState> = sqlx::query_as(
-        "UPDATE api_keys SET spent = spent + $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
-         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window",
-    )
-    .bind(amount)
-    .bind(key_id)
-    .bind(account_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(key) = key else {
-        return Ok(Err(Refusal::Revoked { key_id: key_id.clone() }));
-    };
-    let admitted = match admit(tx, key_id, &key, amount, now).await? {
-        Ok(a) => a,
-        Err(refusal) => {
-            uncount(tx, key_id, amount).await?;
-            return Ok(Err(refusal));
-        }
-    };
     let held = sqlx::query(
         "UPDATE accounts SET balance = balance - $1, held = held + $1 \
          WHERE id = $2 AND balance >= $1 AND disabled_at IS NULL",
@@ -95,7 +77,6 @@ pub(super) async fn hold(
     .execute(&mut *tx)
     .await?;
     if held.rows_affected() != 1 {
-        uncount(tx, key_id, amount).await?;
         let disabled = sqlx::query("SELECT disabled_at FROM accounts WHERE id = $1")
             .bind(account_id)
             .fetch_optional(&mut *tx)
@@ -110,6 +91,27 @@ pub(super) async fn hold(
             Refusal::InsufficientQuota { key_id: key_id.clone(), needed: amount }
         }));
     }
+    let key: Option<KeyState> = sqlx::query_as(
+        "UPDATE api_keys SET spent = spent + $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window",
+    )
+    .bind(amount)
+    .bind(key_id)
+    .bind(account_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(key) = key else {
+        unhold(tx, account_id, amount).await?;
+        return Ok(Err(Refusal::Revoked { key_id: key_id.clone() }));
+    };
+    let admitted = match admit(tx, key_id, &key, amount, now).await? {
+        Ok(a) => a,
+        Err(refusal) => {
+            uncount(tx, key_id, amount).await?;
+            unhold(tx, account_id, amount).await?;
+            return Ok(Err(refusal));
+        }
+    };
     if admitted.rate_window.is_some() || admitted.budget.is_some() {
         let budget = admitted.budget.unwrap_or(BudgetUse {
             spent: key.spent,
@@ -135,6 +137,16 @@ pub(super) async fn hold(
         .execute(&mut *tx)
         .await?;
     Ok(Ok(()))
+}
+
+/// Gives back a hold that was refused after the account had been debited.
+async fn unhold(tx: &mut AnyConnection, account_id: &AccountId, amount: i64) -> Result<()> {
+    sqlx::query("UPDATE accounts SET balance = balance + $1, held = held - $1 WHERE id = $2")
+        .bind(amount)
+        .bind(account_id)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
 }
 
 /// Takes back the count of a hold that was refused.

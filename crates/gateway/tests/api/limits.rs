@@ -26,8 +26,9 @@ async fn limited_key(app: &TestApp, credits: f64, limits: Value) -> (String, Str
     (account, k["api_key"].as_str().unwrap().to_owned(), key_id)
 }
 
+/// Tasks still pending (these tests run without workers, so nothing starts).
 async fn open_tasks(app: &TestApp, key: &str) -> usize {
-    let (_, list) = app.get_with_key("/v1/tasks?limit=100", key).await;
+    let (_, list) = app.get_with_key("/v1/tasks?limit=100&status=pending", key).await;
     list["data"].as_array().unwrap().len()
 }
 
@@ -317,3 +318,33 @@ async fn an_existing_credit_cap_becomes_a_total_budget_on_postgres() {
     let Some(url) = fresh_pg_database().await else { return };
     migrate_old_database(&url).await;
 }
+
+// Creates lock the account, then the key; settlements (a cancel here) take the
+// same order, so racing them never deadlocks on PostgreSQL.
+both_backends!(creates_racing_cancels_of_the_same_key_all_go_through, |backend| async move {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.workers = 0).await else { return };
+    let (account, key, _) =
+        limited_key(&app, 10_000.0, json!({"max_concurrent": 1000, "budget_credits": 9000, "budget_period": "day"}))
+            .await;
+    let mut ids = Vec::new();
+    for _ in 0..20 {
+        let (s, t) = app.post_with_key("/v1/videos/generations", &t2v(), &key).await;
+        assert_eq!(s, 200, "{t}");
+        ids.push(t["id"].as_str().unwrap().to_owned());
+    }
+    let mut handles = Vec::new();
+    for id in ids {
+        let cancel = app.client.post(app.url(&format!("/v1/tasks/{id}/cancel"))).bearer_auth(&key).json(&json!({}));
+        let create = app.client.post(app.url("/v1/videos/generations")).bearer_auth(&key).json(&t2v());
+        handles.push(tokio::spawn(async move { cancel.send().await.unwrap().status().as_u16() }));
+        handles.push(tokio::spawn(async move { create.send().await.unwrap().status().as_u16() }));
+    }
+    for h in handles {
+        assert_eq!(h.await.unwrap(), 200);
+    }
+    assert_eq!(open_tasks(&app, &key).await, 20);
+    let (_, c) = app.get_with_key("/v1/credits", &key).await;
+    assert!((c["data"]["token"]["remaining_credits"].as_f64().unwrap() - (9000.0 - 20.0 * PRICE)).abs() < 1e-9, "{c}");
+    balanced(&app, &account).await;
+    app.stop().await;
+});
