@@ -5,7 +5,10 @@
 // to the end; remove an end frame; a bad image, a failed task and a shot's error
 // each show where they belong and a failed task keeps its error after later
 // clicks; cancel a running task; make a custom element and offer it to
-// image-to-video. No console error, no failed request (the favicon included)
+// image-to-video; every model of GET /v1/models offered with its own fields
+// (a duration range or choice, fixed qualities, frames or reference images, a
+// video drop zone) and a video edit made from a dropped MP4, priced on the
+// video's length. No console error, no failed request (the favicon included)
 // except the one bad upload. Screenshots land in tests/browser/output/.
 const fs = require('fs');
 const path = require('path');
@@ -15,14 +18,14 @@ const [url, key] = process.argv.slice(2);
 const out = path.join(__dirname, 'output');
 fs.mkdirSync(out, { recursive: true });
 
-async function drop(page, selector, file, name) {
+async function drop(page, selector, file, name, type = 'image/png') {
   const b64 = fs.readFileSync(file).toString('base64');
-  const dt = await page.evaluateHandle(([data, n]) => {
+  const dt = await page.evaluateHandle(([data, n, ty]) => {
     const bytes = Uint8Array.from(atob(data), (c) => c.charCodeAt(0));
     const t = new DataTransfer();
-    t.items.add(new File([bytes], n, { type: 'image/png' }));
+    t.items.add(new File([bytes], n, { type: ty }));
     return t;
-  }, [b64, name]);
+  }, [b64, name, type]);
   await page.dispatchEvent(selector, 'dragover', { dataTransfer: dt });
   await page.dispatchEvent(selector, 'drop', { dataTransfer: dt });
 }
@@ -93,6 +96,44 @@ async function createTask(page, body) {
     check(played.audioBytes > 0, `the browser decoded no audio: ${JSON.stringify(played)}`);
     check((await page.textContent('#histCount')).includes('1 completed'), 'history line');
     check((await page.textContent('#announce')).includes('completed'), 'completion announced');
+    const resultUrl = await page.$eval('.task[data-status="completed"] video', (v) => v.src);
+
+    // Every model of GET /v1/models is offered, each with its own fields.
+    const served = await page.evaluate(async (k) => (await (await fetch('/v1/models', { headers: { Authorization: 'Bearer ' + k } })).json()).data.map((m) => m.id), key);
+    const offered = await page.$$eval('#model option', (os) => os.map((o) => o.value));
+    check(JSON.stringify(offered) === JSON.stringify(served), `models offered: ${offered}`);
+    const visible = (id) => page.$eval('#' + id, (e) => !e.closest('.hidden'));
+    await page.selectOption('#model', 'kling-v3-text-to-video');
+    check(!(await visible('imageFields')) && (await visible('aspectBox')) && (await visible('durationBox')), 'text to video fields');
+    check((await page.$$eval('#quality button', (bs) => bs.map((b) => b.dataset.v))).join() === '720p,1080p,4k', 'v3 qualities');
+    await page.selectOption('#model', 'kling-o1-image-to-video');
+    check(await visible('durationPickBox') && !(await visible('durationBox')), 'O1 duration is a choice');
+    check((await page.$$eval('#durationPick option', (os) => os.map((o) => o.value))).join() === '5,10', 'O1 durations');
+    check(await visible('imagesBox') && (await page.textContent('#imagesLabel')).startsWith('Frames'), 'O1 takes frames');
+    check(!(await visible('qualityBox')) && (await page.textContent('#fixedNote')).includes('1080p'), 'O1 quality is fixed');
+    await page.selectOption('#model', 'kling-v3-turbo-image-to-video');
+    check(!(await visible('endBox')) && !(await visible('soundBox')), 'turbo has no end frame and fixed sound');
+    await page.selectOption('#model', 'kling-v3-motion-control');
+    check(await visible('orientationBox') && (await visible('videoBox')) && (await visible('imagesBox')), 'motion control fields');
+    check(!(await visible('durationBox')) && !(await visible('durationPickBox')), 'motion control has no duration');
+
+    // A model that takes a video: the result above, dropped on the video zone, edited.
+    await page.selectOption('#model', 'kling-o3-video-edit');
+    check(await visible('videoBox') && !(await visible('durationBox')), 'video edit fields');
+    check((await page.textContent('#price')).includes('credits/s'), 'priced per input second before a video is chosen');
+    const mp4 = path.join(out, 'input.mp4');
+    fs.writeFileSync(mp4, Buffer.from(await page.evaluate(async (u) => {
+      const b = new Uint8Array(await (await fetch(u)).arrayBuffer());
+      let s = ''; for (const x of b) s += String.fromCharCode(x); return btoa(s);
+    }, resultUrl), 'base64'));
+    await drop(page, '#dropVideo', mp4, 'input.mp4', 'video/mp4');
+    await page.waitForSelector('#dropVideo video');
+    await until(async () => (await page.textContent('#price')).trim() === '24.3 credits', 10000,
+      'the price of 3 s of input video').catch(async (e) => { throw new Error(e.message + ': ' + await page.textContent('#price') + ' ' + await page.textContent('#priceUsd') + ' ' + await page.textContent('#formErr') + ' ' + await page.textContent('#videoErr')); });
+    await page.fill('#prompt', 'make it dusk');
+    await page.click('#submit');
+    await page.waitForSelector('.task[data-status="completed"]:has-text("kling-o3-video-edit") video', { timeout: 180000 });
+    await page.selectOption('#model', 'kling-v3-image-to-video');
 
     // A failed task keeps its error through later actions.
     const failing = await createTask(page, { model: 'kling-v3-image-to-video', image_start: 'https://unreachable.invalid/frame.png', duration: 3 });
