@@ -109,9 +109,11 @@ fn refusal(r: CodeRefusal) -> ApiError {
     }
 }
 
+/// A code as people type it: letters, digits, spaces and dashes, at most 100
+/// characters, at least one letter or digit (the API document's pattern).
 fn checked_code(code: &str) -> Result<&str, ApiError> {
-    let n = normalise(code).len();
-    if n == 0 || code.len() > 100 {
+    let allowed = code.chars().all(|c| c.is_ascii_alphanumeric() || c == ' ' || c == '-');
+    if !allowed || normalise(code).is_empty() || code.len() > 100 {
         return Err(ApiError::invalid("code", "Give the code, as printed (VG-XXXX-XXXX-XXXX-XXXX)."));
     }
     Ok(code)
@@ -195,5 +197,7 @@ mod tests {
         assert_eq!(hash(&c), hash(&c.to_lowercase().replace('-', " ")));
         assert_ne!(hash(&c), hash(&generate()));
         assert!(checked_code("  - ").is_err());
+        assert!(checked_code("VG-ÄBCD").is_err(), "only what the document's pattern allows");
+        assert!(checked_code(" vg abcd-efgh ").is_ok());
     }
 }

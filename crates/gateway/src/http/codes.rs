@@ -132,7 +132,7 @@ pub async fn list_codes(State(state): State<AppState>, _admin: Admin) -> Result<
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct RedeemBody {
     /// The code as printed (`VG-XXXX-XXXX-XXXX-XXXX`; case, spaces and dashes do not matter).
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = "^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$")]
     pub code: String,
 }
 
@@ -171,7 +171,7 @@ pub async fn redeem(
 pub struct SignupBody {
     /// A valid top-up code; its value is the new account's first credits
     /// (with the server's sign-up credits).
-    #[schema(max_length = 100)]
+    #[schema(max_length = 100, pattern = "^[A-Za-z0-9 -]*[A-Za-z0-9][A-Za-z0-9 -]*$")]
     pub code: String,
     /// A name for the account, 1 to 100 characters.
     #[schema(max_length = 100)]
