@@ -58,7 +58,16 @@ pub async fn console_page() -> Response {
     with_headers("text/html; charset=utf-8", CONSOLE_HTML)
 }
 
-async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
+/// A file of the browser pages (the console's and the playground's script and
+/// styles, the icon), embedded in the binary.
+#[utoipa::path(get, path = "/assets/{name}", operation_id = "ops.asset", tag = "ops",
+    params(("name" = String, Path, description = "console.js, console.css, playground.js, playground.css or favicon.svg")),
+    responses(
+        (status = 200, description = "The file.", content(
+            (String = "text/javascript"), (String = "text/css"), (String = "image/svg+xml"))),
+        (status = 404, description = "No such file.", body = vidgate_api::error::ErrorBody),
+    ))]
+pub async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
     ASSETS
         .iter()
         .find(|(n, _, _)| *n == name)
@@ -66,7 +75,9 @@ async fn asset(Path(name): Path<String>) -> Result<Response, ApiError> {
         .ok_or_else(|| ApiError::new(vidgate_api::error::ErrorCode::NotFound, "No such file."))
 }
 
-/// Browsers ask for `/favicon.ico` on their own; an SVG answers it.
-async fn favicon() -> Response {
+/// The icon browsers ask for on their own (an SVG).
+#[utoipa::path(get, path = "/favicon.ico", operation_id = "ops.favicon", tag = "ops",
+    responses((status = 200, description = "The icon.", content_type = "image/svg+xml")))]
+pub async fn favicon() -> Response {
     with_headers("image/svg+xml", include_str!("../../assets/favicon.svg"))
 }

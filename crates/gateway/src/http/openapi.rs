@@ -53,7 +53,7 @@ impl Modify for Security {
         http::usage::my_usage, http::usage::my_ledger, http::usage::admin_usage, http::usage::admin_ledger,
         http::keys::list_keys, http::keys::create_key, http::keys::revoke_key,
         http::codes::create_codes, http::codes::list_codes, http::codes::redeem, http::codes::sign_up,
-        http::console::console_page,
+        http::console::console_page, http::console::asset, http::console::favicon,
         http::health::healthz, http::health::readyz, http::health::metrics,
         http::playground::page, openapi_json,
         http::webhooks::get_secret, http::webhooks::rotate_secret, http::webhooks::list_callbacks,
