@@ -10,6 +10,7 @@ pub mod files;
 pub mod health;
 pub mod openapi;
 pub mod playground;
+pub mod providers;
 mod range;
 pub mod tasks;
 pub mod webhooks;
@@ -35,6 +36,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(playground::router())
+        .merge(providers::router())
         .merge(webhooks::router())
         // A route layer sees the matched route pattern; the fallbacks stay uncounted.
         .route_layer(middleware::from_fn_with_state(state.clone(), track))

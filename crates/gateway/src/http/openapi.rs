@@ -39,7 +39,7 @@ impl Modify for Security {
         http::admin::create_account, http::admin::list_accounts, http::admin::get_account,
         http::admin::create_key, http::admin::list_keys, http::admin::revoke_key, http::admin::update_key,
         http::admin::grant_credits, http::admin::provider_health, http::admin::task_attempts,
-        http::admin::margin_report,
+        http::admin::margin_report, http::providers::check_providers,
         http::health::healthz, http::health::readyz, http::health::metrics,
         http::playground::page, openapi_json,
         http::webhooks::get_secret, http::webhooks::rotate_secret, http::webhooks::list_callbacks,
