@@ -39,12 +39,13 @@ inside() {
   set -euo pipefail
   ip link set lo up
   local work=$1 bin=$2
-  # Zero configuration: none of the caller's VIDGATE_* settings reach the server.
+  # Zero configuration (but enough credits for every model): none of the caller's
+  # VIDGATE_* settings reach the server.
   local unset=()
   for v in $(compgen -e | grep '^VIDGATE_' || true); do unset+=(-u "$v"); done
-  env "${unset[@]}" VIDGATE_ALLOW_PRIVATE_URLS=true \
+  env "${unset[@]}" VIDGATE_ALLOW_PRIVATE_URLS=true VIDGATE_SIGNUP_CREDITS=1000 \
     "$bin" serve --listen 127.0.0.1:0 --data-dir "$work/data" >"$work/vidgate.stdout" 2>"$work/vidgate.stderr" &
-  local pid=$!
+  pid=$!
   trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true' EXIT
   local url='' key=''
   for _ in $(seq 1 300); do

@@ -1,6 +1,8 @@
-//! Address rules for user-given URLs (callbacks, image URLs, upstream links):
-//! which IP addresses are never to be contacted. Pure; the gateway's guarded
-//! client applies them to literal hosts and to every resolved address.
+//! Address rules for user-given URLs (callbacks, image and video URLs, upstream
+//! links): one URL rule, `check_user_url`, shared by create validation and the
+//! gateway's guarded client, and which IP addresses are never to be contacted.
+//! Pure; the guarded client applies `is_forbidden_ip` to every resolved address.
+//! Also the shape of vidgate's own file links, so that parse and storage agree.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
@@ -83,9 +85,121 @@ pub fn is_local_host_name(host: &str) -> bool {
     h == "localhost" || h.ends_with(".localhost")
 }
 
+/// Why a user-given URL is refused before any network access.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum UrlError {
+    #[error("The URL is not valid.")]
+    Invalid,
+    #[error("Only https:// URLs are accepted.")]
+    Scheme,
+    #[error("The URL has no host.")]
+    NoHost,
+    #[error("The URL must not carry credentials.")]
+    Credentials,
+    #[error("The URL points to a private, loopback or reserved address.")]
+    Forbidden,
+}
+
+/// The one rule for a URL a user gives us: `https://` (or `http://` when private
+/// fetches are allowed, in development), a host, no credentials, and no literal
+/// address or local host name that `is_forbidden_ip`/`is_local_host_name` refuse.
+/// Names are resolved later by the caller, which checks every address again.
+pub fn check_user_url(raw: &str, allow_private: bool) -> Result<url::Url, UrlError> {
+    let url = url::Url::parse(raw).map_err(|_| UrlError::Invalid)?;
+    match url.scheme() {
+        "https" => {}
+        "http" if allow_private => {}
+        _ => return Err(UrlError::Scheme),
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        return Err(UrlError::NoHost);
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(UrlError::Credentials);
+    }
+    if !allow_private
+        && (url_literal_ip(&url).is_some_and(is_forbidden_ip)
+            || matches!(url.host(), Some(url::Host::Domain(d)) if is_local_host_name(d)))
+    {
+        return Err(UrlError::Forbidden);
+    }
+    Ok(url)
+}
+
+/// Longest id a stored file may have.
+pub const MAX_FILE_ID_CHARS: usize = 64;
+
+/// A stored file's id: 1 to 64 of `[A-Za-z0-9_-]`, so it is always a safe file
+/// name. The gateway's blob store uses this same rule for the ids it accepts.
+pub fn is_valid_file_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= MAX_FILE_ID_CHARS
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// The file id of a URL shaped like a vidgate file link (`/files/{id}` with `exp`
+/// and `sig` in the query), whatever its host; whether the link is genuine is for
+/// the server's signature check.
+pub fn file_link_id(raw: &str) -> Option<String> {
+    let url = url::Url::parse(raw).ok()?;
+    let id = url.path().strip_prefix("/files/")?;
+    let query = url.query().unwrap_or("");
+    let has = |key: &str| query.split('&').any(|p| p.split_once('=').is_some_and(|(k, _)| k == key));
+    (is_valid_file_id(id) && has("exp") && has("sig")).then(|| id.to_owned())
+}
+
+/// True when `raw` has the shape of a vidgate file link (see `file_link_id`).
+pub fn is_file_link(raw: &str) -> bool {
+    file_link_id(raw).is_some()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_user_url_rule_refuses_each_bad_shape_with_its_reason() {
+        for (raw, private, want) in [
+            ("https://cdn.example.com/a.png", false, Ok(())),
+            ("http://cdn.example.com/a.png", false, Err(UrlError::Scheme)),
+            ("http://127.0.0.1:9000/a.png", true, Ok(())),
+            ("ftp://cdn.example.com/a.png", true, Err(UrlError::Scheme)),
+            ("not a url", false, Err(UrlError::Invalid)),
+            ("https://u:p@cdn.example.com/", false, Err(UrlError::Credentials)),
+            ("https://u@cdn.example.com/", false, Err(UrlError::Credentials)),
+            ("https://10.0.0.1/a.png", false, Err(UrlError::Forbidden)),
+            ("https://0x7f.1/a.png", false, Err(UrlError::Forbidden)),
+            ("https://[::ffff:10.0.0.1]/a.png", false, Err(UrlError::Forbidden)),
+            ("https://api.localhost/a.png", false, Err(UrlError::Forbidden)),
+            ("https://api.localhost/a.png", true, Ok(())),
+            ("file:///etc/passwd", true, Err(UrlError::Scheme)),
+        ] {
+            assert_eq!(check_user_url(raw, private).map(|_| ()), want, "{raw}");
+        }
+    }
+
+    #[test]
+    fn file_link_ids_follow_the_blob_store_rule() {
+        for id in ["file-abc", "A_b-9", &"x".repeat(64)] {
+            assert!(is_valid_file_id(id), "{id}");
+        }
+        for id in ["", "a.b", "a/b", "..", "é", &"x".repeat(65)] {
+            assert!(!is_valid_file_id(id), "{id}");
+        }
+        assert_eq!(file_link_id("https://vg.example/files/file-Ab_9-x?exp=99&sig=xyz").as_deref(), Some("file-Ab_9-x"));
+        assert_eq!(file_link_id("http://127.0.0.1:8080/files/abc?sig=1&exp=2").as_deref(), Some("abc"));
+        for bad in [
+            "https://vg.example/files/file-abc?exp=99",
+            "https://vg.example/files/file-abc?sig=1",
+            "https://vg.example/files/file-abc",
+            "https://vg.example/files/a/b?exp=1&sig=2",
+            "http://127.0.0.1/files/file-../x?exp=1&sig=2",
+            "https://vg.example/other/file-abc?exp=1&sig=2",
+            "https://vg.example/files/file-abc?expires=1&signature=2",
+        ] {
+            assert!(!is_file_link(bad), "{bad}");
+        }
+    }
 
     fn forbidden(s: &str) -> bool {
         s.parse::<IpAddr>().map(is_forbidden_ip).unwrap_or(false)

@@ -1,5 +1,7 @@
-//! Credits as integer units of 1/10000 credit (EvoLink's wire scale). Money in
-//! vidgate never touches a float except for display.
+//! Credits as integer units of 1/10000 credit (EvoLink's wire scale). Every credit
+//! amount that comes in (config, admin bodies, CLI flags, catalog prices) is parsed
+//! from its decimal text by `Credits::parse_decimal` or `Credits::parse_json`; a
+//! float appears only on the way out, for display.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -11,7 +13,6 @@ pub struct Credits(i64);
 
 impl Credits {
     pub const UNITS_PER_CREDIT: i64 = 10_000;
-    pub const ZERO: Credits = Credits(0);
 
     pub const fn from_units(units: i64) -> Self {
         Self(units)
@@ -19,18 +20,6 @@ impl Credits {
 
     pub const fn units(self) -> i64 {
         self.0
-    }
-
-    pub fn from_whole_credits(credits: i64) -> Option<Self> {
-        credits.checked_mul(Self::UNITS_PER_CREDIT).map(Self)
-    }
-
-    pub fn checked_add(self, other: Self) -> Option<Self> {
-        self.0.checked_add(other.0).map(Self)
-    }
-
-    pub fn checked_sub(self, other: Self) -> Option<Self> {
-        self.0.checked_sub(other.0).map(Self)
     }
 
     /// Display only.
@@ -61,6 +50,19 @@ impl Credits {
         let frac_units: i64 = if frac.is_empty() { 0 } else { format!("{frac:0<4}").parse().ok()? };
         let units = whole.checked_mul(Self::UNITS_PER_CREDIT)?.checked_add(frac_units)?;
         Some(Self(if neg { -units } else { units }))
+    }
+}
+
+impl Credits {
+    /// A credit amount in a JSON body: a number such as `27` or `7.1982`, read from
+    /// its decimal text (serde_json prints the shortest text that reads back as the
+    /// same number, so `7.1982` stays `7.1982`), or the same as a string.
+    pub fn parse_json(v: &serde_json::Value) -> Option<Self> {
+        match v {
+            serde_json::Value::Number(n) => Self::parse_decimal(&n.to_string()),
+            serde_json::Value::String(s) => Self::parse_decimal(s.trim()),
+            _ => None,
+        }
     }
 }
 
@@ -102,7 +104,7 @@ mod tests {
         assert_eq!(Credits::from_units(162_000).to_string(), "16.2");
         assert_eq!(Credits::from_units(-5).to_string(), "-0.0005");
         assert_eq!(Credits::from_units(10_000).to_string(), "1");
-        assert_eq!(Credits::ZERO.to_string(), "0");
+        assert_eq!(Credits::from_units(0).to_string(), "0");
         assert_eq!(Credits::from_units(i64::MIN).to_string(), "-922337203685477.5808");
     }
 
@@ -121,12 +123,29 @@ mod tests {
     }
 
     #[test]
-    fn arithmetic_is_checked() {
-        assert_eq!(Credits::from_whole_credits(27), Some(Credits::from_units(270_000)));
-        assert_eq!(Credits::from_whole_credits(i64::MAX), None);
-        assert_eq!(Credits::from_units(i64::MAX).checked_add(Credits::from_units(1)), None);
-        assert_eq!(Credits::from_units(i64::MIN).checked_sub(Credits::from_units(1)), None);
-        assert_eq!(Credits::from_units(5).checked_sub(Credits::from_units(7)), Some(Credits::from_units(-2)));
+    fn json_amounts_are_read_from_their_decimal_text() {
+        use serde_json::json;
+        for (v, units) in [
+            (json!(27), Some(270_000)),
+            (json!(7.1982), Some(71_982)),
+            (json!(0.1), Some(1_000)),
+            (json!(-0.5), Some(-5_000)),
+            (json!(1e3), Some(10_000_000)),
+            (json!("7.1982"), Some(71_982)),
+            (json!(" 3 "), Some(30_000)),
+            (json!(0.00001), None),
+            (json!(1.23456), None),
+            (json!("1e3"), None),
+            (json!(true), None),
+            (json!(null), None),
+            (json!([1]), None),
+        ] {
+            assert_eq!(Credits::parse_json(&v), units.map(Credits::from_units), "{v}");
+        }
+    }
+
+    #[test]
+    fn display_helpers_convert_at_72_credits_per_dollar() {
         assert_eq!(Credits::from_units(720_000).to_usd_f64(), 1.0);
         assert_eq!(Credits::from_units(270_000).to_credits_f64(), 27.0);
         assert_eq!(serde_json::to_string(&Credits::from_units(270_000)).ok().as_deref(), Some("270000"));

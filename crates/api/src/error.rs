@@ -105,12 +105,35 @@ impl ErrorBody {
     }
 }
 
-impl From<&crate::create::FieldError> for ErrorBody {
-    /// A rejected create field: `400 invalid_request` naming the field in `param`.
-    fn from(e: &crate::create::FieldError) -> Self {
-        Self::new(ErrorCode::InvalidRequest, e.message.clone(), Some(e.param.clone()))
+/// A rejected request field: `param` is its path (`model_params.multi_prompt[1].duration`),
+/// `message` says what is wrong. Answered as `400 invalid_request` with `param` set.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FieldError {
+    pub param: String,
+    pub message: String,
+    /// `invalid_request`, or `image_processing_error` for an image that cannot be read.
+    pub code: ErrorCode,
+}
+
+impl FieldError {
+    pub fn new(param: impl Into<String>, message: impl Into<String>) -> Self {
+        Self { param: param.into(), message: message.into(), code: ErrorCode::InvalidRequest }
+    }
+
+    /// The same error with another code.
+    pub fn with_code(mut self, code: ErrorCode) -> Self {
+        self.code = code;
+        self
     }
 }
+
+impl std::fmt::Display for FieldError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.param, self.message)
+    }
+}
+
+impl std::error::Error for FieldError {}
 
 impl ErrorCode {
     pub const ALL: [ErrorCode; 16] = [
@@ -187,15 +210,8 @@ mod tests {
     }
 
     #[test]
-    fn a_field_error_becomes_a_400_naming_the_field() {
-        let fe = crate::create::FieldError { param: "duration".to_owned(), message: "bad".to_owned() };
-        let body = ErrorBody::from(&fe);
-        assert_eq!(ErrorCode::parse(&body.error.code).map(ErrorCode::status), Some(400));
-        assert_eq!(
-            serde_json::to_string(&body).ok().as_deref(),
-            Some(
-                r#"{"error":{"code":"invalid_request","message":"bad","type":"invalid_request_error","param":"duration"}}"#
-            )
-        );
+    fn field_errors_display_their_path() {
+        let e = FieldError::new("model_params.multi_prompt[1].duration", "bad");
+        assert_eq!(e.to_string(), "model_params.multi_prompt[1].duration: bad");
     }
 }

@@ -1,6 +1,7 @@
-//! vidgate's wire contract: request parsing and validation, the task object, the
-//! error body, the catalog and its prices. Pure: no IO, no async. Shared by the
-//! server, the CLI client and the `evolink` upstream adapter.
+//! vidgate's wire contract: the model catalog as data (parameters, rules, prices,
+//! JSON Schemas), create-request validation driven by it, the task object, the
+//! error body, credits, and the image and video checks. Pure: no IO, no async.
+//! Shared by the server and its CLI.
 
 pub mod addr;
 pub mod catalog;
@@ -9,13 +10,14 @@ pub mod credits;
 pub mod error;
 pub mod image;
 pub mod task;
+pub mod video;
 
 #[cfg(test)]
 mod openapi_tests {
     use utoipa::ToSchema;
     use utoipa::openapi::ComponentsBuilder;
 
-    use crate::{catalog, create, error, image, task};
+    use crate::{catalog, error, image, task};
 
     fn with_deps<T: ToSchema>(b: ComponentsBuilder) -> ComponentsBuilder {
         let mut deps = Vec::new();
@@ -32,7 +34,6 @@ mod openapi_tests {
         b = with_deps::<task::FileObject>(b);
         b = with_deps::<error::ErrorBody>(b);
         b = with_deps::<catalog::ModelList>(b);
-        b = with_deps::<create::CreateRequest>(b);
         b = with_deps::<image::ImageInfo>(b);
         b = with_deps::<crate::credits::Credits>(b);
         let json = serde_json::to_value(b.build()).unwrap_or_default();
@@ -47,10 +48,11 @@ mod openapi_tests {
         assert!(props("TaskObject").get("type").is_some(), "{json}");
         assert!(props("TaskObject").get("kind").is_none());
         assert!(props("ErrorDetail").get("param").is_some());
-        assert!(props("CreateRequest").get("model_params").is_some());
-        assert!(props("ModelParams").get("multi_prompt").is_some());
+        assert!(props("ModelEntry").get("parameters").is_some());
         assert_eq!(schemas["Credits"]["type"], serde_json::json!("integer"));
         assert!(schemas["TaskStatus"].to_string().contains("processing"));
-        assert!(schemas["AspectRatio"].to_string().contains("16:9"));
+        assert_eq!(schemas["Quality"]["enum"], serde_json::json!(["720p", "1080p", "4k"]));
+        assert!(schemas["Shape"].to_string().contains("motion_control"), "{}", schemas["Shape"]);
+        assert!(schemas["BilledBy"].to_string().contains("output_video"));
     }
 }

@@ -189,7 +189,7 @@ pub struct TaskList {
 }
 
 /// The API key's view. `remaining_credits` is what it may still hold for new
-/// tasks: the account's available balance, or less when the key has a cap.
+/// tasks: the account's available balance, or less when the key has a budget.
 /// `used_credits` is what it has committed: charged for completed tasks plus
 /// held by running ones (`held_credits`, given back if they fail).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -226,7 +226,8 @@ pub struct CreditsResponse {
     pub success: bool,
 }
 
-/// `POST /v1/files`: an upload usable as `image_start`/`image_end` until it expires.
+/// `POST /v1/files`: an upload (an image or a video) whose link a create may name
+/// in any media field until it expires.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
 pub struct FileObject {
     pub id: String,

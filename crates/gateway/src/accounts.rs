@@ -3,7 +3,7 @@
 //! once when made; only its SHA-256 is kept (keys are 190 bits of randomness, so
 //! a fast hash is the right one).
 
-use vidgate_api::catalog::ModelId;
+use vidgate_api::catalog::Catalog;
 use vidgate_api::credits::Credits;
 use vidgate_api::error::ErrorCode;
 
@@ -38,7 +38,11 @@ pub struct KeyLimits {
 
 impl KeyLimits {
     /// Checks the limits: caps are not negative, models are in the catalog.
-    pub fn checked(credit_cap: Option<Credits>, allowed_models: Option<Vec<String>>) -> Result<Self, ApiError> {
+    pub fn checked(
+        catalog: &Catalog,
+        credit_cap: Option<Credits>,
+        allowed_models: Option<Vec<String>>,
+    ) -> Result<Self, ApiError> {
         if let Some(cap) = credit_cap
             && cap.units() < 0
         {
@@ -46,7 +50,7 @@ impl KeyLimits {
         }
         if let Some(models) = &allowed_models {
             for (i, m) in models.iter().enumerate() {
-                if ModelId::parse(m).is_none() {
+                if catalog.get(m).is_none() {
                     return Err(ApiError::invalid(format!("allowed_models[{i}]"), format!("Unknown model {m:?}.")));
                 }
             }

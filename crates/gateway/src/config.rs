@@ -29,11 +29,14 @@ macro_rules! settings {
             /// Routes per model; none configured means the built-in `local`
             /// provider serves every model.
             pub routes: Vec<RouteConfig>,
+            /// The `[catalog]` table: overrides merged into the built-in model
+            /// catalog by model id (prices, limits, new models of an existing shape).
+            pub catalog: Option<toml::Value>,
         }
 
         impl Default for Config {
             fn default() -> Self {
-                Self { $( $field: $default, )+ providers: BTreeMap::new(), routes: Vec::new() }
+                Self { $( $field: $default, )+ providers: BTreeMap::new(), routes: Vec::new(), catalog: None }
             }
         }
 
@@ -276,6 +279,9 @@ pub struct CostTable {
     pub p1080: f64,
     #[serde(rename = "1080p_sound")]
     pub p1080_sound: f64,
+    /// 4K (sound included when the model makes it); unset for routes without 4K.
+    #[serde(rename = "4k", default)]
+    pub p4k: f64,
 }
 
 /// One way to serve a model.
@@ -294,7 +300,7 @@ pub struct RouteConfig {
     pub upstream_models: BTreeMap<String, String>,
     #[serde(default)]
     pub cost_usd_per_second: CostTable,
-    /// Among `end_frame`, `multi_shot`, `sound`, `elements`, `1080p`.
+    /// Among `end_frame`, `multi_shot`, `sound`, `elements`, `1080p`, `4k`.
     #[serde(default)]
     pub supports: Vec<String>,
 }
@@ -317,6 +323,7 @@ struct Tables {
     providers: BTreeMap<String, ProviderConfig>,
     #[serde(default)]
     routes: Vec<RouteConfig>,
+    catalog: Option<toml::Value>,
 }
 
 /// A TOML value as the text a setting's parser reads (arrays comma-joined).
@@ -348,7 +355,7 @@ impl Config {
         let parse_err = |message: String| ConfigError::Parse { path: path.to_owned(), message };
         let mut table: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.message().to_owned()))?;
         let mut tables = toml::Table::new();
-        for key in ["providers", "routes"] {
+        for key in ["providers", "routes", "catalog"] {
             if let Some(v) = table.remove(key) {
                 tables.insert(key.to_owned(), v);
             }
@@ -357,6 +364,7 @@ impl Config {
             toml::Value::Table(tables).try_into().map_err(|e: toml::de::Error| parse_err(e.message().to_owned()))?;
         self.providers = tables.providers;
         self.routes = tables.routes;
+        self.catalog = tables.catalog;
         for (key, value) in &table {
             let raw = toml_text(value).ok_or_else(|| parse_err(format!("{key}: expected a value, not a table")))?;
             self.set(key, &raw).map_err(|m| parse_err(format!("{key}: {m}")))?;
@@ -381,6 +389,14 @@ impl Config {
                 .map_err(|message| ConfigError::Value { name: format!("--{}", name.replace('_', "-")), message })?;
         }
         Ok(())
+    }
+
+    /// The model catalog: the built-in one with the file's `[catalog]` overrides.
+    pub fn load_catalog(&self) -> Result<vidgate_api::catalog::Catalog, vidgate_api::catalog::CatalogError> {
+        match &self.catalog {
+            Some(overrides) => vidgate_api::catalog::Catalog::with_overrides(overrides),
+            None => vidgate_api::catalog::Catalog::builtin(),
+        }
     }
 
     /// The database URL actually used: the configured one, or SQLite in the data folder.

@@ -1,40 +1,29 @@
-//! The request as a task row keeps it, and as workers and providers read it:
-//! validated, with every image turned into a stored file id or an external URL
-//! still to be fetched by the worker.
+//! The request as a task row keeps it, and as workers and providers read it: the
+//! validated `CreateTask` with every medium turned into a stored file or an
+//! external image URL still to be fetched by the worker. Input videos are always
+//! stored (fetched and probed at create).
 
 use serde::{Deserialize, Serialize};
-use vidgate_api::catalog::{AspectRatio, ModelId, Quality, Sound};
-use vidgate_api::create::MultiShot;
+use vidgate_api::create::CreateTask;
 
-/// Where a request image is: in our storage already, or at a URL to fetch.
+use crate::ids::FileId;
+
+/// Where a request medium is: in our storage already, or at a URL to fetch.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case")]
 pub enum ImageRef {
-    File(crate::ids::FileId),
+    File(FileId),
     Url(String),
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredElement {
-    pub name: String,
-    pub description: String,
-    pub frontal_image: ImageRef,
-    pub refer_images: Vec<ImageRef>,
+impl ImageRef {
+    pub fn file(&self) -> Option<&FileId> {
+        match self {
+            Self::File(id) => Some(id),
+            Self::Url(_) => None,
+        }
+    }
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct StoredRequest {
-    pub model: ModelId,
-    pub prompt: Option<String>,
-    pub negative_prompt: Option<String>,
-    pub image_start: Option<ImageRef>,
-    pub image_end: Option<ImageRef>,
-    pub duration: u32,
-    pub quality: Quality,
-    pub sound: Sound,
-    pub aspect_ratio: AspectRatio,
-    pub multi_shot: Option<MultiShot>,
-    pub element_ids: Vec<String>,
-    pub watermark: bool,
-    pub element: Option<StoredElement>,
-}
+/// A task's request as stored in its row.
+pub type StoredRequest = CreateTask<ImageRef>;

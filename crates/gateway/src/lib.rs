@@ -19,6 +19,9 @@ pub mod files;
 pub mod http;
 pub mod ids;
 pub mod job;
+#[cfg(test)]
+mod layering;
+pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod providers;

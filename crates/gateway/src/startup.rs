@@ -40,6 +40,7 @@ impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
+        let catalog = config.load_catalog()?;
         let store = open_store(&config).await?;
         let (shared, bootstrap) = bootstrap::run(&store, &config).await?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
@@ -47,9 +48,13 @@ impl Application {
         let guard = GuardedClient::new(config.allow_private_urls, config.fetch_timeout_secs)?;
         let sole_writer = store.backend() == crate::store::Backend::Sqlite;
         let upstreams = crate::routing::build_providers(&config, &|k| std::env::var(k).ok())?;
-        let routing = Routing::new(&config, upstreams)?;
+        let routing = Routing::new(&config, &catalog, upstreams)?;
+        let openapi = http::openapi::document(&catalog)?;
         let state = AppState::new(Services {
             config,
+            catalog,
+            openapi,
+            fetches: crate::media::FetchSlots::default(),
             store,
             blobs,
             guard,

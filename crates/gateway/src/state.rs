@@ -3,6 +3,8 @@
 
 use tokio::sync::Notify;
 
+use vidgate_api::catalog::Catalog;
+
 use crate::blobs::Blobs;
 use crate::config::Config;
 use crate::engine::poller::Poller;
@@ -20,6 +22,12 @@ pub struct AppState(std::sync::Arc<Services>);
 
 pub struct Services {
     pub config: Config,
+    /// The models served: the built-in catalog with the operator's overrides.
+    pub catalog: Catalog,
+    /// `/openapi.json`, built once at start from the routes and the catalog.
+    pub openapi: bytes::Bytes,
+    /// Video fetches in flight per account (each account gets a few at once).
+    pub fetches: crate::media::FetchSlots,
     pub store: Store,
     pub blobs: Blobs,
     /// The guarded HTTP client: the only way out to a user-given address.

@@ -592,7 +592,10 @@ fn plan_shots(spec: &VideoSpec, total: u32) -> Result<Vec<Shot>, RenderError> {
 /// exact in a `u16` and vectorised; the columns are then picked and blended
 /// from that. No intermediate is rounded, so the result is the exact
 /// two-dimensional fixed-point bilinear value.
-#[allow(clippy::too_many_arguments)]
+#[expect(
+    clippy::too_many_arguments,
+    reason = "the sampler takes the plane, its geometry and the point as plain numbers for speed"
+)]
 pub(crate) fn sample_plane(
     src: &[u8],
     sw: usize,
@@ -684,7 +687,7 @@ mod tests {
     use crate::ShotSpec;
 
     /// The direct two-dimensional form of the fixed-point bilinear lookup.
-    #[allow(clippy::too_many_arguments)]
+    #[expect(clippy::too_many_arguments, reason = "the same plain-number form as sample_plane")]
     fn sample_direct(
         src: &[u8],
         sw: usize,

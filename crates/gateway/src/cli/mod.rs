@@ -37,7 +37,7 @@ enum Command {
         command: WebhooksCommand,
     },
     /// Make a video on a server (VIDGATE_URL, VIDGATE_API_KEY) and save it.
-    Generate(remote::GenerateArgs),
+    Generate(Box<remote::GenerateArgs>),
     /// List, show or cancel tasks on a server.
     Tasks {
         #[command(subcommand)]
@@ -149,7 +149,7 @@ pub async fn run() -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Keys { command } => serve::keys(command).await,
-        Command::Generate(args) => remote::generate(args).await,
+        Command::Generate(args) => remote::generate(*args).await,
         Command::Tasks { command } => remote::tasks(command).await,
         Command::Price(args) => remote::price(&args),
         Command::Providers { command } => providers::run(command).await,

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::{Args, Subcommand};
 use serde_json::{Value, json};
-use vidgate_api::catalog::{ModelId, Quality, Sound, price as catalog_price};
+use vidgate_api::catalog::{Catalog, ImageListRole, KeepSoundField, Quality, Sound};
 use vidgate_api::task::{TaskObject, TaskStatus};
 
 use super::{Interrupted, output};
@@ -27,12 +27,28 @@ pub struct ServerArgs {
 pub struct GenerateArgs {
     #[command(flatten)]
     server: ServerArgs,
-    /// First frame (JPG/PNG); image-to-video.
-    #[arg(long, required_unless_present = "text_only")]
+    /// Model id (`vidgate price --list` shows them); defaults to the Kling 3.0
+    /// image-to-video model, or text-to-video with --text-only.
+    #[arg(long)]
+    model: Option<String>,
+    /// First frame (JPG/PNG).
+    #[arg(long)]
     image: Option<PathBuf>,
     /// Last frame (JPG/PNG).
     #[arg(long)]
     end_image: Option<PathBuf>,
+    /// A reference image (the model's `image_urls`); repeat for several.
+    #[arg(long = "reference")]
+    references: Vec<PathBuf>,
+    /// The input video (MP4/MOV) of a video edit, reference or motion model.
+    #[arg(long)]
+    video: Option<PathBuf>,
+    /// Keep the input video's sound.
+    #[arg(long)]
+    keep_original_sound: bool,
+    /// Motion control: `image` or `video`.
+    #[arg(long)]
+    character_orientation: Option<String>,
     /// Text-to-video (no image).
     #[arg(long, conflicts_with_all = ["image", "end_image"])]
     text_only: bool,
@@ -40,21 +56,18 @@ pub struct GenerateArgs {
     prompt: Option<String>,
     #[arg(long)]
     negative_prompt: Option<String>,
-    /// Seconds, 3..=15.
-    #[arg(long, default_value_t = 5)]
-    duration: u32,
-    /// 720p or 1080p.
-    #[arg(long, default_value = "720p")]
-    quality: String,
+    /// Seconds (each model has its range; models that follow their input video take none).
+    #[arg(long)]
+    duration: Option<u32>,
+    /// 720p, 1080p or 4k, as the model allows.
+    #[arg(long)]
+    quality: Option<String>,
     /// on or off.
-    #[arg(long, default_value = "off")]
-    sound: String,
-    /// Text-to-video only: 16:9, 9:16 or 1:1.
+    #[arg(long)]
+    sound: Option<String>,
+    /// 16:9, 9:16 or 1:1, where the model takes it.
     #[arg(long)]
     aspect_ratio: Option<String>,
-    /// Model id (defaults to the Kling 3.0 model for the mode).
-    #[arg(long)]
-    model: Option<String>,
     /// Where to save the MP4 (default: <task id>.mp4).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -90,22 +103,49 @@ pub enum TasksCommand {
 pub struct PriceArgs {
     #[arg(long, default_value = "kling-v3-image-to-video")]
     model: String,
-    #[arg(long, default_value_t = 5)]
-    duration: u32,
+    /// Seconds of video (default: the model's default duration).
+    #[arg(long)]
+    duration: Option<u32>,
+    /// For models billed by their input video: its length in seconds.
+    #[arg(long)]
+    input_seconds: Option<u32>,
     #[arg(long, default_value = "720p")]
     quality: String,
     #[arg(long, default_value = "off")]
     sound: String,
+    /// A configuration file whose `[catalog]` overrides apply.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// List every model with its billing instead.
+    #[arg(long)]
+    list: bool,
 }
 
-fn estimate(model: &str, duration: u32, quality: &str, sound: &str) -> anyhow::Result<vidgate_api::credits::Credits> {
-    let model = ModelId::parse(model).ok_or_else(|| anyhow::anyhow!("unknown model {model:?}"))?;
-    let quality = Quality::parse(quality).ok_or_else(|| anyhow::anyhow!("quality must be 720p or 1080p"))?;
+fn catalog(config: Option<&std::path::Path>) -> anyhow::Result<Catalog> {
+    Ok(crate::config::Config::load(config, |_| None)?.load_catalog()?)
+}
+
+/// The offline price of `seconds` of `model` (a call, for per-call models).
+fn estimate(
+    catalog: &Catalog,
+    model: &str,
+    seconds: Option<u32>,
+    quality: &str,
+    sound: &str,
+) -> anyhow::Result<vidgate_api::credits::Credits> {
+    let spec = catalog.get(model).ok_or_else(|| anyhow::anyhow!("unknown model {model:?}"))?;
+    let quality = Quality::parse(quality).ok_or_else(|| anyhow::anyhow!("quality must be 720p, 1080p or 4k"))?;
     let sound = Sound::parse(sound).ok_or_else(|| anyhow::anyhow!("sound must be on or off"))?;
-    if !(3..=15).contains(&duration) {
-        anyhow::bail!("duration must be 3 to 15 seconds");
-    }
-    Ok(catalog_price(model, quality, sound, duration))
+    let seconds = match (seconds, &spec.duration) {
+        (Some(s), _) => s,
+        (None, Some(d)) => d.default,
+        (None, None) if spec.video.is_some() => {
+            anyhow::bail!("{model} bills its input video: give --input-seconds")
+        }
+        (None, None) => 0,
+    };
+    spec.price(quality, sound, seconds)
+        .ok_or_else(|| anyhow::anyhow!("{model} is not made at {quality} with sound {sound}"))
 }
 
 fn price_line(c: vidgate_api::credits::Credits) -> String {
@@ -113,7 +153,16 @@ fn price_line(c: vidgate_api::credits::Credits) -> String {
 }
 
 pub fn price(args: &PriceArgs) -> anyhow::Result<()> {
-    let c = estimate(&args.model, args.duration, &args.quality, &args.sound)?;
+    let catalog = catalog(args.config.as_deref())?;
+    if args.list {
+        for m in catalog.models() {
+            let rule = m.pricing.rule().as_str();
+            let estimated = if m.pricing.estimated() { " (estimated)" } else { "" };
+            output::line(&format!("{:<32} {:<11} {}{estimated}", m.id, rule, m.name));
+        }
+        return Ok(());
+    }
+    let c = estimate(&catalog, &args.model, args.duration.or(args.input_seconds), &args.quality, &args.sound)?;
     output::line(&price_line(c));
     Ok(())
 }
@@ -163,26 +212,64 @@ pub async fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     let model = args.model.clone().unwrap_or_else(|| {
         if args.text_only { "kling-v3-text-to-video" } else { "kling-v3-image-to-video" }.to_owned()
     });
+    let catalog = catalog(None)?;
+    let spec = catalog.get(&model);
     // The offline estimate; if the parameters are off, the server says exactly why.
-    if let Ok(cost) = estimate(&model, args.duration, &args.quality, &args.sound) {
-        output::line(&format!("Price: {}", price_line(cost)));
+    let quality = args.quality.clone().unwrap_or_else(|| "720p".to_owned());
+    let sound = args.sound.clone().unwrap_or_else(|| "off".to_owned());
+    if let Ok(cost) = estimate(&catalog, &model, args.duration, &quality, &sound) {
+        output::line(&format!("Price: {} (models billed by their input video: on its length)", price_line(cost)));
     }
     let client = Client::new(&args.server.url, &args.server.api_key)?;
-    let mut body = json!({ "model": model, "duration": args.duration, "quality": args.quality, "sound": args.sound });
-    if let Some(p) = &args.prompt {
-        body["prompt"] = json!(p);
+    let mut body = json!({ "model": model });
+    for (field, value) in [
+        ("prompt", &args.prompt),
+        ("negative_prompt", &args.negative_prompt),
+        ("quality", &args.quality),
+        ("sound", &args.sound),
+        ("aspect_ratio", &args.aspect_ratio),
+    ] {
+        if let Some(v) = value {
+            body[field] = json!(v);
+        }
     }
-    if let Some(n) = &args.negative_prompt {
-        body["negative_prompt"] = json!(n);
+    if let Some(d) = args.duration {
+        body["duration"] = json!(d);
     }
-    if let Some(a) = &args.aspect_ratio {
-        body["aspect_ratio"] = json!(a);
-    }
+    // O1 image-to-video takes its frames as `image_urls`.
+    let frames_in_list = spec.and_then(|s| s.image_urls.as_ref()).is_some_and(|l| l.role == ImageListRole::Frames);
+    let mut image_urls = Vec::new();
     for (path, field) in [(&args.image, "image_start"), (&args.end_image, "image_end")] {
         if let Some(path) = path {
-            let file = client.upload(path).await?;
-            body[field] = Value::String(file.url);
+            let url = client.upload(path).await?.url;
+            if frames_in_list {
+                image_urls.push(Value::String(url));
+            } else {
+                body[field] = Value::String(url);
+            }
         }
+    }
+    for path in &args.references {
+        image_urls.push(Value::String(client.upload(path).await?.url));
+    }
+    if !image_urls.is_empty() {
+        body["image_urls"] = Value::Array(image_urls);
+    }
+    if let Some(path) = &args.video {
+        let url = client.upload(path).await?.url;
+        match spec.and_then(|s| s.video.as_ref()).map(|v| v.field) {
+            Some(vidgate_api::catalog::VideoField::VideoUrls) => body["video_urls"] = json!([url]),
+            _ => body["video_url"] = json!(url),
+        }
+    }
+    if args.keep_original_sound {
+        match spec.and_then(|s| s.keep_sound.as_ref()).map(|k| k.field) {
+            Some(KeepSoundField::ModelParamsKeepSound) => body["model_params"]["keep_sound"] = json!(true),
+            _ => body["keep_original_sound"] = json!(true),
+        }
+    }
+    if let Some(o) = &args.character_orientation {
+        body["model_params"]["character_orientation"] = json!(o);
     }
     let task = client.create(&body).await?;
     output::line(&format!("Task {} created", task.id));

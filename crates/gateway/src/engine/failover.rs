@@ -280,8 +280,6 @@ pub fn after_poll(answer: Result<Poll, ProviderError>, last_answer: i64, now: i6
 
 #[cfg(test)]
 mod tests {
-    use vidgate_api::catalog::ModelId;
-
     use super::*;
     use crate::ids::{AttemptId, TaskId};
     use crate::routing::{Backend, Supports};
@@ -300,13 +298,15 @@ mod tests {
                 other => unreachable!("an evolink provider builds: {other:?}"),
             }
         };
+        let spec = vidgate_api::catalog::Catalog::builtin().unwrap().get("kling-v3-text-to-video").unwrap().clone();
         Route {
             index,
-            model: ModelId::KlingV3TextToVideo,
+            model: spec.id.clone(),
+            spec: std::sync::Arc::new(spec),
             provider: provider.to_owned(),
             upstream_model: "m".to_owned(),
             upstream_models: Default::default(),
-            cost_micro_usd: [0; 4],
+            cost_micro_usd: [0; 5],
             supports: Supports::ALL,
             backend,
         }

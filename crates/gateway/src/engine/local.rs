@@ -6,15 +6,16 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use vidgate_api::catalog::ModelId;
-use vidgate_api::image::{check_image_rules, sniff_image};
+use vidgate_api::catalog::Shape;
+use vidgate_api::create::ElementSpec;
+use vidgate_api::image::{ImageRules, check_image};
 use vidgate_api::task::TaskErrorCode;
 
 use super::service_error;
 use super::settle::{Output, RunResult};
 use crate::files;
 use crate::ids::{ElementId, FileId, LeaseOwner};
-use crate::job::{ImageRef, StoredElement, StoredRequest};
+use crate::job::{ImageRef, StoredRequest};
 use crate::providers::{Failure, local};
 use crate::state::AppState;
 use crate::store::{ElementRow, FileKind, TaskRow};
@@ -30,13 +31,30 @@ pub(super) async fn run(
 ) -> RunResult {
     let _ = state.store.set_provider(&task.id, owner, "local").await;
     progress.store(2, Ordering::Relaxed);
-    if request.model == ModelId::KlingCustomElement {
+    let shape = state.catalog.get(request.model.as_str()).map_or(Shape::ImageToVideo, |m| m.shape);
+    if shape == Shape::CustomElement {
         return create_element(state, task, request).await;
     }
     let images = load_images(state, request).await?;
     let insets = element_insets(state, request).await?;
+    let video = match request.input_videos().next() {
+        Some(r) => Some(
+            r.file()
+                .and_then(|id| state.blobs.path(id))
+                .ok_or_else(|| Failure::new(TaskErrorCode::InvalidParameters, "The input video is not stored."))?,
+        ),
+        None => None,
+    };
     progress.store(5, Ordering::Relaxed);
-    let spec = local::video_spec(request, images.start, images.end, insets);
+    let seconds = u32::try_from(task.video_duration).unwrap_or(0).max(1);
+    let inputs = local::Inputs {
+        start: images.start,
+        end: images.end,
+        references: images.references,
+        element_insets: insets,
+        video,
+    };
+    let spec = local::video_spec(request, shape, seconds, inputs);
     let file_id = FileId::new();
     let tmp = state.blobs.temp_path(&file_id).ok_or_else(|| service_error("bad file id"))?;
     match local::render_to_file(spec, tmp.clone(), progress, lost).await {
@@ -47,7 +65,7 @@ pub(super) async fn run(
                 files::discard(state, &file.id).await;
                 return Err(service_error(e));
             }
-            Ok(Output { file: Some(file), data: None })
+            Ok(Output { file: Some(file), data: None, video_ms: Some(u64::from(seconds) * 1000) })
         }
         Err(failure) => {
             let _ = tokio::fs::remove_file(&tmp).await;
@@ -56,19 +74,26 @@ pub(super) async fn run(
     }
 }
 
-/// `kling-custom-element` on the local provider: the element is its frontal image.
+/// `kling-custom-element` on the local provider: an image element is its frontal
+/// image (kept for as long as the element, inset in renders that name it); a
+/// video element keeps nothing to inset.
 async fn create_element(state: &AppState, task: &TaskRow, request: &StoredRequest) -> RunResult {
     let element = request
         .element
         .as_ref()
         .ok_or_else(|| Failure::new(TaskErrorCode::InvalidParameters, "The element definition is missing."))?;
-    // Every image is checked; the frontal one is kept (for as long as the element).
+    // Every image is checked; the frontal one is kept.
     let images = load_images(state, request).await?;
-    let frontal = images.element.first().map(Vec::as_slice).unwrap_or_default();
-    let file_id = FileId::new();
-    state.blobs.put(&file_id, frontal).await.map_err(service_error)?;
-    let data = record_element(state, task, Some(element), "local", None, Some(file_id)).await.map_err(service_error)?;
-    Ok(Output { file: None, data: Some(data) })
+    let frontal_file = match images.element.first() {
+        Some(frontal) => {
+            let file_id = FileId::new();
+            state.blobs.put(&file_id, frontal).await.map_err(service_error)?;
+            Some(file_id)
+        }
+        None => None,
+    };
+    let data = record_element(state, task, Some(element), "local", None, frontal_file).await.map_err(service_error)?;
+    Ok(Output { file: None, data: Some(data), video_ms: None })
 }
 
 /// Records an element under our own `el-` id (a client never sees an upstream's)
@@ -76,7 +101,7 @@ async fn create_element(state: &AppState, task: &TaskRow, request: &StoredReques
 pub(super) async fn record_element(
     state: &AppState,
     task: &TaskRow,
-    element: Option<&StoredElement>,
+    element: Option<&ElementSpec<ImageRef>>,
     provider: &str,
     upstream_id: Option<String>,
     frontal_file: Option<FileId>,
@@ -99,25 +124,34 @@ pub(super) async fn record_element(
     Ok(serde_json::json!({ "element_id": id }))
 }
 
-/// A request's images: start and end frames, and for an element being made its
-/// frontal then reference images.
+/// A request's images: start and end frames, reference images, and for an
+/// element being made its frontal then reference images.
 pub(super) struct Images {
     pub start: Option<Vec<u8>>,
     pub end: Option<Vec<u8>>,
+    pub references: Vec<Vec<u8>>,
     pub element: Vec<Vec<u8>>,
 }
 
 pub(super) async fn load_images(state: &AppState, request: &StoredRequest) -> Result<Images, Failure> {
-    let start = load_optional(state, "image_start", request.image_start.as_ref()).await?;
-    let end = load_optional(state, "image_end", request.image_end.as_ref()).await?;
+    let rules = state.catalog.get(request.model.as_str()).map(|m| m.image_rules()).unwrap_or_default();
+    let rules = &rules;
+    let start = load_optional(state, rules, "image_start", request.image_start.as_ref()).await?;
+    let end = load_optional(state, rules, "image_end", request.image_end.as_ref()).await?;
+    let mut references = Vec::new();
+    for (i, r) in request.image_urls.iter().enumerate() {
+        references.push(load_image(state, rules, &format!("image_urls[{i}]"), r).await?);
+    }
     let mut element = Vec::new();
     if let Some(e) = &request.element {
-        element.push(load_image(state, "frontal_image", &e.frontal_image).await?);
+        if let Some(frontal) = &e.frontal_image {
+            element.push(load_image(state, rules, "frontal_image", frontal).await?);
+        }
         for (i, r) in e.refer_images.iter().enumerate() {
-            element.push(load_image(state, &format!("refer_images[{i}]"), r).await?);
+            element.push(load_image(state, rules, &format!("refer_images[{i}]"), r).await?);
         }
     }
-    Ok(Images { start, end, element })
+    Ok(Images { start, end, references, element })
 }
 
 /// The frontal images of the elements a video names, which the local renderer
@@ -134,28 +168,32 @@ async fn element_insets(state: &AppState, request: &StoredRequest) -> Result<Vec
     Ok(insets)
 }
 
-async fn load_optional(state: &AppState, what: &str, r: Option<&ImageRef>) -> Result<Option<Vec<u8>>, Failure> {
+async fn load_optional(
+    state: &AppState,
+    rules: &ImageRules,
+    what: &str,
+    r: Option<&ImageRef>,
+) -> Result<Option<Vec<u8>>, Failure> {
     match r {
         None => Ok(None),
-        Some(r) => load_image(state, what, r).await.map(Some),
+        Some(r) => load_image(state, rules, what, r).await.map(Some),
     }
 }
 
 /// Reads a request image from storage, or fetches it through the guarded client,
 /// and checks it by content.
-async fn load_image(state: &AppState, what: &str, r: &ImageRef) -> Result<Vec<u8>, Failure> {
+async fn load_image(state: &AppState, rules: &ImageRules, what: &str, r: &ImageRef) -> Result<Vec<u8>, Failure> {
     let bytes =
         match r {
             ImageRef::File(id) => state.blobs.read(id).await.map_err(|_| {
                 Failure::new(TaskErrorCode::ImageProcessingError, format!("The {what} file is no longer available."))
             })?,
-            ImageRef::Url(url) => state.guard.fetch(url, vidgate_api::image::MAX_IMAGE_BYTES).await.map_err(|e| {
+            ImageRef::Url(url) => state.guard.fetch(url, rules.max_bytes).await.map_err(|e| {
                 Failure::new(TaskErrorCode::ImageProcessingError, format!("Could not fetch {what}: {e}."))
             })?,
         };
-    let info = sniff_image(&bytes)
-        .map_err(|e| Failure::new(e.task_error_code(), format!("The {what} is not usable: {e}.")))?;
-    check_image_rules(&info)
+    // Images fetched now get the complete check an inline one got at create.
+    check_image(&bytes, rules)
         .map_err(|e| Failure::new(e.task_error_code(), format!("The {what} is not usable: {e}.")))?;
     Ok(bytes)
 }

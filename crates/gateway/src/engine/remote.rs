@@ -173,6 +173,8 @@ async fn submit_next(
         let loaded = images.insert(loaded);
         let job = Job {
             request,
+            spec: &route.spec,
+            seconds: u32::try_from(task.video_duration).unwrap_or(0),
             upstream_model,
             start_image: loaded.start.as_deref(),
             end_image: loaded.end.as_deref(),
@@ -297,8 +299,9 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
         AfterPoll::Complete { video_url } => {
             state.routing.record(&route.provider, true);
             match keep_result(state, task, &video_url).await {
-                Ok(file) => {
-                    let cost = route.cost_for(request);
+                Ok((file, video_ms)) => {
+                    let seconds = u32::try_from(task.video_duration).unwrap_or(0);
+                    let cost = route.cost_for(request, seconds);
                     let end = AttemptEnd::Succeeded { cost_micro_usd: cost };
                     state.store.end_upstream_attempt(&active.id, &end).await?;
                     // What we owe upstream: this route, and any task we gave up on
@@ -310,7 +313,7 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
                         .map(|a| a.cost_micro_usd)
                         .sum();
                     state.store.set_task_cost(&task.id, owner, cost + abandoned).await?;
-                    finish(state, task, owner, Ok(Output { file: Some(file), data: None })).await?;
+                    finish(state, task, owner, Ok(Output { file: Some(file), data: None, video_ms })).await?;
                     Step::Done
                 }
                 Err(message) => {
@@ -325,13 +328,10 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
             state.routing.record(&route.provider, true);
             // The frontal image, when we stored it, stays with the element.
             let element = request.element.as_ref();
-            let frontal = match element.map(|e| &e.frontal_image) {
-                Some(ImageRef::File(id)) => Some(id.clone()),
-                _ => None,
-            };
+            let frontal = element.and_then(|e| e.frontal_image.as_ref()).and_then(ImageRef::file).cloned();
             let data = record_element(state, task, element, &route.provider, Some(element_id), frontal).await?;
             state.store.end_upstream_attempt(&active.id, &AttemptEnd::Succeeded { cost_micro_usd: 0 }).await?;
-            finish(state, task, owner, Ok(Output { file: None, data: Some(data) })).await?;
+            finish(state, task, owner, Ok(Output { file: None, data: Some(data), video_ms: None })).await?;
             Step::Done
         }
         AfterPoll::Finish(failure) => {
@@ -362,7 +362,7 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
             let end = AttemptEnd::Abandoned {
                 code: failure.code,
                 message: failure.message,
-                cost_micro_usd: route.cost_for(request),
+                cost_micro_usd: route.cost_for(request, u32::try_from(task.video_duration).unwrap_or(0)),
             };
             reroute(state, held, owner, end).await?
         }
@@ -406,9 +406,9 @@ async fn reroute(state: &AppState, held: &Held, owner: &LeaseOwner, end: Attempt
 
 /// Copies the upstream's video into our storage (through the guarded client: the
 /// URL came from the upstream), so the client's link never points upstream. The
-/// download must be an MP4; anything else (an error page, an expired link's
-/// body) fails this attempt.
-async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<FileRow, String> {
+/// download must be an MP4 a probe can read; anything else (an error page, an
+/// expired link's body) fails this attempt.
+async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<(FileRow, Option<u64>), String> {
     let bytes =
         state.guard.fetch(url, MAX_RESULT_BYTES).await.map_err(|e| format!("could not fetch the result: {e}"))?;
     if bytes.is_empty() {
@@ -419,6 +419,9 @@ async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<File
     if bytes.get(4..8) != Some(b"ftyp".as_slice()) {
         return Err("the upstream result is not an MP4 video".to_owned());
     }
+    let video_ms = vidgate_render::probe::probe(&mut std::io::Cursor::new(&bytes))
+        .map_err(|e| format!("the upstream result is not a readable video: {e}"))?
+        .duration_ms;
     let file = files::new_file(
         state,
         FileId::new(),
@@ -428,7 +431,7 @@ async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<File
         bytes.len() as u64,
     );
     files::keep(state, &file, &bytes).await.map_err(|e| format!("could not store the result: {e}"))?;
-    Ok(file)
+    Ok((file, Some(video_ms)))
 }
 
 #[cfg(test)]

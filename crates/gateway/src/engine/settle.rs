@@ -9,11 +9,25 @@ use crate::providers::Failure;
 use crate::state::AppState;
 use crate::store::{FileRow, Finish, TaskRow};
 
-/// What a finished run produced: a stored result file (videos) and/or data.
+/// What a finished run produced: a stored result file (videos) and/or data, and
+/// how long the video is (models billed by their output are charged on it).
 #[derive(Debug)]
 pub(super) struct Output {
     pub file: Option<FileRow>,
     pub data: Option<serde_json::Value>,
+    pub video_ms: Option<u64>,
+}
+
+/// What a completed task is charged, when its model bills the output rather than
+/// what was held: the output's seconds (rounded) priced, never above the hold.
+/// `None` charges the whole hold.
+fn charge(state: &AppState, task: &TaskRow, video_ms: Option<u64>) -> Option<i64> {
+    let spec = state.catalog.get(&task.model)?;
+    let request: crate::job::StoredRequest = serde_json::from_str(&task.request).ok()?;
+    let held = u32::try_from(task.video_duration).ok()?;
+    let seconds = spec.settle_seconds(held, Some(video_ms?));
+    let price = spec.price(request.quality, request.sound, seconds)?.units();
+    (price < task.credits_reserved).then_some(price)
 }
 
 pub(super) type RunResult = Result<Output, Failure>;
@@ -25,21 +39,25 @@ pub(super) async fn finish(
     result: RunResult,
 ) -> anyhow::Result<()> {
     let (finish, file_id) = match result {
-        Ok(Output { file, data }) => {
+        Ok(Output { file, data, video_ms }) => {
+            let charge = charge(state, task, video_ms);
             let results: Vec<String> =
                 file.iter().map(|f| state.blobs.signed_url(&f.id, f.expires_at / 1000)).collect();
             (
                 Finish::Completed {
                     results_json: serde_json::to_string(&results)?,
                     result_data_json: data.map(|d| d.to_string()),
-                    charge: None,
+                    charge,
                 },
                 file.map(|f| f.id),
             )
         }
         Err(failure) => (Finish::Failed { code: failure.code, message: failure.message }, None),
     };
-    let finished = state.store.finish_task(&task.id, Some(owner), &finish, &crate::tasks::callback_for).await?;
+    let finished = state
+        .store
+        .finish_task(&task.id, Some(owner), &finish, &|row| crate::tasks::callback_for(&state.catalog, row))
+        .await?;
     state.task_cache.forget(&task.id);
     match finished {
         Some(done) => {

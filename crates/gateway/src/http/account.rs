@@ -3,7 +3,7 @@
 use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
-use vidgate_api::catalog::{ModelList, model_list};
+use vidgate_api::catalog::ModelList;
 use vidgate_api::credits::Credits;
 use vidgate_api::error::ErrorBody;
 use vidgate_api::task::{CreditsData, CreditsResponse, TokenCredits, UserCredits};
@@ -66,6 +66,6 @@ pub async fn get_credits(State(state): State<AppState>, caller: Caller) -> Resul
     ),
     security(("bearer" = []))
 )]
-pub async fn list_models(_caller: Caller) -> Json<ModelList> {
-    Json(model_list())
+pub async fn list_models(State(state): State<AppState>, _caller: Caller) -> Json<ModelList> {
+    Json(state.catalog.model_list())
 }

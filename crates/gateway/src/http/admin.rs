@@ -214,7 +214,7 @@ pub async fn create_key(
     Body(body): Body<CreateKeyBody>,
 ) -> Result<Json<CreatedKey>, ApiError> {
     let account = accounts::existing(&state.store, &AccountId::from_raw(account_id)).await?;
-    let limits = KeyLimits::checked(body.credit_cap, body.allowed_models)?;
+    let limits = KeyLimits::checked(&state.catalog, body.credit_cap, body.allowed_models)?;
     let name = accounts::checked_name("name", body.name, "key")?;
     let key = accounts::create_key(&state.store, &account.id, &name, limits).await?;
     Ok(Json(CreatedKey { key: key.row.into(), api_key: key.secret.expose().to_owned() }))
@@ -282,7 +282,7 @@ pub async fn update_key(
     Path(key_id): Path<String>,
     Body(body): Body<UpdateKeyBody>,
 ) -> Result<Json<Updated>, ApiError> {
-    let limits = KeyLimits::checked(body.credit_cap, body.allowed_models)?;
+    let limits = KeyLimits::checked(&state.catalog, body.credit_cap, body.allowed_models)?;
     let key_id = KeyId::from_raw(key_id);
     if !state.store.update_key_limits(&key_id, limits.credit_cap, &limits.allowed_models).await? {
         return Err(ApiError::new(ErrorCode::NotFound, "No such key.").with_param("key_id"));

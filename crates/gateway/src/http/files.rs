@@ -8,9 +8,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::io::{AsyncReadExt, AsyncSeekExt};
+use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
 use vidgate_api::error::{ErrorBody, ErrorCode};
-use vidgate_api::image::MAX_IMAGE_BYTES;
 use vidgate_api::task::FileObject;
 
 use super::extract::Query;
@@ -23,23 +22,27 @@ use crate::tasks::Caller;
 use crate::util;
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/v1/files", post(upload_file)).route("/files/{file_id}", get(download_file))
+    // Uploads carry videos of up to 200 MB: their own body limit, above the API's.
+    Router::new()
+        .route("/v1/files", post(upload_file).layer(axum::extract::DefaultBodyLimit::max(256 * 1024 * 1024)))
+        .route("/files/{file_id}", get(download_file))
 }
 
-/// Upload an image.
+/// Upload an image or a video.
 ///
-/// Multipart form with one part named `file`: a JPG or PNG (checked by content),
-/// at most 10 MB, at least 300 px on each side, aspect between 1:2.5 and 2.5:1. The
-/// answered `url` can be given as `image_start` or `image_end`; vidgate reads it
-/// from its own storage. It expires with the file after 24 hours.
+/// Multipart form with one part named `file`: a JPG or PNG (checked by content,
+/// at most 10 MB, or 50 MB for a model that takes larger images; each model's
+/// own rules apply when the file is used), or an MP4/MOV video of at most 200 MB.
+/// The answered `url` can be given as a frame, a reference image or a video;
+/// vidgate reads it from its own storage. It expires with the file after 24 hours.
 #[utoipa::path(
     post, path = "/v1/files", operation_id = "v1.files.create", tag = "files",
-    request_body(content_type = "multipart/form-data", description = "A part named `file` holding the image."),
+    request_body(content = UploadForm, content_type = "multipart/form-data"),
     responses(
         (status = 200, description = "The stored file.", body = FileObject),
-        (status = 400, description = "Not an acceptable image.", body = ErrorBody),
+        (status = 400, description = "Not an acceptable image or video; `error.param` is `file`.", body = ErrorBody),
         (status = 401, description = "Missing or invalid API key.", body = ErrorBody),
-        (status = 413, description = "Larger than 10 MB.", body = ErrorBody),
+        (status = 413, description = "Larger than the limit.", body = ErrorBody),
     ),
     security(("bearer" = []))
 )]
@@ -49,27 +52,55 @@ pub async fn upload_file(
     multipart: Result<Multipart, axum::extract::multipart::MultipartRejection>,
 ) -> Result<Json<FileObject>, ApiError> {
     let mut multipart = multipart.map_err(|e| ApiError::invalid("file", e.body_text()))?;
-    let mut found: Option<Vec<u8>> = None;
-    while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
-        if field.name() != Some("file") {
-            continue;
-        }
-        if found.is_some() {
-            return Err(ApiError::invalid("file", "Send exactly one file."));
-        }
-        let mut bytes = Vec::new();
-        while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
-            if bytes.len() + chunk.len() > MAX_IMAGE_BYTES {
-                return Err(
-                    ApiError::new(ErrorCode::PayloadTooLarge, "The file is larger than 10 MB.").with_param("file")
-                );
+    let max = state.catalog.max_video_bytes().max(state.catalog.max_image_bytes() as u64);
+    let mut found: Option<(FileId, std::path::PathBuf, u64)> = None;
+    let written = async {
+        while let Some(mut field) = multipart.next_field().await.map_err(|e| multipart_error(&e))? {
+            if field.name() != Some("file") {
+                continue;
             }
-            bytes.extend_from_slice(&chunk);
+            if found.is_some() {
+                return Err(ApiError::invalid("file", "Send exactly one file."));
+            }
+            // Streamed to disk as it arrives: never the whole file in memory.
+            let id = FileId::new();
+            let tmp = state.blobs.temp_path(&id).ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad file id")))?;
+            let mut out = tokio::fs::File::create(&tmp).await?;
+            found = Some((id, tmp, 0));
+            while let Some(chunk) = field.chunk().await.map_err(|e| multipart_error(&e))? {
+                let Some((_, _, size)) = found.as_mut() else { break };
+                *size += chunk.len() as u64;
+                if *size > max {
+                    return Err(ApiError::new(
+                        ErrorCode::PayloadTooLarge,
+                        format!("The file is larger than {} MB.", max / (1024 * 1024)),
+                    )
+                    .with_param("file"));
+                }
+                out.write_all(&chunk).await?;
+            }
+            out.flush().await?;
         }
-        found = Some(bytes);
+        Ok(())
     }
-    let bytes = found.ok_or_else(|| ApiError::invalid("file", "A part named 'file' is required."))?;
-    Ok(Json(files::store_upload(&state, &caller, &bytes).await?))
+    .await;
+    if let Err(e) = written {
+        if let Some((_, tmp, _)) = &found {
+            let _ = tokio::fs::remove_file(tmp).await;
+        }
+        return Err(e);
+    }
+    let (id, tmp, size) = found.ok_or_else(|| ApiError::invalid("file", "A part named 'file' is required."))?;
+    Ok(Json(files::store_upload(&state, &caller.account_id, id, tmp, size).await?))
+}
+
+/// The form of `POST /v1/files`.
+#[derive(utoipa::ToSchema)]
+#[expect(dead_code, reason = "describes the multipart form for the OpenAPI document only")]
+pub struct UploadForm {
+    /// The image or video.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
 }
 
 fn multipart_error(e: &axum::extract::multipart::MultipartError) -> ApiError {

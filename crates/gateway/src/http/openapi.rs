@@ -1,10 +1,18 @@
 //! `GET /openapi.json`: OpenAPI 3.1 generated from the handlers' `///` text and the
-//! wire types; every route and its errors are listed.
+//! wire types, with the create body taken from the loaded model catalog (a
+//! `oneOf` of every model's schema, keyed on `model`), so the document and the
+//! validation never disagree. Built once at start.
 
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
 use axum::routing::get;
-use axum::{Json, Router};
+use serde_json::Value;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};
+use vidgate_api::catalog::Catalog;
 
 use crate::http;
 use crate::state::AppState;
@@ -61,9 +69,60 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/openapi.json", get(openapi_json))
 }
 
+/// The document for `catalog`: the generated one with each model's create
+/// schema added to the components and the create body set to their `oneOf`.
+pub fn document(catalog: &Catalog) -> anyhow::Result<Bytes> {
+    let mut doc = serde_json::to_value(ApiDoc::openapi())?;
+    let schemas = doc
+        .pointer_mut("/components/schemas")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| anyhow::anyhow!("the OpenAPI document has no components"))?;
+    for (name, schema) in catalog.component_schemas() {
+        schemas.insert(name, schema);
+    }
+    let body = doc
+        .pointer_mut("/paths/~1v1~1videos~1generations/post/requestBody/content/application~1json")
+        .and_then(Value::as_object_mut)
+        .ok_or_else(|| anyhow::anyhow!("the OpenAPI document has no create body"))?;
+    body.insert("schema".to_owned(), catalog.create_body_schema());
+    constrain_ids(&mut doc);
+    Ok(Bytes::from(serde_json::to_vec(&doc)?))
+}
+
+/// The shape of each kind of id a path takes, from the one place each is
+/// minted (`ids.rs`), so clients and fuzzers send well-formed ones.
+const ID_PATTERNS: &[(&str, &str)] = &[
+    ("task_id", "^task-unified-[0-9]{1,12}-[a-z0-9]{8}$"),
+    ("account_id", "^acct-[a-z0-9]{16}$"),
+    ("key_id", "^key-[a-z0-9]{16}$"),
+    ("delivery_id", "^msg_[A-Za-z0-9]{24}$"),
+    ("file_id", "^[A-Za-z0-9_-]{1,64}$"),
+];
+
+fn constrain_ids(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else { return };
+    for item in paths.values_mut() {
+        let Some(ops) = item.as_object_mut() else { continue };
+        for op in ops.values_mut() {
+            let Some(params) = op.get_mut("parameters").and_then(Value::as_array_mut) else { continue };
+            for p in params {
+                let name = p.get("name").and_then(Value::as_str).unwrap_or_default().to_owned();
+                if p.get("in").and_then(Value::as_str) != Some("path") {
+                    continue;
+                }
+                if let Some((_, pattern)) = ID_PATTERNS.iter().find(|(n, _)| *n == name)
+                    && let Some(schema) = p.get_mut("schema").and_then(Value::as_object_mut)
+                {
+                    schema.insert("pattern".to_owned(), Value::String((*pattern).to_owned()));
+                }
+            }
+        }
+    }
+}
+
 /// This document.
 #[utoipa::path(get, path = "/openapi.json", operation_id = "ops.openapi", tag = "ops",
-    responses((status = 200, description = "OpenAPI 3.1 JSON.")))]
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(ApiDoc::openapi())
+    responses((status = 200, description = "OpenAPI 3.1 JSON.", content_type = "application/json")))]
+pub async fn openapi_json(State(state): State<AppState>) -> impl IntoResponse {
+    ([(header::CONTENT_TYPE, "application/json")], state.openapi.clone())
 }

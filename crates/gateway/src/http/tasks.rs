@@ -31,7 +31,7 @@ pub fn router() -> Router<AppState> {
 /// `Idempotency-Key`, a retry with the same body returns the first response.
 #[utoipa::path(
     post, path = "/v1/videos/generations", operation_id = "v1.tasks.create", tag = "tasks",
-    request_body(content = vidgate_api::create::CreateRequest, content_type = "application/json"),
+    request_body(content_type = "application/json", description = "The model's parameters: one schema per model, chosen by `model`."),
     params(("Idempotency-Key" = Option<String>, Header, description = "Up to 255 characters; remembered for 24 h per account.")),
     responses(
         (status = 200, description = "The task, pending.", body = TaskObject),

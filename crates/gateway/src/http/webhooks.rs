@@ -75,7 +75,8 @@ pub struct DeliveryList {
 /// The callbacks of a task and every attempt to deliver them.
 #[utoipa::path(get, path = "/v1/tasks/{task_id}/callbacks", operation_id = "v1.tasks.callbacks", tag = "webhooks",
     params(("task_id" = String, Path)),
-    responses((status = 200, body = DeliveryList), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
+    responses((status = 200, body = DeliveryList), (status = 400, description = "Malformed task id.", body = ErrorBody),
+        (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)),
     security(("bearer" = [])))]
 pub async fn list_callbacks(
     State(state): State<AppState>,

@@ -81,7 +81,7 @@ fn body(job: &Job<'_>) -> Value {
     let r = job.request;
     let mut b = json!({
         "model": job.upstream_model,
-        "duration": r.duration,
+        "duration": job.seconds,
         "quality": r.quality.as_str(),
         "sound": r.sound.as_str(),
     });
@@ -94,7 +94,7 @@ fn body(job: &Job<'_>) -> Value {
     if let Some(img) = job.start_image {
         b["image_start"] = json!(data_uri(img));
     } else {
-        b["aspect_ratio"] = json!(r.aspect_ratio.as_str());
+        b["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
     }
     if let Some(img) = job.end_image {
         b["image_end"] = json!(data_uri(img));

@@ -180,7 +180,7 @@ impl Fal {
         let r = job.request;
         let mut body = json!({
             "prompt": r.prompt.clone().unwrap_or_default(),
-            "duration": r.duration.to_string(),
+            "duration": job.seconds.to_string(),
             "generate_audio": r.sound == Sound::On,
         });
         if let Some(n) = &r.negative_prompt {
@@ -189,7 +189,7 @@ impl Fal {
         if let Some(img) = job.start_image {
             body[start_image_key(job.upstream_model)] = json!(self.upload(img).await?);
         } else {
-            body["aspect_ratio"] = json!(r.aspect_ratio.as_str());
+            body["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
         }
         if let Some(img) = job.end_image {
             body["end_image_url"] = json!(self.upload(img).await?);

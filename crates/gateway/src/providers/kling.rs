@@ -10,7 +10,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
-use vidgate_api::catalog::{ModelId, Quality, Sound};
+use vidgate_api::catalog::{Quality, Shape, Sound};
 use vidgate_api::create::MultiShot;
 use vidgate_api::task::TaskErrorCode;
 
@@ -142,11 +142,11 @@ impl Kling {
 
     fn body(job: &Job<'_>) -> (&'static str, Value) {
         let r = job.request;
-        let kind = if r.model == ModelId::KlingV3TextToVideo { "text2video" } else { "image2video" };
+        let kind = if job.spec.shape == Shape::TextToVideo { "text2video" } else { "image2video" };
         let mut body = json!({
             "model_name": job.upstream_model,
             "prompt": r.prompt.clone().unwrap_or_default(),
-            "duration": r.duration.to_string(),
+            "duration": job.seconds.to_string(),
             "mode": if r.quality == Quality::P1080 { "pro" } else { "std" },
             "sound": if r.sound == Sound::On { "on" } else { "off" },
             "callback_url": "",
@@ -155,7 +155,7 @@ impl Kling {
             body["negative_prompt"] = json!(n);
         }
         if kind == "text2video" {
-            body["aspect_ratio"] = json!(r.aspect_ratio.as_str());
+            body["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
         }
         if let Some(img) = job.start_image {
             // Kling takes raw base64 (no data: prefix) or a URL.

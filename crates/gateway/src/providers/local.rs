@@ -8,21 +8,29 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
-use vidgate_api::catalog::{ModelId, Sound};
+use vidgate_api::catalog::{Shape, Sound};
 use vidgate_api::create::MultiShot;
 use vidgate_api::task::TaskErrorCode;
-use vidgate_render::{RenderError, ShotPlan, ShotSpec, VideoSpec};
+use vidgate_render::{InputVideo, RenderError, ShotPlan, ShotSpec, VideoMode, VideoSpec};
 
 use super::Failure;
 use crate::job::StoredRequest;
 
-/// The render plan for a request whose images are already loaded.
-pub fn video_spec(
-    request: &StoredRequest,
-    start: Option<Vec<u8>>,
-    end: Option<Vec<u8>>,
-    element_images: Vec<Vec<u8>>,
-) -> VideoSpec {
+/// What a local render works from, already loaded or located.
+#[derive(Debug, Default)]
+pub struct Inputs {
+    pub start: Option<Vec<u8>>,
+    pub end: Option<Vec<u8>>,
+    /// Reference images (`image_urls` of the O-series, motion control's subject).
+    pub references: Vec<Vec<u8>>,
+    /// The frontal images of the elements the request names.
+    pub element_insets: Vec<Vec<u8>>,
+    /// The stored input video, on local disk.
+    pub video: Option<PathBuf>,
+}
+
+/// The render plan for a request of a model of `shape`, lasting `seconds`.
+pub fn video_spec(request: &StoredRequest, shape: Shape, seconds: u32, inputs: Inputs) -> VideoSpec {
     let shots = match &request.multi_shot {
         None => ShotPlan::Single,
         Some(MultiShot::Intelligence) => ShotPlan::Intelligence,
@@ -30,23 +38,37 @@ pub fn video_spec(
             shots.iter().map(|s| ShotSpec { prompt: s.prompt.clone(), duration_secs: s.duration }).collect(),
         ),
     };
-    let aspect = match request.model {
-        ModelId::KlingV3TextToVideo => Some(request.aspect_ratio.ratio()),
-        _ if start.is_none() => Some(request.aspect_ratio.ratio()),
+    let mode = match shape {
+        Shape::VideoEdit => Some(VideoMode::Edit),
+        Shape::ReferenceToVideo => Some(VideoMode::Reference),
+        Shape::MotionControl => Some(VideoMode::MotionControl),
+        Shape::TextToVideo | Shape::ImageToVideo | Shape::CustomElement => None,
+    };
+    let input_video = match (inputs.video, mode) {
+        (Some(path), Some(mode)) => {
+            Some(InputVideo { path, mode, keep_original_sound: request.keep_original_sound.unwrap_or(false) })
+        }
+        _ => None,
+    };
+    // The shape follows the start image or the input video when there is one;
+    // otherwise the requested aspect (16:9 by default).
+    let aspect = match (&inputs.start, &input_video, shape) {
+        (None, None, _) | (_, _, Shape::TextToVideo) => Some(request.aspect_ratio.unwrap_or_default().ratio()),
         _ => None,
     };
     VideoSpec {
         short_side: request.quality.short_side(),
         aspect,
-        duration_secs: request.duration,
+        duration_secs: seconds,
         prompt: request.prompt.clone().unwrap_or_default(),
-        start_image: start,
-        end_image: end,
-        element_images,
+        start_image: inputs.start,
+        end_image: inputs.end,
+        element_images: inputs.element_insets,
         shots,
         sound: request.sound == Sound::On,
         watermark: request.watermark,
-        ..VideoSpec::default()
+        reference_images: inputs.references,
+        input_video,
     }
 }
 
@@ -79,6 +101,9 @@ pub async fn render_to_file(
         Ok(Ok(bytes)) => Ok(bytes),
         Ok(Err(RenderError::Cancelled)) => {
             Err(Failure::new(TaskErrorCode::RequestCancelled, "The task was cancelled."))
+        }
+        Ok(Err(RenderError::InvalidVideo(msg))) => {
+            Err(Failure::new(TaskErrorCode::InvalidParameters, format!("The input video could not be used: {msg}")))
         }
         Ok(Err(RenderError::InvalidImage(msg))) => {
             Err(Failure::new(TaskErrorCode::ImageProcessingError, format!("The image could not be used: {msg}")))

@@ -47,6 +47,10 @@ impl std::fmt::Display for Failure {
 #[derive(Debug, Clone)]
 pub struct Job<'a> {
     pub request: &'a StoredRequest,
+    /// The catalog's description of the request's model.
+    pub spec: &'a vidgate_api::catalog::ModelSpec,
+    /// Seconds of video to make (the request's duration, or its input video's).
+    pub seconds: u32,
     /// The route's model id at the upstream, for this request's quality.
     pub upstream_model: &'a str,
     pub start_image: Option<&'a [u8]>,
@@ -61,7 +65,7 @@ impl Job<'_> {
     /// True when this job makes an element rather than a video (only `kling`
     /// gets such jobs: routing refuses to send them elsewhere at start).
     pub fn makes_element(&self) -> bool {
-        self.request.model == vidgate_api::catalog::ModelId::KlingCustomElement
+        self.spec.shape == vidgate_api::catalog::Shape::CustomElement
     }
 }
 

@@ -115,7 +115,7 @@ impl Replicate {
         let r = job.request;
         let mut input = json!({
             "prompt": r.prompt.clone().unwrap_or_default(),
-            "duration": r.duration,
+            "duration": job.seconds,
             "mode": if r.quality == Quality::P1080 { "pro" } else { "standard" },
             "generate_audio": r.sound == Sound::On,
         });
@@ -126,7 +126,7 @@ impl Replicate {
             // replicate-python sends file inputs as data URIs (its base64 strategy).
             input["start_image"] = json!(data_uri(img));
         } else {
-            input["aspect_ratio"] = json!(r.aspect_ratio.as_str());
+            input["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
         }
         if let Some(img) = job.end_image {
             input["end_image"] = json!(data_uri(img));

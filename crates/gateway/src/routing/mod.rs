@@ -14,7 +14,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::Semaphore;
-use vidgate_api::catalog::{ModelId, Quality, Sound};
+use vidgate_api::catalog::{Catalog, ModelId, ModelSpec, Quality, Shape, Sound};
 use vidgate_api::task::TaskErrorCode;
 
 use breaker::Breakers;
@@ -34,10 +34,12 @@ pub struct Supports {
     pub sound: bool,
     pub elements: bool,
     pub p1080: bool,
+    pub p4k: bool,
 }
 
 impl Supports {
-    pub const ALL: Supports = Supports { end_frame: true, multi_shot: true, sound: true, elements: true, p1080: true };
+    pub const ALL: Supports =
+        Supports { end_frame: true, multi_shot: true, sound: true, elements: true, p1080: true, p4k: true };
 
     fn parse(list: &[String]) -> anyhow::Result<Self> {
         let mut s = Supports::default();
@@ -48,8 +50,9 @@ impl Supports {
                 "sound" => s.sound = true,
                 "elements" => s.elements = true,
                 "1080p" => s.p1080 = true,
+                "4k" => s.p4k = true,
                 other => {
-                    anyhow::bail!("unknown route feature {other:?} (end_frame, multi_shot, sound, elements, 1080p)")
+                    anyhow::bail!("unknown route feature {other:?} (end_frame, multi_shot, sound, elements, 1080p, 4k)")
                 }
             }
         }
@@ -61,7 +64,11 @@ impl Supports {
             && (r.multi_shot.is_none() || self.multi_shot)
             && (r.sound == Sound::Off || self.sound)
             && (r.element_ids.is_empty() || self.elements)
-            && (r.quality == Quality::P720 || self.p1080)
+            && match r.quality {
+                Quality::P720 => true,
+                Quality::P1080 => self.p1080,
+                Quality::P4k => self.p4k,
+            }
     }
 }
 
@@ -78,13 +85,15 @@ pub enum Backend {
 pub struct Route {
     pub index: usize,
     pub model: ModelId,
+    /// The catalog's description of the model (its shape, its request fields).
+    pub spec: Arc<ModelSpec>,
     pub provider: String,
     pub upstream_model: String,
     /// Per-quality model ids at the upstream; when not empty, the route serves
     /// only these qualities.
     pub upstream_models: HashMap<Quality, String>,
-    /// Micro-USD per second for 720p, 720p+sound, 1080p, 1080p+sound.
-    pub cost_micro_usd: [i64; 4],
+    /// Micro-USD per second for 720p, 720p+sound, 1080p, 1080p+sound, 4k.
+    pub cost_micro_usd: [i64; 5],
     pub supports: Supports,
     pub backend: Backend,
 }
@@ -110,15 +119,16 @@ impl Route {
         }
     }
 
-    /// What this request costs us on this route, in micro-USD.
-    pub fn cost_for(&self, r: &StoredRequest) -> i64 {
+    /// What `seconds` of this request cost us on this route, in micro-USD.
+    pub fn cost_for(&self, r: &StoredRequest, seconds: u32) -> i64 {
         let i = match (r.quality, r.sound) {
             (Quality::P720, Sound::Off) => 0,
             (Quality::P720, Sound::On) => 1,
             (Quality::P1080, Sound::Off) => 2,
             (Quality::P1080, Sound::On) => 3,
+            (Quality::P4k, _) => 4,
         };
-        self.cost_micro_usd[i] * i64::from(r.duration.max(3))
+        self.cost_micro_usd[i] * i64::from(seconds.max(1))
     }
 }
 
@@ -159,19 +169,24 @@ pub fn build_providers(
 }
 
 impl Routing {
-    /// Builds the routes over `upstreams` (by provider name). With no routes
-    /// configured, `local` serves every model.
-    pub fn new(config: &Config, upstreams: BTreeMap<String, Option<Arc<Upstream>>>) -> anyhow::Result<Self> {
+    /// Builds the routes over `upstreams` (by provider name) for the models of
+    /// `catalog`. With no routes configured, `local` serves every model.
+    pub fn new(
+        config: &Config,
+        catalog: &Catalog,
+        upstreams: BTreeMap<String, Option<Arc<Upstream>>>,
+    ) -> anyhow::Result<Self> {
         let mut routes = Vec::new();
         if config.routes.is_empty() {
-            for model in ModelId::ALL {
+            for spec in catalog.models() {
                 routes.push(Route {
                     index: routes.len(),
-                    model,
+                    model: spec.id.clone(),
+                    spec: Arc::new(spec.clone()),
                     provider: "local".to_owned(),
                     upstream_model: "local".to_owned(),
                     upstream_models: HashMap::new(),
-                    cost_micro_usd: [0; 4],
+                    cost_micro_usd: [0; 5],
                     supports: Supports::ALL,
                     backend: Backend::Local,
                 });
@@ -179,15 +194,17 @@ impl Routing {
         }
         for r in &config.routes {
             let configured: &RouteConfig = r;
-            let model = ModelId::parse(&configured.model)
+            let spec = catalog
+                .get(&configured.model)
                 .ok_or_else(|| anyhow::anyhow!("route: unknown model {:?}", configured.model))?;
+            let model = spec.id.clone();
             let upstream = match upstreams.get(&r.provider) {
                 Some(u) => u.clone(),
                 None if r.provider == "local" => None,
                 None => anyhow::bail!("route for {}: unknown provider {:?}", r.model, r.provider),
             };
             let kind = upstream.as_ref().map_or("local", |u| u.kind());
-            if model == ModelId::KlingCustomElement && !matches!(kind, "local" | "kling") {
+            if spec.shape == Shape::CustomElement && !matches!(kind, "local" | "kling") {
                 anyhow::bail!(
                     "route kling-custom-element via {}: only the local and kling providers can create elements",
                     r.provider
@@ -214,15 +231,23 @@ impl Routing {
             if !upstream_models.is_empty() {
                 // The tiers named are the qualities served.
                 supports.p1080 = upstream_models.contains_key(&Quality::P1080);
+                supports.p4k = upstream_models.contains_key(&Quality::P4k);
             }
             let c = r.cost_usd_per_second;
             routes.push(Route {
                 index: routes.len(),
                 model,
+                spec: Arc::new(spec.clone()),
                 provider: r.provider.clone(),
                 upstream_model: r.upstream_model.clone(),
                 upstream_models,
-                cost_micro_usd: [micro(c.p720), micro(c.p720_sound), micro(c.p1080), micro(c.p1080_sound)],
+                cost_micro_usd: [
+                    micro(c.p720),
+                    micro(c.p720_sound),
+                    micro(c.p1080),
+                    micro(c.p1080_sound),
+                    micro(c.p4k),
+                ],
                 supports,
                 backend: upstream.map_or(Backend::Local, Backend::Remote),
             });
@@ -261,9 +286,10 @@ impl Routing {
             .filter(|route| route.upstream_model_for(r.quality).is_some())
             .filter(|route| pinned.is_none_or(|p| route.provider == p))
             .collect();
+        let seconds = r.duration.unwrap_or(5);
         list.sort_by_key(|route| {
             let open = self.breakers.state(&route.provider, now) == BreakerState::Open;
-            (open, route.cost_for(r), route.index)
+            (open, route.cost_for(r, seconds), route.index)
         });
         list
     }
@@ -324,21 +350,14 @@ mod tests {
     use crate::config::{CostTable, FalProviderConfig, ProviderConfig};
 
     fn request(quality: Quality, sound: Sound) -> StoredRequest {
-        StoredRequest {
-            model: ModelId::KlingV3TextToVideo,
-            prompt: Some("p".to_owned()),
-            negative_prompt: None,
-            image_start: None,
-            image_end: None,
-            duration: 5,
-            quality,
-            sound,
-            aspect_ratio: Default::default(),
-            multi_shot: None,
-            element_ids: Vec::new(),
-            watermark: false,
-            element: None,
-        }
+        let body = serde_json::json!({"model": "kling-v3-text-to-video", "prompt": "p", "duration": 5,
+            "quality": quality.as_str(), "sound": sound.as_str()});
+        let task = catalog().parse_create(&body, &Default::default()).unwrap();
+        task.try_map_media(|_, _, _| Err::<crate::job::ImageRef, ()>(())).unwrap()
+    }
+
+    fn catalog() -> Catalog {
+        Catalog::builtin().unwrap()
     }
 
     fn fal(key_env: &str) -> ProviderConfig {
@@ -363,10 +382,14 @@ mod tests {
             supports: supports.iter().map(|s| (*s).to_owned()).collect(),
         };
         c.routes = vec![
-            route("a", CostTable { p720: 0.08, p720_sound: 0.1, p1080: 0.09, p1080_sound: 0.2 }, &["sound", "1080p"]),
-            route("b", CostTable { p720: 0.07, p720_sound: 0.12, p1080: 0.1, p1080_sound: 0.1 }, &["1080p"]),
+            route(
+                "a",
+                CostTable { p720: 0.08, p720_sound: 0.1, p1080: 0.09, p1080_sound: 0.2, p4k: 0.0 },
+                &["sound", "1080p"],
+            ),
+            route("b", CostTable { p720: 0.07, p720_sound: 0.12, p1080: 0.1, p1080_sound: 0.1, p4k: 0.0 }, &["1080p"]),
         ];
-        Routing::new(&c, build_providers(&c, &|_| Some("key".to_owned())).unwrap()).unwrap()
+        Routing::new(&c, &catalog(), build_providers(&c, &|_| Some("key".to_owned())).unwrap()).unwrap()
     }
 
     #[test]
@@ -396,7 +419,7 @@ mod tests {
             supports: vec!["sound".to_owned(), "1080p".to_owned()],
         };
         // fal's published prices: v3 standard $0.084/$0.126, v3 pro $0.112/$0.168.
-        let fal_cost = CostTable { p720: 0.084, p720_sound: 0.126, p1080: 0.112, p1080_sound: 0.168 };
+        let fal_cost = CostTable { p720: 0.084, p720_sound: 0.126, p1080: 0.112, p1080_sound: 0.168, p4k: 0.0 };
         c.routes = vec![
             route(
                 "fal",
@@ -406,14 +429,18 @@ mod tests {
                 ]),
                 fal_cost,
             ),
-            route("flat", BTreeMap::new(), CostTable { p720: 0.09, p720_sound: 0.13, p1080: 0.1, p1080_sound: 0.15 }),
+            route(
+                "flat",
+                BTreeMap::new(),
+                CostTable { p720: 0.09, p720_sound: 0.13, p1080: 0.1, p1080_sound: 0.15, p4k: 0.0 },
+            ),
             route(
                 "pro_only",
                 tiers(&[("1080p", "fal-ai/kling-video/v3/pro/text-to-video")]),
                 CostTable { p1080: 0.01, ..fal_cost },
             ),
         ];
-        let r = Routing::new(&c, build_providers(&c, &|_| Some("key".to_owned())).unwrap()).unwrap();
+        let r = Routing::new(&c, &catalog(), build_providers(&c, &|_| Some("key".to_owned())).unwrap()).unwrap();
         let order = |q| {
             r.candidates(&request(q, Sound::Off), None)
                 .iter()
@@ -428,10 +455,10 @@ mod tests {
         assert_eq!(p1080[2].1, "fal-ai/kling-video/v3/pro/text-to-video");
         // Billed at the tier it ran on.
         let fal_route = r.candidates(&request(Quality::P720, Sound::Off), None)[0];
-        assert_eq!(fal_route.cost_for(&request(Quality::P720, Sound::Off)), 5 * 84_000);
+        assert_eq!(fal_route.cost_for(&request(Quality::P720, Sound::Off), 5), 5 * 84_000);
         let bad = RouteConfig { upstream_models: tiers(&[("2k", "x")]), ..c.routes[0].clone() };
         c.routes = vec![bad];
-        let e = Routing::new(&c, build_providers(&c, &|_| Some("key".to_owned())).unwrap()).err();
+        let e = Routing::new(&c, &catalog(), build_providers(&c, &|_| Some("key".to_owned())).unwrap()).err();
         assert!(e.is_some_and(|e| e.to_string().contains("2k")));
     }
 
@@ -457,7 +484,7 @@ mod tests {
 
     #[test]
     fn without_routes_local_serves_every_model() {
-        let r = Routing::new(&Config::default(), BTreeMap::new()).unwrap();
+        let r = Routing::new(&Config::default(), &catalog(), BTreeMap::new()).unwrap();
         let c = r.candidates(&request(Quality::P1080, Sound::On), None);
         assert_eq!(c.len(), 1);
         assert!(c[0].is_local());
@@ -476,18 +503,19 @@ mod tests {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/vidgate.toml");
         let config = Config::load(Some(&path), |_| None).unwrap();
         assert_eq!(config.providers.len(), 5);
-        let routing =
-            Routing::new(&config, build_providers(&config, &|_| Some("s3cr3t-value".to_owned())).unwrap()).unwrap();
+        let upstreams = build_providers(&config, &|_| Some("s3cr3t-value".to_owned())).unwrap();
+        let routing = Routing::new(&config, &catalog(), upstreams).unwrap();
         assert_eq!(routing.routes.len(), 7);
         // 720p image-to-video never goes to fal's pro tier.
-        let mut r = crate::routing::tests::request(Quality::P720, Sound::Off);
-        r.model = ModelId::KlingV3ImageToVideo;
-        let fal = routing
-            .candidates(&r, None)
-            .into_iter()
-            .find(|c| c.provider == "fal")
-            .map(|c| c.upstream_model_for(Quality::P720));
-        assert_eq!(fal, Some(Some("fal-ai/kling-video/v3/standard/image-to-video")));
+        let fal = routing.routes.iter().find(|r| r.provider == "fal" && r.model == "kling-v3-image-to-video");
+        let tiers = fal.map(|r| (r.upstream_model_for(Quality::P720), r.upstream_model_for(Quality::P1080)));
+        assert_eq!(
+            tiers,
+            Some((
+                Some("fal-ai/kling-video/v3/standard/image-to-video"),
+                Some("fal-ai/kling-video/v3/pro/image-to-video")
+            ))
+        );
         // The secrets never show in what an admin or a log sees.
         assert!(!format!("{routing:?}").contains("s3cr3t-value"));
     }

@@ -92,42 +92,16 @@ pub(super) async fn hold(
 /// rolls everything back.
 pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, now: i64) -> Result<()> {
     let held = task.credits_reserved;
-    let charged =
-        if task.status == TaskStatus::Completed { task.credits_charged.unwrap_or(held).clamp(0, held) } else { 0 };
+    let completed = task.status == TaskStatus::Completed;
+    let charged = if completed { task.credits_charged.unwrap_or(held).clamp(0, held) } else { 0 };
     let refund = held - charged;
-    let entry =
-        "INSERT INTO ledger (account_id, task_id, kind, amount, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
-    if task.status == TaskStatus::Completed {
-        sqlx::query(entry)
-            .bind(&task.account_id)
-            .bind(&task.id)
-            .bind("settle")
-            .bind(charged)
-            .bind("charge")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+    if completed {
+        task_entry(tx, task, "settle", charged, "charge", now).await?;
         if refund > 0 {
-            sqlx::query(entry)
-                .bind(&task.account_id)
-                .bind(&task.id)
-                .bind("refund")
-                .bind(refund)
-                .bind("the output cost less than was held")
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
+            task_entry(tx, task, "refund", refund, "the output cost less than was held", now).await?;
         }
     } else {
-        sqlx::query(entry)
-            .bind(&task.account_id)
-            .bind(&task.id)
-            .bind("settle")
-            .bind(held)
-            .bind("release")
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+        task_entry(tx, task, "settle", held, "release", now).await?;
     }
     sqlx::query("UPDATE accounts SET held = held - $1, used = used + $2, balance = balance + $3 WHERE id = $4")
         .bind(held)
@@ -143,6 +117,29 @@ pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, now: i64) -> 
             .execute(&mut *tx)
             .await?;
     }
+    Ok(())
+}
+
+/// One ledger entry of a task's money.
+async fn task_entry(
+    tx: &mut AnyConnection,
+    task: &TaskRow,
+    kind: &str,
+    amount: i64,
+    note: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO ledger (account_id, task_id, kind, amount, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+    )
+    .bind(&task.account_id)
+    .bind(&task.id)
+    .bind(kind)
+    .bind(amount)
+    .bind(note)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

@@ -4,21 +4,22 @@
 pub mod cache;
 mod view;
 
+use std::collections::HashMap;
+
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde_json::Value;
-use vidgate_api::catalog::ModelId;
-use vidgate_api::create::{CreateTask, ImageSource, ParseOptions, parse_create};
+use vidgate_api::catalog::{ModelSpec, Shape};
+use vidgate_api::create::{CreateTask, MediaKind, MediaSource, ParseOptions};
 use vidgate_api::error::ErrorCode;
 use vidgate_api::task::{TaskList, TaskObject, TaskStatus};
 
 use crate::error::ApiError;
-use crate::files;
 use crate::ids::{AccountId, FileId, KeyId, TaskId};
-use crate::job::{ImageRef, StoredElement, StoredRequest};
+use crate::job::{ImageRef, StoredRequest};
 use crate::state::AppState;
-use crate::store::{AllowedModels, CancelOutcome, CreateOutcome, FileKind, Idempotency, NewTask};
-use crate::util;
+use crate::store::{AllowedModels, CancelOutcome, CreateOutcome, FileKind, FileRow, Idempotency, NewTask};
+use crate::{files, media, util};
 pub use view::{callback_for, task_object};
 
 /// Who is asking: resolved from the API key by `http::auth`.
@@ -56,8 +57,11 @@ pub async fn create(
     let json: Value = serde_json::from_slice(body)
         .map_err(|e| ApiError::invalid("body", format!("The body is not valid JSON: {e}")))?;
     let opts = ParseOptions { allow_private_urls: state.config.allow_private_urls, trust_file_links: true };
-    let input = parse_create(&json, &opts).map_err(|e| ApiError::invalid(e.param, e.message))?;
-
+    let input = state.catalog.parse_create(&json, &opts).map_err(field_error)?;
+    let spec = state
+        .catalog
+        .get(input.model.as_str())
+        .ok_or_else(|| ApiError::invalid("model", "This model is not served."))?;
     let model = input.model.as_str();
     if !caller.allowed_models.allows(model) {
         return Err(ApiError::new(
@@ -75,9 +79,9 @@ pub async fn create(
     }
     let now = util::now_ms();
     let mut stored_files = Vec::new();
-    let result = persist(state, caller, &input, body, idempotency_key, now, &mut stored_files).await;
+    let result = persist(state, caller, spec, input, body, idempotency_key, now, &mut stored_files).await;
     if !matches!(result, Ok(Created::New(_))) {
-        // Nothing may be left half-written: drop the images stored for this attempt.
+        // Nothing may be left half-written: drop the media stored for this attempt.
         for id in stored_files {
             files::discard(state, &id).await;
         }
@@ -85,10 +89,17 @@ pub async fn create(
     result
 }
 
+/// A rejected field of the body: a 400 naming it (an unreadable image has its own code).
+fn field_error(e: vidgate_api::error::FieldError) -> ApiError {
+    ApiError::new(e.code, e.message).with_param(e.param)
+}
+
+#[expect(clippy::too_many_arguments, reason = "one create's whole context, passed once from `create`")]
 async fn persist(
     state: &AppState,
     caller: &Caller,
-    input: &CreateTask,
+    spec: &ModelSpec,
+    input: CreateTask<MediaSource>,
     body: &[u8],
     idempotency_key: Option<&str>,
     now: i64,
@@ -96,71 +107,52 @@ async fn persist(
 ) -> Result<Created, ApiError> {
     let deadline_at = now + state.config.task_deadline_secs.as_millis() as i64;
     let file_expiry = deadline_at + state.config.link_ttl_secs.as_millis() as i64;
-    let mut images = ImageStore { state, caller, expires_at: file_expiry, stored: stored_files };
-    let image_start = images.persist_image("image_start", input.image_start.as_ref()).await?;
-    let image_end = images.persist_image("image_end", input.image_end.as_ref()).await?;
-    let element = match &input.element {
-        None => None,
-        Some(e) => {
-            let frontal =
-                images.persist_image("model_params.element_image_list.frontal_image", Some(&e.frontal_image)).await?;
-            let mut refer = Vec::with_capacity(e.refer_images.len());
-            for (i, img) in e.refer_images.iter().enumerate() {
-                let param = format!("model_params.element_image_list.refer_images[{i}].image_url");
-                if let Some(r) = images.persist_image(&param, Some(img)).await? {
-                    refer.push(r);
-                }
-            }
-            frontal.map(|frontal_image| StoredElement {
-                name: e.name.clone(),
-                description: e.description.clone(),
-                frontal_image,
-                refer_images: refer,
-            })
-        }
-    };
-    let request = StoredRequest {
-        model: input.model,
-        prompt: input.prompt.clone(),
-        negative_prompt: input.negative_prompt.clone(),
-        image_start,
-        image_end,
-        duration: input.duration,
-        quality: input.quality,
-        sound: input.sound,
-        aspect_ratio: input.aspect_ratio,
-        multi_shot: input.multi_shot.clone(),
-        element_ids: input.element_ids.clone(),
-        watermark: input.watermark,
-        element,
-    };
-    if !input.element_ids.is_empty() {
-        let known = state.store.known_elements(&caller.account_id, &input.element_ids).await?;
-        if let Some((i, _)) = input.element_ids.iter().enumerate().find(|(_, e)| !known.contains(*e)) {
+    let (mut refs, videos) = store_media(state, caller, spec, &input, file_expiry, stored_files).await?;
+    let request: StoredRequest = input
+        .try_map_media(|_, param, _| refs.remove(param).ok_or(param.to_owned()))
+        .map_err(|param| ApiError::internal(anyhow::anyhow!("medium {param} was not stored")))?;
+    if !request.element_ids.is_empty() {
+        let known = state.store.known_elements(&caller.account_id, &request.element_ids).await?;
+        if let Some((i, _)) = request.element_ids.iter().enumerate().find(|(_, e)| !known.contains(*e)) {
             return Err(ApiError::invalid(
                 format!("model_params.element_list[{i}].element_id"),
                 "No element with this id was created by this account.",
             ));
         }
     }
-
-    let price = input.price().units();
+    let candidates = state.routing.candidates(&request, None);
+    if !candidates.is_empty() && candidates.iter().all(|r| r.is_local()) {
+        // Only the built-in renderer can serve this: it must be able to read the video.
+        for (param, probed) in &videos {
+            if let Err(e) = probed.info.video.check_decodable() {
+                return Err(ApiError::invalid(param.as_str(), format!("{e}. Give an H.264 video (8-bit 4:2:0).")));
+            }
+        }
+    }
+    let input_ms = videos.first().map(|(_, p)| p.info.duration_ms);
+    let price = spec.hold_price(&request, input_ms).ok_or_else(|| {
+        ApiError::invalid(
+            "quality",
+            format!("{} is not made at {} with sound {}.", spec.id, request.quality.as_str(), request.sound.as_str()),
+        )
+    })?;
+    let video_seconds = spec.video_seconds(&request, input_ms);
     let new = NewTask {
         id: TaskId::new(now),
         account_id: caller.account_id.clone(),
         key_id: caller.key_id.clone(),
         user_group: caller.user_group.clone(),
-        model: input.model.as_str().to_owned(),
+        model: request.model.as_str().to_owned(),
         request_json: serde_json::to_string(&request).map_err(ApiError::internal)?,
-        credits_reserved: price,
-        video_duration: i64::from(input.video_duration()),
-        estimated_time: estimated_time(state, &request),
-        callback_url: input.callback_url.clone(),
+        credits_reserved: price.units(),
+        video_duration: i64::from(video_seconds),
+        estimated_time: estimated_time(spec, &request, video_seconds, candidates.first().is_none_or(|r| r.is_local())),
+        callback_url: request.callback_url.clone(),
         created_at: now,
         created_us: util::monotonic_us(),
         deadline_at,
     };
-    let object = view::new_task_object(&new);
+    let object = view::new_task_object(&new, spec.pricing.rule());
     let response = serde_json::to_string(&object).map_err(ApiError::internal)?;
     let idem = idempotency_key.map(|key| Idempotency {
         key: key.to_owned(),
@@ -183,10 +175,7 @@ async fn persist(
         .with_param("Idempotency-Key")),
         CreateOutcome::InsufficientQuota => Err(ApiError::new(
             ErrorCode::InsufficientQuota,
-            format!(
-                "Insufficient credits: this request needs {} credits.",
-                vidgate_api::credits::Credits::from_units(price)
-            ),
+            format!("Insufficient credits: this request needs {price} credits."),
         )),
         CreateOutcome::KeyCapExceeded => {
             Err(ApiError::new(ErrorCode::InsufficientQuota, "This API key's credit cap does not cover this request."))
@@ -194,98 +183,116 @@ async fn persist(
     }
 }
 
-/// Turns request images into references the task row can hold: inline bytes are
-/// stored as files now (and remembered, so a failed create can remove them).
-struct ImageStore<'a> {
-    state: &'a AppState,
-    caller: &'a Caller,
-    expires_at: i64,
-    stored: &'a mut Vec<FileId>,
-}
-
-impl ImageStore<'_> {
-    async fn persist_image(&mut self, param: &str, src: Option<&ImageSource>) -> Result<Option<ImageRef>, ApiError> {
-        match src {
-            None => Ok(None),
-            Some(ImageSource::Url(url)) => {
-                let r = resolve_url(self.state, param, url)?;
-                if let ImageRef::File(id) = &r {
-                    match self.state.store.get_file(id).await? {
-                        None => {
-                            return Err(ApiError::invalid(
-                                param,
-                                "The uploaded file no longer exists; upload it again.",
-                            ));
-                        }
-                        // A result link of ours names a video, not a frame.
-                        Some(f) if !f.content_type.starts_with("image/") => {
-                            return Err(ApiError::new(
-                                ErrorCode::InvalidRequest,
-                                "This link is not an image; give a JPG or PNG.",
-                            )
-                            .with_param(param));
-                        }
-                        Some(_) => {}
-                    }
-                }
-                Ok(Some(r))
-            }
-            Some(ImageSource::Inline { bytes, info }) => {
+/// Every medium of a request as the task row keeps it: inline images and videos
+/// become stored files (videos fetched, probed and checked against the model
+/// now), our own links their files, other image URLs stay URLs for the worker.
+/// Answers the references by request field, and the probed videos.
+async fn store_media(
+    state: &AppState,
+    caller: &Caller,
+    spec: &ModelSpec,
+    input: &CreateTask<MediaSource>,
+    file_expiry: i64,
+    stored_files: &mut Vec<FileId>,
+) -> Result<(HashMap<String, ImageRef>, Vec<(String, media::Probed)>), ApiError> {
+    let mut refs: HashMap<String, ImageRef> = HashMap::new();
+    let mut videos: Vec<(String, media::Probed)> = Vec::new();
+    for (kind, param, source) in input.media() {
+        let r = match (kind, source) {
+            (MediaKind::Image, MediaSource::Inline { bytes, info }) => {
                 let mut file = files::new_file(
-                    self.state,
+                    state,
                     FileId::new(),
-                    Some(&self.caller.account_id),
+                    Some(&caller.account_id),
                     FileKind::Input,
                     info.format.mime(),
                     bytes.len() as u64,
                 );
-                // Kept until the task's deadline has passed and its link would expire.
-                file.expires_at = self.expires_at;
-                files::keep(self.state, &file, bytes).await?;
-                self.stored.push(file.id.clone());
-                Ok(Some(ImageRef::File(file.id)))
+                file.expires_at = file_expiry;
+                files::keep(state, &file, bytes).await?;
+                stored_files.push(file.id.clone());
+                ImageRef::File(file.id)
             }
-        }
+            (MediaKind::Image, MediaSource::Url(url)) => match own_file(state, &param, url).await? {
+                Some(file) if file.content_type.starts_with("image/") => ImageRef::File(file.id),
+                Some(_) => {
+                    return Err(ApiError::invalid(param, "This link is not an image; give a JPG or PNG."));
+                }
+                None => ImageRef::Url(url.clone()),
+            },
+            (MediaKind::Video, source) => {
+                let url = match source {
+                    MediaSource::Url(url) => url,
+                    MediaSource::Inline { .. } => {
+                        return Err(ApiError::invalid(param, "A video must be given as a URL or an uploaded file."));
+                    }
+                };
+                let probed = match own_file(state, &param, url).await? {
+                    Some(file) => media::probe_stored(state, &param, file).await?,
+                    None => {
+                        let max =
+                            spec.video_limits(input, &param).map_or(state.catalog.max_video_bytes(), |l| l.max_bytes);
+                        let p = media::fetch_video(state, &caller.account_id, &param, url, max, file_expiry).await?;
+                        stored_files.push(p.file.id.clone());
+                        p
+                    }
+                };
+                spec.check_video(input, &param, &probed.facts).map_err(field_error)?;
+                let r = ImageRef::File(probed.file.id.clone());
+                videos.push((param.clone(), probed));
+                r
+            }
+        };
+        refs.insert(param, r);
     }
+    Ok((refs, videos))
 }
 
-/// A URL naming one of our own file links is read from storage, never fetched.
-fn resolve_url(state: &AppState, param: &str, url: &str) -> Result<ImageRef, ApiError> {
+/// The stored file a URL names when it is one of our own signed links (read
+/// from storage, never fetched); `None` for any other URL.
+async fn own_file(state: &AppState, param: &str, url: &str) -> Result<Option<FileRow>, ApiError> {
     if let Some(id) = state.blobs.own_link_id(url, util::now_ms() / 1000) {
-        return Ok(ImageRef::File(id));
+        return match state.store.get_file(&id).await? {
+            Some(file) => Ok(Some(file)),
+            None => Err(ApiError::invalid(param, "The uploaded file no longer exists; upload it again.")),
+        };
     }
-    if vidgate_api::create::is_file_link(url) {
+    if vidgate_api::addr::is_file_link(url) {
         // Shaped like ours but not signed by us (or expired): never fetch it.
         return Err(ApiError::invalid(param, "This file link is expired or invalid; upload the file again."));
     }
-    Ok(ImageRef::Url(url.to_owned()))
+    Ok(None)
 }
 
 /// Seconds a client should expect to wait (shown as `task_info.estimated_time`),
 /// for the route that will serve first: the local renderer takes a few seconds
-/// (about 0.2 s per second of 1080p video on two cores, plus start-up), an
-/// upstream model minutes.
-fn estimated_time(state: &AppState, request: &StoredRequest) -> i64 {
-    let local = state.routing.candidates(request, None).first().is_none_or(|r| r.is_local());
-    let seconds = i64::from(request.duration);
-    match (request.model, local) {
-        (ModelId::KlingCustomElement, true) => 1,
-        (ModelId::KlingCustomElement, false) => 30,
+/// (about 0.2 s per second of 1080p video on two cores, plus start-up, more with
+/// an input video to decode), an upstream model minutes.
+fn estimated_time(spec: &ModelSpec, request: &StoredRequest, seconds: u32, local: bool) -> i64 {
+    let seconds = i64::from(seconds);
+    let high = request.quality.short_side() >= 1080;
+    let with_video = request.input_videos().next().is_some();
+    match (spec.shape, local) {
+        (Shape::CustomElement, true) => 1,
+        (Shape::CustomElement, false) => 30,
         (_, true) => {
-            let per = if request.quality.short_side() >= 1080 { 4 } else { 8 };
+            let per = if with_video {
+                1
+            } else if high {
+                4
+            } else {
+                8
+            };
             2 + (seconds + per - 1) / per
         }
-        (_, false) => {
-            let per_sec = if request.quality.short_side() >= 1080 { 24 } else { 18 };
-            30 + seconds * per_sec
-        }
+        (_, false) => 30 + seconds * if high { 24 } else { 18 },
     }
 }
 
 pub async fn get(state: &AppState, caller: &Caller, id: &str) -> Result<TaskObject, ApiError> {
     let id = check_task_id(id)?;
     let row = state.store.get_task(&caller.account_id, &id).await?.ok_or_else(ApiError::task_not_found)?;
-    view::task_object(&row)
+    view::task_object(&row, &state.catalog)
 }
 
 /// True when the caller's account has a task with this id (no object is built).
@@ -303,7 +310,7 @@ pub async fn get_json(state: &AppState, caller: &Caller, id: &str) -> Result<byt
         Err(ticket) => ticket,
     };
     let row = state.store.get_task(&caller.account_id, &id).await?.ok_or_else(ApiError::task_not_found)?;
-    let task = view::task_object(&row)?;
+    let task = view::task_object(&row, &state.catalog)?;
     let body = bytes::Bytes::from(serde_json::to_vec(&task).map_err(ApiError::internal)?);
     state.task_cache.put(ticket, &caller.account_id, &id, body.clone(), task.status.is_final());
     Ok(body)
@@ -357,7 +364,7 @@ pub async fn list(state: &AppState, caller: &Caller, q: &ListQuery) -> Result<Ta
     let has_more = rows.len() as i64 > limit;
     let mut data = Vec::with_capacity(rows.len());
     for row in rows.iter().take(limit as usize) {
-        data.push(view::task_object(row)?);
+        data.push(view::task_object(row, &state.catalog)?);
     }
     let next_cursor =
         if has_more { rows.get(limit as usize - 1).map(|r| encode_cursor(r.created_us, &r.id)) } else { None };
@@ -379,14 +386,14 @@ fn decode_cursor(c: &str) -> Option<(i64, String)> {
 /// finds the task gone (the poller then cancels the upstream task too).
 pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<TaskObject, ApiError> {
     let id = check_task_id(id)?;
-    match state.store.cancel_task(&caller.account_id, &id, &callback_for).await? {
+    match state.store.cancel_task(&caller.account_id, &id, &|row| callback_for(&state.catalog, row)).await? {
         CancelOutcome::Cancelled(row) => {
             if row.callback_url.is_some() {
                 state.webhooks.wake.notify_one();
             }
             state.metrics.task_finished(&row.model, "failed", "request_cancelled", 0);
             state.task_cache.forget(&row.id);
-            view::task_object(&row)
+            view::task_object(&row, &state.catalog)
         }
         CancelOutcome::NotCancellable(row) => Err(ApiError::invalid(
             "task_id",

@@ -1,15 +1,17 @@
 //! Task rows to the wire task object of SPEC 1.2: the only place that decides
 //! what a client sees of a task, in answers and in callbacks alike.
 
-use vidgate_api::catalog::ModelId;
+use vidgate_api::catalog::{BillingRule, Catalog};
 use vidgate_api::task::{TASK_KIND, TASK_OBJECT, TaskError, TaskErrorCode, TaskInfo, TaskObject, TaskStatus, Usage};
 
 use crate::error::ApiError;
 use crate::ids::DeliveryId;
 use crate::store::{NewDelivery, NewTask, TaskRow};
 
-fn billing_rule(model: &str) -> vidgate_api::catalog::BillingRule {
-    ModelId::parse(model).map_or(vidgate_api::catalog::BillingRule::PerSecond, ModelId::billing_rule)
+/// The model's billing rule; a model an operator has since removed from the
+/// catalog shows as per-second, as every video model bills.
+fn billing_rule(catalog: &Catalog, model: &str) -> BillingRule {
+    catalog.get(model).map_or(BillingRule::PerSecond, |m| m.pricing.rule())
 }
 
 fn seconds(v: i64) -> u32 {
@@ -17,7 +19,7 @@ fn seconds(v: i64) -> u32 {
 }
 
 /// The object answered by a create: a pending task that holds its price.
-pub(super) fn new_task_object(task: &NewTask) -> TaskObject {
+pub(super) fn new_task_object(task: &NewTask, billing_rule: BillingRule) -> TaskObject {
     TaskObject {
         created: task.created_at / 1000,
         error: None,
@@ -35,7 +37,7 @@ pub(super) fn new_task_object(task: &NewTask) -> TaskObject {
         },
         kind: TASK_KIND.to_owned(),
         usage: Usage {
-            billing_rule: billing_rule(&task.model),
+            billing_rule,
             credits_charged: None,
             credits_reserved: task.credits_reserved,
             user_group: task.user_group.clone(),
@@ -44,7 +46,7 @@ pub(super) fn new_task_object(task: &NewTask) -> TaskObject {
 }
 
 /// The task object exactly as `GET /v1/tasks/{id}` answers it.
-pub fn task_object(row: &TaskRow) -> Result<TaskObject, ApiError> {
+pub fn task_object(row: &TaskRow, catalog: &Catalog) -> Result<TaskObject, ApiError> {
     let status = row.status;
     let completed = status == TaskStatus::Completed;
     let results = match &row.results {
@@ -76,7 +78,7 @@ pub fn task_object(row: &TaskRow) -> Result<TaskObject, ApiError> {
         },
         kind: TASK_KIND.to_owned(),
         usage: Usage {
-            billing_rule: billing_rule(&row.model),
+            billing_rule: billing_rule(catalog, &row.model),
             credits_charged: if status.is_final() { Some(row.credits_charged.unwrap_or(0)) } else { None },
             credits_reserved: row.credits_reserved,
             user_group: row.user_group.clone(),
@@ -86,9 +88,9 @@ pub fn task_object(row: &TaskRow) -> Result<TaskObject, ApiError> {
 
 /// The callback of a task that has just ended, if it asked for one: its body is
 /// exactly the task object `GET /v1/tasks/{id}` answers.
-pub fn callback_for(row: &TaskRow) -> Option<NewDelivery> {
+pub fn callback_for(catalog: &Catalog, row: &TaskRow) -> Option<NewDelivery> {
     let url = row.callback_url.clone()?;
-    let body = match task_object(row).map(|t| serde_json::to_string(&t)) {
+    let body = match task_object(row, catalog).map(|t| serde_json::to_string(&t)) {
         Ok(Ok(body)) => body,
         _ => {
             tracing::error!(task_id = %row.id, "cannot render the callback body");

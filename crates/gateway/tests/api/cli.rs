@@ -69,3 +69,40 @@ async fn the_cli_prices_generates_lists_and_reports_errors() {
     assert!(text(&out).contains("(field: duration)"), "{}", text(&out));
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_prices_every_model_and_edits_a_video() {
+    let Some(app) = TestApp::spawn(Backend::Sqlite).await else { return };
+    let out = vidgate(&app, &["price", "--list"]).await;
+    assert!(out.status.success(), "{}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).lines().count(), 13, "{}", text(&out));
+    let out = vidgate(&app, &["price", "--model", "kling-o1-video-edit", "--input-seconds", "5"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "60 credits ($0.833)", "{}", text(&out));
+    let out = vidgate(&app, &["price", "--model", "kling-custom-element"]).await;
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "1 credits ($0.014)", "{}", text(&out));
+    let out = vidgate(&app, &["price", "--model", "kling-o3-video-edit"]).await;
+    assert!(!out.status.success() && text(&out).contains("--input-seconds"), "{}", text(&out));
+
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.mp4");
+    std::fs::write(&input, crate::helpers::clip("a city square", 720, 3, false)).unwrap();
+    let out_file = dir.path().join("out.mp4");
+    let out = vidgate(
+        &app,
+        &[
+            "generate",
+            "--model",
+            "kling-o3-video-edit",
+            "--prompt",
+            "make it winter",
+            "--video",
+            input.to_str().unwrap(),
+            "--out",
+            out_file.to_str().unwrap(),
+        ],
+    )
+    .await;
+    assert!(out.status.success(), "{}", text(&out));
+    let info = vidgate_render::inspect::inspect(&std::fs::read(&out_file).unwrap()).unwrap();
+    assert_eq!(info.video_frames, 72, "the edit follows the 3 s input");
+}

@@ -46,8 +46,17 @@ both_backends!(uploads_are_checked_by_content, |backend| async move {
     assert_eq!((s, b["error"]["param"].as_str()), (400, Some("file")), "{b}");
     let (s, b) = upload(&app, png(100, 100), "small.png").await;
     assert_eq!((s, b["error"]["param"].as_str()), (400, Some("file")), "{b}");
-    let (s, b) = upload(&app, vec![0u8; 10 * 1024 * 1024 + 1], "big.png").await;
+    let (s, b) = upload(&app, vec![0u8; 11 * 1024 * 1024], "noise.mp4").await;
+    assert_eq!((s, b["error"]["param"].as_str()), (400, Some("file")), "neither an image nor a video: {b}");
+    // Images are taken up to the largest any model allows (50 MB).
+    let mut big = png(400, 400);
+    big.resize(50 * 1024 * 1024 + 1, 0);
+    let (s, b) = upload(&app, big, "big.png").await;
     assert_eq!(s, 413, "{b}");
+    let mut truncated = png(400, 400);
+    truncated.truncate(truncated.len() / 2);
+    let (s, b) = upload(&app, truncated, "cut.png").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (400, Some("image_processing_error")), "{b}");
     app.stop().await;
 });
 

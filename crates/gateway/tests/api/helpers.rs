@@ -1,8 +1,6 @@
 //! Test harness: starts the real application on 127.0.0.1:0 with a fresh database
 //! (SQLite in a temp folder, or a new PostgreSQL database) and talks to it over HTTP.
 
-#![allow(dead_code)]
-
 use std::future::Future;
 use std::time::Duration;
 
@@ -239,4 +237,97 @@ macro_rules! both_backends {
             }
         }
     };
+}
+
+/// Uploads `bytes` to `POST /v1/files` as `name`.
+pub async fn upload_file(app: &TestApp, bytes: Vec<u8>, name: &str) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes).file_name(name.to_owned());
+    let form = reqwest::multipart::Form::new().part("file", part);
+    let resp =
+        app.client.post(app.url("/v1/files")).bearer_auth(&app.api_key).multipart(form).send().await.expect("upload");
+    split(resp).await
+}
+
+/// A real MP4 (H.264, with an Opus track when `sound`) made by the renderer: a
+/// scene seeded by `prompt`, `short_side` pixels high at 16:9, `secs` long.
+pub fn clip(prompt: &str, short_side: u32, secs: u32, sound: bool) -> Vec<u8> {
+    let spec = vidgate_render::VideoSpec {
+        short_side,
+        aspect: Some((16, 9)),
+        duration_secs: secs,
+        prompt: prompt.to_owned(),
+        sound,
+        ..vidgate_render::VideoSpec::default()
+    };
+    let mut out = Vec::new();
+    vidgate_render::render(&spec, &mut out, &mut |_, _| std::ops::ControlFlow::Continue(())).expect("render");
+    out
+}
+
+/// A loopback server answering `bytes` at `{url}/video.mp4`.
+pub struct Served {
+    pub url: String,
+    /// Requests received so far.
+    pub hits: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Serves `bytes`; with `gate`, each answer waits until the gate is opened
+/// (`Notify::notify_waiters`).
+pub async fn serve_bytes(bytes: Vec<u8>, gate: Option<std::sync::Arc<tokio::sync::Notify>>) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let bytes = bytes::Bytes::from(bytes);
+    let hits = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/video.mp4",
+        axum::routing::get(move || {
+            let (bytes, gate, counter) = (bytes.clone(), gate.clone(), counter.clone());
+            async move {
+                let waiting = gate.as_ref().map(|g| g.notified());
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                if let Some(w) = waiting {
+                    w.await;
+                }
+                ([(axum::http::header::CONTENT_TYPE, "video/mp4")], bytes)
+            }
+        }),
+    );
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, app).await;
+    });
+    Served { url, hits, task }
+}
+
+/// The luma of a video's first frame as 16x9 block means, and the picture size.
+pub fn first_frame_blocks(mp4: &[u8]) -> (Vec<f64>, (usize, usize)) {
+    let mut frames = vidgate_render::decode::VideoFrames::open(std::io::Cursor::new(mp4.to_vec())).expect("decodable");
+    let f = frames.next_frame().expect("decodes").expect("a first frame");
+    let mut blocks = Vec::with_capacity(16 * 9);
+    for by in 0..9 {
+        for bx in 0..16 {
+            let (x0, x1) = (bx * f.width / 16, (bx + 1) * f.width / 16);
+            let (y0, y1) = (by * f.height / 9, (by + 1) * f.height / 9);
+            let mut sum = 0u64;
+            for y in y0..y1 {
+                for x in x0..x1 {
+                    sum += u64::from(f.y[y * f.width + x]);
+                }
+            }
+            blocks.push(sum as f64 / ((x1 - x0) * (y1 - y0)).max(1) as f64);
+        }
+    }
+    (blocks, (f.width, f.height))
+}
+
+/// Mean absolute difference of two block lists.
+pub fn block_distance(a: &[f64], b: &[f64]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| (x - y).abs()).sum::<f64>() / a.len().max(1) as f64
 }

@@ -6,11 +6,13 @@
 mod helpers;
 
 mod admin;
+mod catalog;
 mod cli;
 mod crash;
 mod files;
 mod health;
 mod idempotency;
+mod inputs;
 mod money;
 mod sim;
 mod ssrf;

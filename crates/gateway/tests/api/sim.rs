@@ -111,7 +111,7 @@ fn route(model: &str, name: &str, kind: &str, usd: f64) -> RouteConfig {
         provider: name.to_owned(),
         upstream_model,
         upstream_models,
-        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd },
+        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd, p4k: usd },
         supports: ["end_frame", "multi_shot", "sound", "1080p", "elements"].map(str::to_owned).to_vec(),
     }
 }
@@ -309,7 +309,8 @@ both_backends!(a_720p_task_runs_on_fals_standard_tier_and_a_1080p_one_on_pro_eac
         c.providers.insert("fal".to_owned(), provider(&upstream, "fal", &secrets));
         let mut r = route("kling-v3-text-to-video", "fal", "fal", 0.0);
         // fal's published prices: v3 standard $0.084/s, pro $0.112/s (audio off).
-        r.cost_usd_per_second = CostTable { p720: 0.084, p720_sound: 0.126, p1080: 0.112, p1080_sound: 0.168 };
+        r.cost_usd_per_second =
+            CostTable { p720: 0.084, p720_sound: 0.126, p1080: 0.112, p1080_sound: 0.168, p4k: 0.0 };
         c.routes.push(r);
     })
     .await
@@ -848,9 +849,9 @@ both_backends!(soak_500_tasks_across_three_providers_with_random_faults_all_comp
             c.providers.insert(kind.to_owned(), provider(&upstream, kind, &secrets));
         }
         let costs = [
-            ("kling", CostTable { p720: 0.01, p720_sound: 0.05, p1080: 0.05, p1080_sound: 0.05 }),
-            ("fal", CostTable { p720: 0.05, p720_sound: 0.01, p1080: 0.05, p1080_sound: 0.05 }),
-            ("replicate", CostTable { p720: 0.05, p720_sound: 0.05, p1080: 0.01, p1080_sound: 0.01 }),
+            ("kling", CostTable { p720: 0.01, p720_sound: 0.05, p1080: 0.05, p1080_sound: 0.05, p4k: 0.05 }),
+            ("fal", CostTable { p720: 0.05, p720_sound: 0.01, p1080: 0.05, p1080_sound: 0.05, p4k: 0.05 }),
+            ("replicate", CostTable { p720: 0.05, p720_sound: 0.05, p1080: 0.01, p1080_sound: 0.01, p4k: 0.01 }),
         ];
         for (kind, cost) in costs {
             let mut r = route("kling-v3-text-to-video", kind, kind, 0.0);

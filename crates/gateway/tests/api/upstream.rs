@@ -28,7 +28,7 @@ fn route(provider: &str, usd: f64) -> RouteConfig {
         provider: provider.to_owned(),
         upstream_model: "kling-v3-text-to-video".to_owned(),
         upstream_models: Default::default(),
-        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd },
+        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd, p4k: usd },
         supports: vec!["sound".to_owned(), "1080p".to_owned(), "multi_shot".to_owned()],
     }
 }

@@ -59,7 +59,7 @@ fn cases() -> Vec<(Value, &'static str)> {
         (i2v(json!({"duration": 16})), "duration"),
         (i2v(json!({"duration": 5.5})), "duration"),
         (i2v(json!({"duration": "5"})), "duration"),
-        (i2v(json!({"quality": "4k"})), "quality"),
+        (i2v(json!({"quality": "8k"})), "quality"),
         (i2v(json!({"sound": true})), "sound"),
         (i2v(json!({"callback_url": "http://example.com/cb"})), "callback_url"),
         (i2v(json!({"callback_url": format!("https://example.com/{}", "a".repeat(2050))})), "callback_url"),

@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use futures_util::StreamExt;
 use reqwest::dns::{Addrs, Name, Resolve, Resolving};
-use vidgate_api::addr::{is_forbidden_ip, url_literal_ip};
+use vidgate_api::addr::is_forbidden_ip;
 
 /// Why an outbound request to a user-given address did not happen or failed.
 #[derive(Debug, thiserror::Error)]
@@ -108,32 +108,63 @@ impl GuardedClient {
         Ok(Self { client: builder.build()?, allow_private })
     }
 
-    pub fn allows_private(&self) -> bool {
-        self.allow_private
-    }
-
-    /// Checks scheme and literal address without any network access.
+    /// Checks scheme, host, credentials and literal address without any network
+    /// access: the same rule as the create request's (`addr::check_user_url`).
     pub fn check_url(&self, raw: &str) -> Result<reqwest::Url, FetchError> {
-        let url = reqwest::Url::parse(raw).map_err(|_| FetchError::InvalidUrl)?;
-        match url.scheme() {
-            "https" => {}
-            "http" if self.allow_private => {}
-            _ => return Err(FetchError::Scheme),
-        }
-        if url.host().is_none() || !url.username().is_empty() || url.password().is_some() {
-            return Err(FetchError::InvalidUrl);
-        }
-        if !self.allow_private && url_literal_ip(&url).is_some_and(is_forbidden_ip) {
-            return Err(FetchError::Forbidden);
-        }
-        Ok(url)
+        use vidgate_api::addr::{UrlError, check_user_url};
+        let url = check_user_url(raw, self.allow_private).map_err(|e| match e {
+            UrlError::Scheme => FetchError::Scheme,
+            UrlError::Forbidden => FetchError::Forbidden,
+            UrlError::Invalid | UrlError::NoHost | UrlError::Credentials => FetchError::InvalidUrl,
+        })?;
+        reqwest::Url::parse(url.as_str()).map_err(|_| FetchError::InvalidUrl)
     }
 
-    /// Resolves the URL's host now and refuses it if any address is forbidden (used
-    /// when validating a callback URL; the connection checks again at send time).
+    /// Downloads a user-given URL into `out` (streamed: never whole in memory),
+    /// refusing more than `max_bytes`, within `total` for the whole download;
+    /// answers the size written.
+    pub async fn fetch_to(
+        &self,
+        raw: &str,
+        max_bytes: u64,
+        total: Duration,
+        out: &mut (impl tokio::io::AsyncWrite + Unpin),
+    ) -> Result<u64, FetchError> {
+        use tokio::io::AsyncWriteExt;
+        let url = self.check_url(raw)?;
+        let work = async {
+            let resp = self.client.get(url).timeout(total).send().await.map_err(map_send_error)?;
+            let status = resp.status();
+            if status.is_redirection() {
+                return Err(FetchError::Redirect);
+            }
+            if !status.is_success() {
+                return Err(FetchError::Status(status.as_u16()));
+            }
+            if resp.content_length().is_some_and(|n| n > max_bytes) {
+                return Err(FetchError::TooLarge(usize::try_from(max_bytes).unwrap_or(usize::MAX)));
+            }
+            let mut written = 0u64;
+            let mut stream = resp.bytes_stream();
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(map_send_error)?;
+                written += chunk.len() as u64;
+                if written > max_bytes {
+                    return Err(FetchError::TooLarge(usize::try_from(max_bytes).unwrap_or(usize::MAX)));
+                }
+                out.write_all(&chunk).await.map_err(|_| FetchError::Network)?;
+            }
+            out.flush().await.map_err(|_| FetchError::Network)?;
+            Ok(written)
+        };
+        tokio::time::timeout(total, work).await.map_err(|_| FetchError::Timeout)?
+    }
+
+    /// Checks the URL and that its host resolves to public addresses only (for
+    /// callbacks given at create; delivery checks again at connect time).
     pub async fn check_resolves_public(&self, raw: &str) -> Result<(), FetchError> {
         let url = self.check_url(raw)?;
-        if self.allow_private || url_literal_ip(&url).is_some() {
+        if self.allow_private || vidgate_api::addr::url_literal_ip(&url).is_some() {
             return Ok(());
         }
         let host = url.host_str().ok_or(FetchError::InvalidUrl)?;
