@@ -164,11 +164,12 @@ fn model_error(http: u16, items: Value, retryable: Option<bool>) -> Response {
     }
 }
 
-/// The start image field of a model: O3 takes `image_url`, the v3, O1 and older endpoints
-/// `start_image_url` (fal's O3 standard i2v page: "This endpoint uses `image_url` (not
-/// `start_image_url`)").
+/// The start image field of a model: O3 and v3 Turbo take `image_url`, the v3, O1 and older
+/// endpoints `start_image_url` (fal's O3 standard i2v page: "This endpoint uses `image_url` (not
+/// `start_image_url`)"; the v3 Turbo standard i2v llms.txt: "`image_url` (string, required):
+/// First-frame reference image").
 fn start_image_key(model: &str) -> &'static str {
-    if model.contains("/o3/") { "image_url" } else { "start_image_url" }
+    if model.contains("/o3/") || model.contains("/turbo/") { "image_url" } else { "start_image_url" }
 }
 
 /// One model error item, echoing the input as fal's toolkit does: the field's value when the
@@ -317,9 +318,13 @@ fn validate(model: &str, body: &Value, accept_data_uris: bool) -> Option<Value> 
         }
     }
     let generation = ["/text-to-video", "/image-to-video", "/reference-to-video"].iter().any(|e| model.ends_with(e));
+    // v3 Turbo image to video: "Optional text prompt ... Mutually exclusive with `multi_prompt`".
+    let optional_prompt = model.contains("/turbo/") && image_to_video;
     if matches!(f, Family::V3 | Family::O3) && generation {
         let multi = body.get("multi_prompt").and_then(Value::as_array).is_some_and(|m| !m.is_empty());
-        if nonempty("prompt") == multi {
+        let prompt = nonempty("prompt");
+        // Both given, or neither when one is required.
+        if (prompt && multi) || (!prompt && !multi && !optional_prompt) {
             errors.push(validation(
                 "prompt",
                 "Either prompt or multi_prompt must be provided, but not both.",

@@ -171,6 +171,7 @@ async fn submit_next(
             },
         };
         let loaded = images.insert(loaded);
+        let video_links = video_links(state, request);
         let job = Job {
             request,
             spec: &route.spec,
@@ -178,6 +179,8 @@ async fn submit_next(
             upstream_model,
             start_image: loaded.start.as_deref(),
             end_image: loaded.end.as_deref(),
+            reference_images: &loaded.references,
+            video_links: &video_links,
             element_images: &loaded.element,
             element_refs: &pin.refs,
         };
@@ -221,6 +224,20 @@ async fn submit_next(
             }
         }
     }
+}
+
+/// Signed links to the request's stored input videos (and an element's reference
+/// video), which an upstream fetches itself: videos are too big to send inline.
+/// They last as long as any link we give; the upstream must reach `public_url`.
+fn video_links(state: &AppState, request: &StoredRequest) -> Vec<String> {
+    let expires = util::now_ms() / 1000 + state.config.link_ttl_secs.as_secs() as i64;
+    let element_video = request.element.as_ref().and_then(|e| e.refer_video.as_ref());
+    request
+        .input_videos()
+        .chain(element_video)
+        .filter_map(ImageRef::file)
+        .map(|id| state.blobs.signed_url(id, expires))
+        .collect()
 }
 
 fn new_attempt(task: &TaskRow, route: &Route, upstream_model: &str, tried: usize) -> UpstreamAttempt {

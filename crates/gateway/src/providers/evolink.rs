@@ -5,8 +5,10 @@
 //! field, so a missing optional field or one EvoLink adds later never fails a
 //! poll. Errors are `{"error": {code, message, type}}`, classified by the HTTP
 //! status EvoLink documents for each and, for a failed task, by its business code.
+//! Every catalog model goes as itself (`body`): EvoLink hosts the whole Kling family.
 
 use serde_json::{Value, json};
+use vidgate_api::catalog::{ImageListRole, KeepSoundField, Setting, VideoField};
 use vidgate_api::create::MultiShot;
 use vidgate_api::task::TaskErrorCode;
 
@@ -77,29 +79,75 @@ fn error_text(a: &Answer) -> String {
     }
 }
 
+/// The create body of this very API for the job's model, field by field as the
+/// catalog describes that model: only the parameters it takes (a fixed quality or
+/// sound is not sent), frames as `image_start`/`image_end` or, for a model whose
+/// `image_urls` are its frames, as `image_urls`; reference images as `image_urls`,
+/// images as `data:` URIs; input videos as links in the model's own field.
 fn body(job: &Job<'_>) -> Value {
     let r = job.request;
-    let mut b = json!({
-        "model": job.upstream_model,
-        "duration": job.seconds,
-        "quality": r.quality.as_str(),
-        "sound": r.sound.as_str(),
-    });
+    let spec = job.spec;
+    let mut b = json!({ "model": job.upstream_model });
     if let Some(p) = &r.prompt {
         b["prompt"] = json!(p);
     }
     if let Some(n) = &r.negative_prompt {
         b["negative_prompt"] = json!(n);
     }
-    if let Some(img) = job.start_image {
-        b["image_start"] = json!(data_uri(img));
-    } else {
-        b["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
+    if r.duration.is_some() {
+        b["duration"] = json!(job.seconds);
     }
-    if let Some(img) = job.end_image {
-        b["image_end"] = json!(data_uri(img));
+    if matches!(spec.quality, Some(Setting::Choice { .. })) {
+        b["quality"] = json!(r.quality.as_str());
+    }
+    if matches!(spec.sound, Some(Setting::Choice { .. })) {
+        b["sound"] = json!(r.sound.as_str());
+    }
+    if let Some(a) = r.aspect_ratio.filter(|_| spec.aspect_ratio.is_some()) {
+        b["aspect_ratio"] = json!(a.as_str());
+    }
+    let frames: Vec<String> = job.start_image.iter().chain(job.end_image.iter()).map(|i| data_uri(i)).collect();
+    let frames_are_image_urls = spec.image_urls.as_ref().is_some_and(|l| l.role == ImageListRole::Frames);
+    let mut image_urls: Vec<String> = job.reference_images.iter().map(|i| data_uri(i)).collect();
+    if frames_are_image_urls {
+        image_urls.splice(0..0, frames);
+    } else {
+        if let Some(img) = job.start_image {
+            b["image_start"] = json!(data_uri(img));
+        }
+        if let Some(img) = job.end_image {
+            b["image_end"] = json!(data_uri(img));
+        }
+    }
+    if !image_urls.is_empty() {
+        b["image_urls"] = json!(image_urls);
     }
     let mut params = serde_json::Map::new();
+    if let Some(v) = &spec.video {
+        match v.field {
+            VideoField::VideoUrl => {
+                if let Some(link) = job.video_links.first() {
+                    b["video_url"] = json!(link);
+                }
+            }
+            VideoField::VideoUrls => {
+                if !job.video_links.is_empty() {
+                    b["video_urls"] = json!(job.video_links);
+                }
+            }
+        }
+    }
+    if let (Some(k), Some(keep)) = (&spec.keep_sound, r.keep_original_sound) {
+        match k.field {
+            KeepSoundField::KeepOriginalSound => b["keep_original_sound"] = json!(keep),
+            KeepSoundField::ModelParamsKeepSound => {
+                params.insert("keep_sound".into(), json!(keep));
+            }
+        }
+    }
+    if let Some(o) = r.character_orientation {
+        params.insert("character_orientation".into(), json!(o.as_str()));
+    }
     match &r.multi_shot {
         Some(MultiShot::Customize(shots)) => {
             params.insert("multi_shot".into(), json!(true));
@@ -119,6 +167,12 @@ fn body(job: &Job<'_>) -> Value {
             params.insert("shot_type".into(), json!("intelligence"));
         }
         None => {}
+    }
+    if !job.element_refs.is_empty() {
+        params.insert(
+            "element_list".into(),
+            json!(job.element_refs.iter().map(|id| json!({ "element_id": id })).collect::<Vec<_>>()),
+        );
     }
     if r.watermark {
         params.insert("watermark_info".into(), json!({"enabled": true}));

@@ -13,7 +13,7 @@
 //! `detail[].input`: it never reaches a message or a log.
 
 use serde_json::{Value, json};
-use vidgate_api::catalog::Sound;
+use vidgate_api::catalog::{Shape, Sound};
 use vidgate_api::task::TaskErrorCode;
 
 use super::{Answer, Api, Check, CheckStatus, Failure, Handle, Job, Pace, Poll, ProviderError, Verdict, clip, send};
@@ -135,10 +135,22 @@ pub fn classify(a: &Answer) -> Classified {
     Classified { verdict, message, typed: item_type.is_some() || error_type.is_some() }
 }
 
-/// The start image's field: O3 takes `image_url`, the v3 and older endpoints
-/// `start_image_url` (fal's O3 page: "uses `image_url` (not `start_image_url`)").
+/// The start image's field: O3 and v3 Turbo take `image_url`, the v3, O1 and
+/// older endpoints `start_image_url` (fal's O3 page: "uses `image_url` (not
+/// `start_image_url`)"; the v3 Turbo i2v page: "`image_url` ... First-frame
+/// reference image").
 fn start_image_key(model: &str) -> &'static str {
-    if model.contains("/o3/") { "image_url" } else { "start_image_url" }
+    if model.contains("/o3/") || model.contains("/turbo/") { "image_url" } else { "start_image_url" }
+}
+
+/// The shapes vidgate maps to fal: text and image to video (v3, v3 Turbo, O3, O1
+/// endpoints). fal's reference, edit and motion-control inputs are not verified
+/// against its docs here, so such routes are refused at start.
+pub fn check_route(shape: Shape) -> Result<(), String> {
+    match shape {
+        Shape::TextToVideo | Shape::ImageToVideo => Ok(()),
+        other => Err(format!("vidgate does not send a {} to fal", other.as_str())),
+    }
 }
 
 /// A file name for an upload, by the image's type.
@@ -179,10 +191,12 @@ impl Fal {
     pub async fn submit(&self, job: &Job<'_>) -> Result<Handle, ProviderError> {
         let r = job.request;
         let mut body = json!({
-            "prompt": r.prompt.clone().unwrap_or_default(),
             "duration": job.seconds.to_string(),
             "generate_audio": r.sound == Sound::On,
         });
+        if let Some(p) = r.prompt.as_ref().filter(|p| !p.is_empty()) {
+            body["prompt"] = json!(p);
+        }
         if let Some(n) = &r.negative_prompt {
             body["negative_prompt"] = json!(n);
         }
@@ -387,8 +401,9 @@ mod tests {
     }
 
     #[test]
-    fn o3_takes_its_start_image_as_image_url() {
+    fn o3_and_turbo_take_their_start_image_as_image_url() {
         assert_eq!(start_image_key("fal-ai/kling-video/o3/standard/image-to-video"), "image_url");
+        assert_eq!(start_image_key("fal-ai/kling-video/v3/turbo/standard/image-to-video"), "image_url");
         assert_eq!(start_image_key("fal-ai/kling-video/v3/pro/image-to-video"), "start_image_url");
         assert_eq!(file_name("image/png"), "input.png");
     }

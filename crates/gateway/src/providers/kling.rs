@@ -1,7 +1,14 @@
-//! The official Kling API (legacy design standard): `POST /v1/videos/{image2video|text2video}`
-//! with `model_name: "kling-v3"`, polled at `GET /v1/videos/{kind}/{task_id}`; elements
-//! at `/v1/general/advanced-custom-elements`. Auth is a JWT (HS256, iss = AccessKey,
-//! exp = now + 1800, nbf = now - 5) signed with the SecretKey, or a static API key.
+//! The official Kling API. Each catalog model goes where Kling's docs serve it, by
+//! the route's `upstream_model` (`endpoint`): legacy paths with `model_name`
+//! (`/v1/videos/{text2video,image2video}` for `kling-v3`, `/v1/videos/omni-video`
+//! for `kling-v3-omni` and `kling-video-o1`, `/v1/videos/motion-control`), polled
+//! at `GET /v1/videos/{kind}/{task_id}`; the new design standard with the model in
+//! the path (`/{text-to-video,image-to-video,motion-control,omni-video}/{model}`,
+//! e.g. `kling-3.0-turbo`, which has no legacy name), polled at
+//! `GET /tasks?task_ids=`; elements at `/v1/general/advanced-custom-elements`.
+//! Images go as raw base64, input videos as links Kling fetches. Auth is a JWT
+//! (HS256, iss = AccessKey, exp = now + 1800, nbf = now - 5) signed with the
+//! SecretKey (legacy paths only), or a static API key (all paths).
 //! Every answer is the envelope `{code, message, request_id, data}`; failures are
 //! classified by the business `code` (`CODES`, Kling's error-code table), never by
 //! the HTTP status alone (a 429 may carry 1303, busy, or 1102, an empty account),
@@ -10,7 +17,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::{Value, json};
-use vidgate_api::catalog::{Quality, Shape, Sound};
+use vidgate_api::catalog::{Quality, ReferenceType, Shape, Sound};
 use vidgate_api::create::MultiShot;
 use vidgate_api::task::TaskErrorCode;
 
@@ -140,94 +147,313 @@ impl Kling {
         }
     }
 
-    fn body(job: &Job<'_>) -> (&'static str, Value) {
-        let r = job.request;
-        let kind = if job.spec.shape == Shape::TextToVideo { "text2video" } else { "image2video" };
-        let mut body = json!({
-            "model_name": job.upstream_model,
-            "prompt": r.prompt.clone().unwrap_or_default(),
-            "duration": job.seconds.to_string(),
-            "mode": if r.quality == Quality::P1080 { "pro" } else { "std" },
-            "sound": if r.sound == Sound::On { "on" } else { "off" },
-            "callback_url": "",
-        });
-        if let Some(n) = &r.negative_prompt {
-            body["negative_prompt"] = json!(n);
+    /// Whether this provider can serve a route of a model of `shape` as
+    /// `upstream_model` (checked at start, so a misrouted model never reaches Kling).
+    pub fn check_route(&self, upstream_model: &str, shape: Shape) -> Result<(), String> {
+        match endpoint(upstream_model, shape) {
+            Err(e) => Err(e),
+            Ok(Endpoint::New(_)) if matches!(self.auth, KlingAuth::Jwt { .. }) => Err(format!(
+                "{upstream_model} is a model of Kling's new API, which takes only an API key (api_key_env or api_key_file)"
+            )),
+            Ok(_) => Ok(()),
         }
-        if kind == "text2video" {
-            body["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
-        }
-        if let Some(img) = job.start_image {
-            // Kling takes raw base64 (no data: prefix) or a URL.
-            body["image"] = json!(STANDARD.encode(img));
-        }
-        if let Some(img) = job.end_image {
-            body["image_tail"] = json!(STANDARD.encode(img));
-        }
-        match &r.multi_shot {
-            Some(MultiShot::Customize(shots)) => {
-                body["multi_shot"] = json!(true);
-                body["shot_type"] = json!("customize");
-                body["multi_prompt"] = json!(
-                    shots
-                        .iter()
-                        .map(|s| json!({"index": s.index, "prompt": s.prompt, "duration": s.duration.to_string()}))
-                        .collect::<Vec<_>>()
-                );
-            }
-            Some(MultiShot::Intelligence) => {
-                body["multi_shot"] = json!(true);
-                body["shot_type"] = json!("intelligence");
-            }
-            None => {}
-        }
-        if r.watermark {
-            body["watermark_info"] = json!({ "enabled": true });
-        }
-        if !job.element_refs.is_empty() {
-            body["element_list"] =
-                json!(job.element_refs.iter().map(|id| json!({ "element_id": element_ref(id) })).collect::<Vec<_>>());
-        }
-        (kind, body)
-    }
-
-    /// `POST /v1/general/advanced-custom-elements`: every field the docs mark
-    /// required (`element_name`, `element_description`, `reference_type`, and for
-    /// `image_refer` the frontal image with 1 to 3 reference images), images as
-    /// raw base64 like the video routes.
-    fn element_body(job: &Job<'_>) -> Result<Value, ProviderError> {
-        let e = job.request.element.as_ref().ok_or_else(|| {
-            ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element definition is missing")
-        })?;
-        let (frontal, refers) = job.element_images.split_first().ok_or_else(|| {
-            ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element has no frontal image")
-        })?;
-        Ok(json!({
-            "element_name": e.name,
-            "element_description": e.description,
-            "reference_type": "image_refer",
-            "element_image_list": {
-                "frontal_image": STANDARD.encode(frontal),
-                "refer_images": refers.iter().map(|i| json!({ "image_url": STANDARD.encode(i) })).collect::<Vec<_>>(),
-            },
-            "callback_url": "",
-        }))
     }
 }
 
-/// Where a handle's task is polled: video tasks under their route, element tasks
-/// under the elements route.
-fn poll_path(handle: &Handle) -> String {
-    if handle.kind == ELEMENT {
-        format!("/v1/general/advanced-custom-elements/{}", handle.id)
-    } else {
-        format!("/v1/videos/{}/{}", handle.kind, handle.id)
+/// Models of Kling's new design standard (the model in the path; changelog
+/// 07/15/2026): any other `upstream_model` is a legacy `model_name`.
+pub const NEW_STANDARD_MODELS: [&str; 6] =
+    ["kling-3.0", "kling-3.0-turbo", "kling-3.0-omni", "kling-o1", "kling-2.6", "kling-2.5-turbo"];
+
+/// Legacy `model_name`s served by `/v1/videos/omni-video` (3.0 Omni and O1).
+const OMNI_MODEL_NAMES: [&str; 2] = ["kling-v3-omni", "kling-video-o1"];
+
+/// Where a job goes at Kling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Endpoint {
+    /// A legacy path `/v1/videos/{kind}` (`text2video`, `image2video`,
+    /// `omni-video`, `motion-control`), polled at `/v1/videos/{kind}/{id}`.
+    Legacy(&'static str),
+    /// The elements API.
+    Element,
+    /// A new-standard path `/{product}/{model}`, polled at `/tasks?task_ids=`.
+    New(&'static str),
+}
+
+/// The endpoint that makes a model of `shape` as `upstream_model`, as Kling's
+/// docs lay them out: O-series and 3.0 Omni on omni-video, motion control on its
+/// own path, Kling 3.0 text and image to video on the legacy routes with
+/// `model_name`, Turbo (which has no legacy name) on the new ones.
+fn endpoint(upstream_model: &str, shape: Shape) -> Result<Endpoint, String> {
+    if shape == Shape::CustomElement {
+        return Ok(Endpoint::Element);
     }
+    let omni = OMNI_MODEL_NAMES.contains(&upstream_model);
+    if NEW_STANDARD_MODELS.contains(&upstream_model) {
+        let omni = matches!(upstream_model, "kling-3.0-omni" | "kling-o1");
+        return match shape {
+            _ if omni => Ok(Endpoint::New("omni-video")),
+            Shape::TextToVideo => Ok(Endpoint::New("text-to-video")),
+            Shape::ImageToVideo => Ok(Endpoint::New("image-to-video")),
+            Shape::MotionControl => Ok(Endpoint::New("motion-control")),
+            other => Err(format!("{upstream_model} cannot make a {} (use kling-3.0-omni or kling-o1)", other.as_str())),
+        };
+    }
+    match shape {
+        _ if omni => Ok(Endpoint::Legacy("omni-video")),
+        Shape::MotionControl => Ok(Endpoint::Legacy("motion-control")),
+        Shape::TextToVideo => Ok(Endpoint::Legacy("text2video")),
+        Shape::ImageToVideo => Ok(Endpoint::Legacy("image2video")),
+        other => Err(format!(
+            "{upstream_model} cannot make a {} (Kling serves it on omni-video: kling-v3-omni or kling-video-o1)",
+            other.as_str()
+        )),
+    }
+}
+
+/// Kling's `mode`: std is 720p, pro 1080p, and `4k` for the 3.0 models.
+fn mode(q: Quality) -> &'static str {
+    match q {
+        Quality::P720 => "std",
+        Quality::P1080 => "pro",
+        Quality::P4k => "4k",
+    }
+}
+
+fn on_off(b: bool) -> &'static str {
+    if b { "on" } else { "off" }
+}
+
+fn yes_no(b: bool) -> &'static str {
+    if b { "yes" } else { "no" }
+}
+
+/// Images go as raw base64 ("no data: prefix"), which every Kling image field takes.
+fn b64(img: &[u8]) -> String {
+    STANDARD.encode(img)
+}
+
+/// The legacy multi-shot fields (`multi_shot`, `shot_type`, `multi_prompt`).
+fn legacy_shots(body: &mut Value, r: &crate::job::StoredRequest) {
+    match &r.multi_shot {
+        Some(MultiShot::Customize(shots)) => {
+            body["multi_shot"] = json!(true);
+            body["shot_type"] = json!("customize");
+            body["multi_prompt"] = json!(
+                shots
+                    .iter()
+                    .map(|s| json!({"index": s.index, "prompt": s.prompt, "duration": s.duration.to_string()}))
+                    .collect::<Vec<_>>()
+            );
+        }
+        Some(MultiShot::Intelligence) => {
+            body["multi_shot"] = json!(true);
+            body["shot_type"] = json!("intelligence");
+        }
+        None => {}
+    }
+}
+
+/// A legacy body: `model_name` and the fields of its path (text-to-video.md,
+/// image-to-video.md, omni-video-o1.md, motion-control.md).
+fn legacy_body(kind: &str, job: &Job<'_>) -> Value {
+    let r = job.request;
+    let mut body = json!({ "model_name": job.upstream_model, "callback_url": "" });
+    if let Some(p) = r.prompt.as_ref().filter(|p| !p.is_empty()) {
+        body["prompt"] = json!(p);
+    } else if kind == "text2video" {
+        // A customized multi-shot carries its prompts in the shots.
+        body["prompt"] = json!("");
+    }
+    if let Some(n) = &r.negative_prompt {
+        body["negative_prompt"] = json!(n);
+    }
+    if r.watermark {
+        body["watermark_info"] = json!({ "enabled": true });
+    }
+    if !job.element_refs.is_empty() {
+        body["element_list"] =
+            json!(job.element_refs.iter().map(|id| json!({ "element_id": element_ref(id) })).collect::<Vec<_>>());
+    }
+    let keep_sound = r.keep_original_sound.unwrap_or(true);
+    match kind {
+        "motion-control" => {
+            body["mode"] = json!(mode(r.quality));
+            // The subject's appearance: the one reference image.
+            if let Some(img) = job.reference_images.first() {
+                body["image_url"] = json!(b64(img));
+            }
+            if let Some(v) = job.video_links.first() {
+                body["video_url"] = json!(v);
+            }
+            if let Some(o) = r.character_orientation {
+                body["character_orientation"] = json!(o.as_str());
+            }
+            body["keep_original_sound"] = json!(yes_no(keep_sound));
+        }
+        "omni-video" => {
+            body["mode"] = json!(mode(r.quality));
+            let mut images = Vec::new();
+            if let Some(img) = job.start_image {
+                images.push(json!({"image_url": b64(img), "type": "first_frame"}));
+            }
+            if let Some(img) = job.end_image {
+                images.push(json!({"image_url": b64(img), "type": "end_frame"}));
+            }
+            images.extend(job.reference_images.iter().map(|img| json!({"image_url": b64(img)})));
+            if !images.is_empty() {
+                body["image_list"] = Value::Array(images);
+            }
+            // A video to edit is the base; one to follow is a feature reference.
+            let refer_type = if job.spec.shape == Shape::VideoEdit { "base" } else { "feature" };
+            if let Some(v) = job.video_links.first() {
+                body["video_list"] =
+                    json!([{"video_url": v, "refer_type": refer_type, "keep_original_sound": yes_no(keep_sound)}]);
+            }
+            if r.duration.is_some() {
+                body["duration"] = json!(job.seconds.to_string());
+            }
+            if let Some(a) = r.aspect_ratio {
+                body["aspect_ratio"] = json!(a.as_str());
+            }
+            if job.video_links.is_empty() {
+                body["sound"] = json!(on_off(r.sound == Sound::On));
+            }
+            legacy_shots(&mut body, r);
+        }
+        _ => {
+            body["mode"] = json!(mode(r.quality));
+            body["duration"] = json!(job.seconds.to_string());
+            body["sound"] = json!(on_off(r.sound == Sound::On));
+            if kind == "text2video" {
+                body["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
+            }
+            if let Some(img) = job.start_image {
+                body["image"] = json!(b64(img));
+            }
+            if let Some(img) = job.end_image {
+                body["image_tail"] = json!(b64(img));
+            }
+            legacy_shots(&mut body, r);
+        }
+    }
+    body
+}
+
+/// A new-standard body (kling-omni-3.0-t2v.md, -i2v.md, kling-3.0-turbo-*.md):
+/// `prompt` or `contents[]`, `settings`, `options`.
+fn new_body(product: &str, job: &Job<'_>) -> Value {
+    let r = job.request;
+    let resolution = r.quality.as_str();
+    let mut settings = json!({ "resolution": resolution });
+    if r.duration.is_some() {
+        settings["duration"] = json!(job.seconds);
+    }
+    // Turbo has no audio setting: it always makes its own ("With Native Audio").
+    let turbo = job.upstream_model.ends_with("-turbo");
+    match product {
+        "motion-control" => {
+            settings["audio"] = json!(if r.keep_original_sound.unwrap_or(true) { "original" } else { "off" });
+            if let Some(o) = r.character_orientation {
+                settings["character_orientation"] = json!(o.as_str());
+            }
+        }
+        _ if !turbo && job.video_links.is_empty() => {
+            settings["audio"] = json!(if r.sound == Sound::On { "native" } else { "off" });
+        }
+        _ => {}
+    }
+    let mut options = json!({});
+    if r.watermark {
+        options["watermark_info"] = json!({ "enabled": true });
+    }
+    if product == "text-to-video" {
+        if let Some(a) = r.aspect_ratio {
+            settings["aspect_ratio"] = json!(a.as_str());
+        }
+        return json!({ "prompt": r.prompt.clone().unwrap_or_default(), "settings": settings, "options": options });
+    }
+    let mut contents = Vec::new();
+    if let Some(p) = r.prompt.as_ref().filter(|p| !p.is_empty()) {
+        contents.push(json!({"type": "prompt", "text": p}));
+    }
+    let image_kind = if product == "motion-control" { "image" } else { "refer_image" };
+    if let Some(img) = job.start_image {
+        contents.push(json!({"type": "first_frame", "url": b64(img)}));
+    }
+    if let Some(img) = job.end_image {
+        contents.push(json!({"type": "last_frame", "url": b64(img)}));
+    }
+    contents.extend(job.reference_images.iter().map(|img| json!({"type": image_kind, "url": b64(img)})));
+    let video_kind = match (product, job.spec.shape) {
+        ("motion-control", _) => "video",
+        (_, Shape::VideoEdit) => "base_video",
+        _ => "feature_video",
+    };
+    contents.extend(job.video_links.iter().map(|v| json!({"type": video_kind, "url": v})));
+    contents.extend(
+        job.element_refs
+            .iter()
+            .enumerate()
+            .map(|(i, id)| json!({"type": "element", "element_id": id, "id": format!("element_{}", i + 1)})),
+    );
+    if let Some(a) = r.aspect_ratio.filter(|_| product == "omni-video") {
+        settings["aspect_ratio"] = json!(a.as_str());
+    }
+    json!({ "contents": contents, "settings": settings, "options": options })
+}
+
+/// `POST /v1/general/advanced-custom-elements`: every field the docs mark
+/// required (`element_name`, `element_description`, `reference_type`, and for
+/// `image_refer` the frontal image with 1 to 3 reference images, for
+/// `video_refer` the one reference video), images as raw base64.
+fn element_body(job: &Job<'_>) -> Result<Value, ProviderError> {
+    let e = job.request.element.as_ref().ok_or_else(|| {
+        ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element definition is missing")
+    })?;
+    let mut body = json!({
+        "element_name": e.name,
+        "element_description": e.description,
+        "reference_type": e.reference_type.as_str(),
+        "callback_url": "",
+    });
+    match e.reference_type {
+        ReferenceType::ImageRefer => {
+            let (frontal, refers) = job.element_images.split_first().ok_or_else(|| {
+                ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element has no frontal image")
+            })?;
+            body["element_image_list"] = json!({
+                "frontal_image": b64(frontal),
+                "refer_images": refers.iter().map(|i| json!({ "image_url": b64(i) })).collect::<Vec<_>>(),
+            });
+        }
+        ReferenceType::VideoRefer => {
+            let video = job.video_links.first().ok_or_else(|| {
+                ProviderError::rejected(TaskErrorCode::InvalidParameters, "the element has no reference video")
+            })?;
+            body["element_video_list"] = json!({ "refer_videos": [{ "video_url": video }] });
+            if let Some(voice) = &e.voice_id {
+                body["element_voice_id"] = json!(voice);
+            }
+        }
+    }
+    Ok(body)
 }
 
 const ELEMENT: &str = "element";
+/// The handle kind of a new-standard task (polled at `/tasks`).
+const NEW_TASK: &str = "tasks";
 
-/// A poll's `data` as the task's state.
+/// Where a handle's task is polled.
+fn poll_path(handle: &Handle) -> String {
+    match handle.kind.as_str() {
+        ELEMENT => format!("/v1/general/advanced-custom-elements/{}", handle.id),
+        NEW_TASK => format!("/tasks?task_ids={}", handle.id),
+        kind => format!("/v1/videos/{kind}/{}", handle.id),
+    }
+}
+
+/// A legacy poll's `data` as the task's state.
 fn task_state(handle: &Handle, data: &Value) -> Result<Poll, ProviderError> {
     let status = data.get("task_status").and_then(Value::as_str);
     match status {
@@ -247,8 +473,40 @@ fn task_state(handle: &Handle, data: &Value) -> Result<Poll, ProviderError> {
             .unwrap_or_else(|| Poll::Failed(Failure::new(E::ServiceError, "kling reported success without a video")))),
         Some("failed") => {
             let msg = data.get("task_status_msg").and_then(Value::as_str).unwrap_or("");
-            let shown = if msg.is_empty() { "kling: the generation failed".to_owned() } else { clip(msg, 300) };
-            Ok(Poll::Failed(task_failure(msg).failure(shown)))
+            Ok(Poll::Failed(task_failure(msg).failure(failure_text(msg))))
+        }
+        Some(other) => {
+            Err(ProviderError::next_route(format!("kling sent an unknown task status {:?}", clip(other, 40))))
+        }
+        None => Err(ProviderError::next_route("kling sent a task without a status")),
+    }
+}
+
+fn failure_text(msg: &str) -> String {
+    if msg.is_empty() { "kling: the generation failed".to_owned() } else { clip(msg, 300) }
+}
+
+/// A new-standard query's `data` (an array of tasks) as the state of task `id`:
+/// `status` submitted | processing | succeeded | failed, `message`, `outputs[]`.
+fn new_task_state(id: &str, data: &Value) -> Result<Poll, ProviderError> {
+    let task = data
+        .as_array()
+        .and_then(|tasks| tasks.iter().find(|t| t.get("id").and_then(Value::as_str) == Some(id)))
+        .ok_or_else(|| ProviderError::next_route("kling's task list does not hold the task"))?;
+    match task.get("status").and_then(Value::as_str) {
+        Some("submitted") => Ok(Poll::Running { progress: Some(5) }),
+        Some("processing") => Ok(Poll::Running { progress: None }),
+        Some("succeeded") => Ok(task
+            .get("outputs")
+            .and_then(Value::as_array)
+            .and_then(|o| o.iter().find(|x| x.get("type").and_then(Value::as_str) == Some("video")))
+            .and_then(|v| v.get("url").and_then(Value::as_str))
+            .filter(|u| !u.is_empty())
+            .map(|u| Poll::Succeeded { video_url: u.to_owned() })
+            .unwrap_or_else(|| Poll::Failed(Failure::new(E::ServiceError, "kling reported success without a video")))),
+        Some("failed") => {
+            let msg = task.get("message").and_then(Value::as_str).unwrap_or("");
+            Ok(Poll::Failed(task_failure(msg).failure(failure_text(msg))))
         }
         Some(other) => {
             Err(ProviderError::next_route(format!("kling sent an unknown task status {:?}", clip(other, 40))))
@@ -259,24 +517,36 @@ fn task_state(handle: &Handle, data: &Value) -> Result<Poll, ProviderError> {
 
 impl Kling {
     pub async fn submit(&self, job: &Job<'_>) -> Result<Handle, ProviderError> {
-        let (kind, body, path) = if job.makes_element() {
-            (ELEMENT, Self::element_body(job)?, "/v1/general/advanced-custom-elements".to_owned())
-        } else {
-            let (kind, body) = Self::body(job);
-            (kind, body, format!("/v1/videos/{kind}"))
+        let endpoint = endpoint(job.upstream_model, job.spec.shape).map_err(ProviderError::next_route)?;
+        let (kind, path, body) = match endpoint {
+            Endpoint::Element => (ELEMENT, "/v1/general/advanced-custom-elements".to_owned(), element_body(job)?),
+            Endpoint::Legacy(kind) => (kind, format!("/v1/videos/{kind}"), legacy_body(kind, job)),
+            Endpoint::New(product) => (NEW_TASK, format!("/{product}/{}", job.upstream_model), new_body(product, job)),
         };
         let answer = send(self.api.client.post(self.api.url(&path)).bearer_auth(self.bearer()).json(&body)).await?;
-        let id = data(&answer)?
+        let data = data(&answer)?;
+        // Legacy creates answer `task_id`; the new standard `id`.
+        let id = data
             .get("task_id")
+            .or_else(|| data.get("id"))
             .and_then(|v| v.as_str().map(str::to_owned).or_else(|| v.as_i64().map(|n| n.to_string())))
             .filter(|id| !id.is_empty())
-            .ok_or_else(|| ProviderError::next_route("kling accepted without a task_id"))?;
+            .ok_or_else(|| ProviderError::next_route("kling accepted without a task id"))?;
         Ok(Handle { id, kind: kind.to_owned(), ..Default::default() })
     }
 
     pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
         let url = self.api.url(&poll_path(handle));
         let answer = send(self.api.client.get(url).bearer_auth(self.bearer())).await?;
+        if handle.kind == NEW_TASK {
+            let data = answer.json.as_ref().and_then(|v| v.get("data")).filter(|d| d.is_array());
+            return match (answer.json.as_ref().and_then(|v| v.get("code")).and_then(Value::as_i64), data) {
+                (Some(0), Some(list)) if answer.is_success() => new_task_state(&handle.id, list),
+                _ => Err(self::data(&answer)
+                    .err()
+                    .unwrap_or_else(|| ProviderError::next_route("kling sent no task list"))),
+            };
+        }
         task_state(handle, data(&answer)?)
     }
 
@@ -419,6 +689,48 @@ mod tests {
         let made =
             json!({"task_status": "succeed", "task_result": {"elements": [{"element_id": 0, "status": "succeed"}]}});
         assert_eq!(task_state(&element, &made), Ok(Poll::Element { element_id: "0".to_owned() }));
+    }
+
+    #[test]
+    fn each_model_goes_to_the_endpoint_kling_serves_it_on() {
+        use Shape::*;
+        let cases = [
+            ("kling-v3", TextToVideo, Ok(Endpoint::Legacy("text2video"))),
+            ("kling-v3", ImageToVideo, Ok(Endpoint::Legacy("image2video"))),
+            ("kling-v3", MotionControl, Ok(Endpoint::Legacy("motion-control"))),
+            ("kling-v3-omni", TextToVideo, Ok(Endpoint::Legacy("omni-video"))),
+            ("kling-v3-omni", VideoEdit, Ok(Endpoint::Legacy("omni-video"))),
+            ("kling-video-o1", ReferenceToVideo, Ok(Endpoint::Legacy("omni-video"))),
+            ("kling-3.0-turbo", TextToVideo, Ok(Endpoint::New("text-to-video"))),
+            ("kling-3.0-turbo", ImageToVideo, Ok(Endpoint::New("image-to-video"))),
+            ("kling-3.0", MotionControl, Ok(Endpoint::New("motion-control"))),
+            ("kling-3.0-omni", VideoEdit, Ok(Endpoint::New("omni-video"))),
+            ("kling-v3", CustomElement, Ok(Endpoint::Element)),
+        ];
+        for (model, shape, expected) in cases {
+            assert_eq!(endpoint(model, shape), expected, "{model} {shape}");
+        }
+        // Only the omni models edit or follow a video.
+        assert!(endpoint("kling-v3", VideoEdit).is_err());
+        assert!(endpoint("kling-3.0-turbo", ReferenceToVideo).is_err());
+    }
+
+    #[test]
+    fn a_new_standard_task_list_is_read_as_the_task_state() {
+        // The query answer of kling-omni-3.0-t2v.md: `data` is an array of tasks.
+        let done = json!([{"id": "913827032734642185", "status": "succeeded", "message": "", "create_time": 1,
+            "update_time": 2, "external_id": "", "outputs": [{"type": "video", "id": "v1",
+            "url": "https://cdn.klingai.com/x.mp4", "duration": "5"}], "billing": []}]);
+        assert_eq!(
+            new_task_state("913827032734642185", &done),
+            Ok(Poll::Succeeded { video_url: "https://cdn.klingai.com/x.mp4".to_owned() })
+        );
+        let refused = json!([{"id": "1", "status": "failed", "message": RISK_CONTROL, "outputs": []}]);
+        assert!(matches!(
+            new_task_state("1", &refused),
+            Ok(Poll::Failed(Failure { code: E::ContentPolicyViolation, .. }))
+        ));
+        assert!(new_task_state("2", &refused).is_err(), "a list without the task is no answer");
     }
 
     #[test]

@@ -55,6 +55,11 @@ pub struct Job<'a> {
     pub upstream_model: &'a str,
     pub start_image: Option<&'a [u8]>,
     pub end_image: Option<&'a [u8]>,
+    /// Reference images (`image_urls` that are not frames), in the request's order.
+    pub reference_images: &'a [Vec<u8>],
+    /// Links the upstream can fetch the request's stored input videos at (signed
+    /// and expiring: `video_url`/`video_urls`, or an element's reference video).
+    pub video_links: &'a [String],
     /// For `kling-custom-element`: the frontal image, then the reference images.
     pub element_images: &'a [Vec<u8>],
     /// The upstream ids of the elements the request names, in its order.
@@ -254,6 +259,18 @@ impl Upstream {
             Self::Fal(p) => p.cancel(handle).await,
             Self::Replicate(p) => p.cancel(handle).await,
             Self::Evolink(p) => p.cancel(handle).await,
+        }
+    }
+
+    /// Whether a route of a model of `shape` may send it here as `upstream_model`
+    /// (refused at start when not: a misrouted model never reaches the provider).
+    pub fn check_route(&self, upstream_model: &str, shape: vidgate_api::catalog::Shape) -> Result<(), String> {
+        match self {
+            Self::Kling(p) => p.check_route(upstream_model, shape),
+            Self::Fal(_) => fal::check_route(shape),
+            Self::Replicate(_) => replicate::check_route(shape),
+            // EvoLink hosts every catalog model under its own id.
+            Self::Evolink(_) => Ok(()),
         }
     }
 

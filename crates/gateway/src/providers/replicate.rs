@@ -9,7 +9,7 @@
 //! per replicate.com "Error codes").
 
 use serde_json::{Value, json};
-use vidgate_api::catalog::{Quality, Sound};
+use vidgate_api::catalog::{Quality, Shape, Sound};
 use vidgate_api::task::TaskErrorCode;
 
 use super::{Answer, Api, Check, CheckStatus, Failure, Handle, Job, Pace, Poll, ProviderError, Verdict, clip};
@@ -55,6 +55,15 @@ fn names_an_input(a: &Answer) -> bool {
     a.str_at("/detail").is_some_and(|d| {
         d.lines().filter_map(|l| l.trim().strip_prefix("- ")).any(|l| l.split(':').next().is_some_and(is_input))
     })
+}
+
+/// The shapes vidgate maps to Replicate: text and image to video, whose inputs
+/// `kwaivgi/kling-v3-video`'s schema documents; any other is refused at start.
+pub fn check_route(shape: Shape) -> Result<(), String> {
+    match shape {
+        Shape::TextToVideo | Shape::ImageToVideo => Ok(()),
+        other => Err(format!("vidgate does not send a {} to Replicate", other.as_str())),
+    }
 }
 
 /// What an error answer means for the task.

@@ -204,6 +204,13 @@ impl Routing {
                 None => anyhow::bail!("route for {}: unknown provider {:?}", r.model, r.provider),
             };
             let kind = upstream.as_ref().map_or("local", |u| u.kind());
+            if let Some(u) = &upstream {
+                let models = std::iter::once(&r.upstream_model).chain(r.upstream_models.values());
+                for m in models.filter(|m| !m.is_empty()) {
+                    u.check_route(m, spec.shape)
+                        .map_err(|e| anyhow::anyhow!("route {} via {}: {e}", r.model, r.provider))?;
+                }
+            }
             if spec.shape == Shape::CustomElement && !matches!(kind, "local" | "kling") {
                 anyhow::bail!(
                     "route kling-custom-element via {}: only the local and kling providers can create elements",
@@ -505,7 +512,7 @@ mod tests {
         assert_eq!(config.providers.len(), 5);
         let upstreams = build_providers(&config, &|_| Some("s3cr3t-value".to_owned())).unwrap();
         let routing = Routing::new(&config, &catalog(), upstreams).unwrap();
-        assert_eq!(routing.routes.len(), 7);
+        assert_eq!(routing.routes.len(), 17);
         // 720p image-to-video never goes to fal's pro tier.
         let fal = routing.routes.iter().find(|r| r.provider == "fal" && r.model == "kling-v3-image-to-video");
         let tiers = fal.map(|r| (r.upstream_model_for(Quality::P720), r.upstream_model_for(Quality::P1080)));

@@ -1177,3 +1177,223 @@ async fn vidgate_providers_check_asks_the_running_server_and_exits_non_zero_when
     assert!(!out.status.success());
     app.stop().await;
 }
+
+/// A minimal valid body for every catalog model, with uploaded media.
+async fn every_model(app: &TestApp) -> Vec<Value> {
+    let upload = |bytes: Vec<u8>, name: &'static str| async move {
+        let (s, b) = crate::helpers::upload_file(app, bytes, name).await;
+        assert_eq!(s, 200, "{b}");
+        b["url"].as_str().unwrap().to_owned()
+    };
+    let image = upload(png(640, 360), "a.png").await;
+    let end = upload(png(640, 360), "b.png").await;
+    let video = upload(crate::helpers::clip("a harbour at dawn", 720, 3, false), "input.mp4").await;
+    vec![
+        json!({"model": "kling-v3-text-to-video", "prompt": "a neon city", "duration": 3}),
+        json!({"model": "kling-v3-image-to-video", "image_start": image, "image_end": end, "duration": 3}),
+        json!({"model": "kling-v3-turbo-text-to-video", "prompt": "a neon city", "duration": 3}),
+        json!({"model": "kling-v3-turbo-image-to-video", "image_start": image, "duration": 3}),
+        json!({"model": "kling-v3-motion-control", "image_urls": [image], "video_urls": [video],
+            "model_params": {"character_orientation": "image"}}),
+        json!({"model": "kling-o3-text-to-video", "prompt": "a neon city", "duration": 3}),
+        json!({"model": "kling-o3-image-to-video", "prompt": "pan left", "image_start": image, "image_end": end, "duration": 3}),
+        json!({"model": "kling-o3-reference-to-video", "prompt": "follow <<<video_1>>>", "video_url": video,
+            "duration": 3}),
+        json!({"model": "kling-o3-video-edit", "prompt": "make it winter", "video_url": video}),
+        json!({"model": "kling-o1-image-to-video", "prompt": "slow zoom", "image_urls": [image]}),
+        json!({"model": "kling-o1-video-edit", "prompt": "make it sepia", "video_urls": [video]}),
+        json!({"model": "kling-o1-video-edit-fast", "prompt": "make it neon", "video_urls": [video]}),
+        json!({"model": "kling-custom-element", "model_params": {"element_name": "hero",
+            "element_description": "a person in a white shirt", "reference_type": "image_refer",
+            "element_image_list": {"frontal_image": image, "refer_images": [{"image_url": end}]}}}),
+    ]
+}
+
+/// Kling's official endpoint for each catalog model: `(model, upstream_model,
+/// endpoint at the sim)`, as Kling's docs serve them (api-specs section 2).
+const KLING_MAPPING: [(&str, &str, &str); 13] = [
+    ("kling-v3-text-to-video", "kling-v3", "v1/videos/text2video"),
+    ("kling-v3-image-to-video", "kling-v3", "v1/videos/image2video"),
+    ("kling-v3-turbo-text-to-video", "kling-3.0-turbo", "text-to-video/kling-3.0-turbo"),
+    ("kling-v3-turbo-image-to-video", "kling-3.0-turbo", "image-to-video/kling-3.0-turbo"),
+    ("kling-v3-motion-control", "kling-v3", "v1/videos/motion-control"),
+    ("kling-o3-text-to-video", "kling-v3-omni", "v1/videos/omni-video"),
+    ("kling-o3-image-to-video", "kling-v3-omni", "v1/videos/omni-video"),
+    ("kling-o3-reference-to-video", "kling-v3-omni", "v1/videos/omni-video"),
+    ("kling-o3-video-edit", "kling-v3-omni", "v1/videos/omni-video"),
+    ("kling-o1-image-to-video", "kling-video-o1", "v1/videos/omni-video"),
+    ("kling-o1-video-edit", "kling-video-o1", "v1/videos/omni-video"),
+    ("kling-o1-video-edit-fast", "kling-video-o1", "v1/videos/omni-video"),
+    ("kling-custom-element", "kling-v3", "v1/general/advanced-custom-elements"),
+];
+
+/// A gateway whose only routes are `(model, upstream_model)` via `kind` at the sim.
+async fn mapped(
+    backend: Backend,
+    secrets: &Secrets,
+    upstream: &SimHandle,
+    kind: &str,
+    routes: &[(&str, &str)],
+    tweak: impl FnOnce(&mut Config),
+) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |c| {
+        quick(c);
+        c.providers.insert(kind.to_owned(), provider(upstream, kind, secrets));
+        for (model, upstream_model) in routes {
+            let mut r = route(model, kind, kind, 0.05);
+            (r.upstream_model, r.upstream_models) = ((*upstream_model).to_owned(), Default::default());
+            c.routes.push(r);
+        }
+        tweak(c);
+    })
+    .await
+}
+
+both_backends!(every_kling_model_goes_to_the_official_endpoint_that_serves_it, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let routes: Vec<(&str, &str)> = KLING_MAPPING.iter().map(|(m, u, _)| (*m, *u)).collect();
+    // The new-standard paths (Turbo) take only the static API key.
+    let Some(app) = mapped(backend, &secrets, &upstream, "kling", &routes, |c| {
+        let Some(ProviderConfig::Kling(p)) = c.providers.get_mut("kling") else { panic!("kling is configured") };
+        (p.access_key_file, p.secret_key_file) = (None, None);
+        p.api_key_file = secrets.file("kling-key");
+    })
+    .await
+    else {
+        return;
+    };
+    for (body, (model, upstream_model, endpoint)) in every_model(&app).await.iter().zip(KLING_MAPPING) {
+        let (_, id, done) = run(&app, body).await;
+        assert_eq!(done["status"], "completed", "{model}: {done}");
+        assert_eq!(outline(&attempts(&app, &id).await), pairs(&[("kling", "succeeded")]), "{model}");
+        let key = if model == "kling-custom-element" { "element" } else { "kling" };
+        let sent = upstream.last_submit(key).unwrap();
+        assert_eq!(sent.endpoint, endpoint, "{model}");
+        let b = &sent.body;
+        match model {
+            "kling-v3-turbo-text-to-video" => assert_eq!(b["settings"]["duration"], 3, "{b}"),
+            "kling-v3-turbo-image-to-video" => assert_eq!(b["contents"][0]["type"], "first_frame", "{b}"),
+            "kling-custom-element" => assert_eq!(b["reference_type"], "image_refer"),
+            _ => assert_eq!(b["model_name"], upstream_model, "{model}"),
+        }
+        let video = b["video_url"].as_str().or(b["video_list"][0]["video_url"].as_str());
+        match model {
+            "kling-v3-motion-control" => {
+                assert_eq!(b["character_orientation"], "image");
+                assert!(b["image_url"].as_str().is_some_and(|i| !i.starts_with("data:")), "raw base64: {b}");
+                assert!(video.unwrap().starts_with(&app.address), "a link of ours: {b}");
+            }
+            "kling-o3-reference-to-video" => assert_eq!(b["video_list"][0]["refer_type"], "feature", "{b}"),
+            "kling-o3-video-edit" | "kling-o1-video-edit" | "kling-o1-video-edit-fast" => {
+                assert_eq!(b["video_list"][0]["refer_type"], "base", "{b}");
+                assert!(video.unwrap().starts_with(&app.address), "{b}");
+            }
+            "kling-o3-image-to-video" => {
+                let types: Vec<&str> =
+                    b["image_list"].as_array().unwrap().iter().filter_map(|i| i["type"].as_str()).collect();
+                assert_eq!(types, ["first_frame", "end_frame"], "{b}");
+            }
+            "kling-o1-image-to-video" => assert_eq!(b["image_list"][0]["type"], "first_frame", "{b}"),
+            _ => {}
+        }
+    }
+    app.stop().await;
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_standard_kling_route_with_a_jwt_only_provider_is_refused_at_start() {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut c = crate::helpers::base_config(dir.path());
+    c.providers.insert("kling".to_owned(), provider(&upstream, "kling", &secrets));
+    let mut r = route("kling-v3-turbo-text-to-video", "kling", "kling", 0.05);
+    r.upstream_model = "kling-3.0-turbo".to_owned();
+    c.routes.push(r);
+    let e = vidgate::startup::Application::build(c).await.err().map(|e| format!("{e:#}")).unwrap_or_default();
+    assert!(e.contains("API key"), "{e}");
+}
+
+both_backends!(every_model_but_the_element_goes_to_an_evolink_upstream_as_itself, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let models: Vec<&str> = KLING_MAPPING.iter().map(|(m, _, _)| *m).filter(|m| *m != "kling-custom-element").collect();
+    let routes: Vec<(&str, &str)> = models.iter().map(|m| (*m, *m)).collect();
+    let Some(app) = mapped(backend, &secrets, &upstream, "evolink", &routes, |_| {}).await else { return };
+    for body in every_model(&app).await.iter().filter(|b| b["model"] != "kling-custom-element") {
+        let model = body["model"].as_str().unwrap();
+        let (_, id, done) = run(&app, body).await;
+        assert_eq!(done["status"], "completed", "{model}: {done}");
+        assert_eq!(outline(&attempts(&app, &id).await), pairs(&[("evolink", "succeeded")]), "{model}");
+        let b = upstream.last_body("evolink").unwrap();
+        assert_eq!(b["model"], model);
+        match model {
+            "kling-v3-motion-control" => {
+                assert_eq!(b["model_params"]["character_orientation"], "image", "{b}");
+                assert!(b["video_urls"][0].as_str().unwrap().starts_with(&app.address), "{b}");
+                assert_eq!(b["image_urls"].as_array().unwrap().len(), 1, "{b}");
+            }
+            "kling-o1-image-to-video" => {
+                assert_eq!(b["image_urls"].as_array().unwrap().len(), 1, "frames as image_urls: {b}");
+                assert!(b.get("quality").is_none() && b.get("image_start").is_none(), "{b}");
+            }
+            "kling-o3-video-edit" | "kling-o3-reference-to-video" => {
+                assert!(b["video_url"].as_str().unwrap().starts_with(&app.address), "{b}")
+            }
+            "kling-o1-video-edit" | "kling-o1-video-edit-fast" => assert!(b["video_urls"].is_array(), "{b}"),
+            "kling-v3-image-to-video" => assert!(b["image_start"].is_string() && b["image_end"].is_string(), "{b}"),
+            _ => {}
+        }
+    }
+    app.stop().await;
+});
+
+both_backends!(text_and_image_models_go_to_the_fal_endpoints_that_host_them, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig { fal_accept_data_uris: false, ..SimConfig::default() }).await;
+    // fal model ids (fal.ai/models/fal-ai/kling-video/...), standard tier for 720p.
+    let routes = [
+        ("kling-v3-turbo-text-to-video", "fal-ai/kling-video/v3/turbo/standard/text-to-video"),
+        ("kling-v3-turbo-image-to-video", "fal-ai/kling-video/v3/turbo/standard/image-to-video"),
+        ("kling-o3-text-to-video", "fal-ai/kling-video/o3/standard/text-to-video"),
+        ("kling-o3-image-to-video", "fal-ai/kling-video/o3/standard/image-to-video"),
+        ("kling-o1-image-to-video", "fal-ai/kling-video/o1/image-to-video"),
+    ];
+    let Some(app) = mapped(backend, &secrets, &upstream, "fal", &routes, |_| {}).await else { return };
+    let bodies = every_model(&app).await;
+    for (model, endpoint) in routes {
+        let body = bodies.iter().find(|b| b["model"] == model).unwrap();
+        let (_, id, done) = run(&app, body).await;
+        assert_eq!(done["status"], "completed", "{model}: {done}");
+        assert_eq!(outline(&attempts(&app, &id).await), pairs(&[("fal", "succeeded")]), "{model}");
+        let sent = upstream.last_submit("fal").unwrap();
+        assert_eq!(sent.endpoint, endpoint);
+        let b = &sent.body;
+        match model {
+            // O3 and v3 Turbo take the first frame as `image_url`, uploaded.
+            "kling-v3-turbo-image-to-video" | "kling-o3-image-to-video" => {
+                assert!(upstream.uploaded(b["image_url"].as_str().unwrap()).is_some(), "{b}")
+            }
+            "kling-o1-image-to-video" => assert!(upstream.uploaded(b["start_image_url"].as_str().unwrap()).is_some()),
+            _ => assert!(b["prompt"].is_string(), "{b}"),
+        }
+    }
+    app.stop().await;
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_fal_and_replicate_are_not_mapped_for_are_refused_at_start() {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    for kind in ["fal", "replicate"] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::helpers::base_config(dir.path());
+        c.providers.insert(kind.to_owned(), provider(&upstream, kind, &secrets));
+        let mut r = route("kling-o3-video-edit", kind, kind, 0.05);
+        (r.upstream_model, r.upstream_models) = ("some/model".to_owned(), Default::default());
+        c.routes.push(r);
+        let e = vidgate::startup::Application::build(c).await.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(e.contains("video_edit"), "{kind}: {e}");
+    }
+}
