@@ -245,12 +245,13 @@ impl Upstream {
     /// The upstream task's state. `Err` means the provider gave no usable answer
     /// this time (the task may be fine); `Err(Rejected)` is a final refusal.
     pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
-        match self {
+        let answer = match self {
             Self::Kling(p) => p.poll(handle).await,
             Self::Fal(p) => p.poll(handle).await,
             Self::Replicate(p) => p.poll(handle).await,
             Self::Evolink(p) => p.poll(handle).await,
-        }
+        };
+        answer.map_err(poll_refusal)
     }
 
     pub async fn cancel(&self, handle: &Handle) -> Result<(), ProviderError> {
@@ -287,6 +288,18 @@ impl Upstream {
         let message =
             secrets.into_iter().filter(|s| s.len() >= 4).fold(check.message, |m, s| m.replace(s, "[redacted]"));
         Check { message, ..check }
+    }
+}
+
+/// A refused poll (a 400 on the query, an unknown task id) says nothing final
+/// about the task, whatever the status would mean for a submit: no answer this
+/// time. Only a task's own failure can end it for the client.
+fn poll_refusal(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Rejected(f) => {
+            ProviderError::next_route(format!("the upstream refused the poll: {}", f.message))
+        }
+        other => other,
     }
 }
 
@@ -511,6 +524,14 @@ pub(crate) mod table_tests {
         for status in [400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504] {
             assert!(consistent(by_status(status)), "{status}");
         }
+    }
+
+    #[test]
+    fn a_refused_poll_is_no_answer_never_a_final_failure() {
+        let refused = Verdict::Final(TaskErrorCode::InvalidParameters).error("invalid_task_id");
+        assert!(matches!(poll_refusal(refused), ProviderError::NextRoute { .. }));
+        let busy = Verdict::Retry(Pace::Brief, TaskErrorCode::ServiceUnavailable).error("503");
+        assert_eq!(poll_refusal(busy.clone()), busy);
     }
 
     #[test]
