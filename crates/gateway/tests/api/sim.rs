@@ -1397,3 +1397,37 @@ async fn models_fal_and_replicate_are_not_mapped_for_are_refused_at_start() {
         assert!(e.contains("video_edit"), "{kind}: {e}");
     }
 }
+
+both_backends!(omni_and_motion_control_also_go_to_klings_new_standard_paths, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let routes = [
+        ("kling-o3-video-edit", "kling-3.0-omni", "omni-video/kling-3.0-omni", "base_video"),
+        ("kling-o3-reference-to-video", "kling-3.0-omni", "omni-video/kling-3.0-omni", "feature_video"),
+        ("kling-o1-image-to-video", "kling-o1", "omni-video/kling-o1", "first_frame"),
+        ("kling-v3-motion-control", "kling-3.0", "motion-control/kling-3.0", "video"),
+    ];
+    let pairs_of: Vec<(&str, &str)> = routes.iter().map(|(m, u, _, _)| (*m, *u)).collect();
+    let Some(app) = mapped(backend, &secrets, &upstream, "kling", &pairs_of, |c| {
+        let Some(ProviderConfig::Kling(p)) = c.providers.get_mut("kling") else { panic!("kling is configured") };
+        (p.access_key_file, p.secret_key_file) = (None, None);
+        p.api_key_file = secrets.file("kling-key");
+    })
+    .await
+    else {
+        return;
+    };
+    let bodies = every_model(&app).await;
+    for (model, _, endpoint, content) in routes {
+        let body = bodies.iter().find(|b| b["model"] == model).unwrap();
+        let (_, id, done) = run(&app, body).await;
+        assert_eq!(done["status"], "completed", "{model}: {done}");
+        assert_eq!(outline(&attempts(&app, &id).await), pairs(&[("kling", "succeeded")]), "{model}");
+        let sent = upstream.last_submit("kling").unwrap();
+        assert_eq!(sent.endpoint, endpoint, "{model}");
+        let kinds: Vec<&str> =
+            sent.body["contents"].as_array().unwrap().iter().filter_map(|c| c["type"].as_str()).collect();
+        assert!(kinds.contains(&content), "{model}: {}", sent.body);
+    }
+    app.stop().await;
+});
