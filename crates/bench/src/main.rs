@@ -2,7 +2,9 @@
 //! rendering competes with the API path) and, in the same run, a bare hyper server
 //! answering a constant (the ceiling), then drives each from loopback with a
 //! closed-loop load generator on keep-alive connections and prints requests/s and
-//! latency percentiles for the ceiling, task creation and task polling.
+//! latency percentiles for the ceiling, task creation and task polling. The
+//! upstream modes drive vidgate and the stand-in `vidgate-sim` as processes:
+//! `--e2e N`, `--inflight N` and `--soak N` (failover under faults, `soak.rs`).
 
 #![expect(clippy::print_stdout, reason = "a benchmark prints its figures")]
 
@@ -14,6 +16,8 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
+
+mod soak;
 
 struct Args {
     connections: usize,
@@ -27,6 +31,10 @@ struct Args {
     poll_secs: u64,
     /// With N > 0: end-to-end tasks per second through vidgate and the stand-in.
     e2e: usize,
+    /// With N > 0: N tasks through three faulty providers, `soak_runs` times, then
+    /// once with a provider down (`soak.rs`).
+    soak: usize,
+    soak_runs: usize,
 }
 
 fn parse_args() -> Result<(Args, bool), String> {
@@ -40,6 +48,8 @@ fn parse_args() -> Result<(Args, bool), String> {
         steady_secs: 60.0,
         poll_secs: 30,
         e2e: 0,
+        soak: 0,
+        soak_runs: 3,
     };
     let mut ceiling = false;
     while let Some(a) = it.next() {
@@ -51,6 +61,8 @@ fn parse_args() -> Result<(Args, bool), String> {
             "--inflight" => args.inflight = it.next().and_then(|v| v.parse().ok()).ok_or("--inflight N")?,
             "--poll-secs" => args.poll_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--poll-secs S")?,
             "--e2e" => args.e2e = it.next().and_then(|v| v.parse().ok()).ok_or("--e2e N")?,
+            "--soak" => args.soak = it.next().and_then(|v| v.parse().ok()).ok_or("--soak N")?,
+            "--soak-runs" => args.soak_runs = it.next().and_then(|v| v.parse().ok()).ok_or("--soak-runs N")?,
             "--steady-secs" => args.steady_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--steady-secs S")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -191,6 +203,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     }
     if args.e2e > 0 {
         return e2e(&args).await;
+    }
+    if args.soak > 0 {
+        return soak::soak(&args, args.soak, args.soak_runs).await;
     }
     let exe = std::env::current_exe()?;
     let mut ceiling_child = Kill(Command::new(&exe).arg("ceiling").stdout(Stdio::piped()).spawn()?, None);

@@ -47,6 +47,11 @@ impl Client {
         }
     }
 
+    /// `GET {path}`, read as `T` (the admin routes, with an admin key).
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.send(self.http.get(format!("{}{path}", self.base))).await
+    }
+
     pub async fn upload(&self, path: &Path) -> Result<FileObject, ClientError> {
         let bytes = tokio::fs::read(path).await.map_err(|e| ClientError::Other(format!("{}: {e}", path.display())))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "image".to_owned());

@@ -100,8 +100,14 @@ settings! {
     webhook_timeout_secs: Duration = Duration::from_secs(10), |s| secs(s, 1);
     /// After a secret rotation, how long the previous secret also signs.
     webhook_secret_overlap_secs: Duration = Duration::from_secs(24 * 3600), |s| secs(s, 0);
-    /// Most upstream routes one task may try before it fails.
-    max_routes_per_task: usize = 3, |s| at_least(s, 1);
+    /// Most upstream attempts one task may make before it fails: each new
+    /// upstream task, and each route spent on refused submits, is one; a task
+    /// may go back to a provider it already tried.
+    max_attempts_per_task: usize = 8, |s| at_least(s, 1);
+    /// How long an upstream task may go without an answer from its provider
+    /// (connection refused, 5xx or garbage on every poll) before it is
+    /// cancelled there and resubmitted to the next route.
+    upstream_dead_grace_secs: Duration = Duration::from_secs(120), |s| secs(s, 1);
     /// Shortest wait between polls of an upstream task (the wait is an eighth of
     /// the task's age upstream, between this and the maximum).
     upstream_poll_min_ms: Duration = Duration::from_secs(2), |s| millis(s, 10);
@@ -264,6 +270,24 @@ pub struct KlingProviderConfig {
     pub timeout_secs: Option<u64>,
 }
 
+/// fal: one API key; the queue, storage and platform APIs live on three hosts.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FalProviderConfig {
+    /// The queue API (`https://queue.fal.run`).
+    pub base_url: Option<String>,
+    /// The storage API images are uploaded to (`https://rest.fal.ai`); unset
+    /// with a `base_url` set means that base URL.
+    pub storage_url: Option<String>,
+    /// The platform API the credential check calls (`https://api.fal.ai`); unset
+    /// with a `base_url` set means that base URL.
+    pub platform_url: Option<String>,
+    pub api_key_env: Option<String>,
+    pub api_key_file: Option<PathBuf>,
+    pub max_concurrent_polls: Option<usize>,
+    pub timeout_secs: Option<u64>,
+}
+
 /// One upstream API as configured, by `kind`; a field of another kind is refused.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -271,7 +295,7 @@ pub enum ProviderConfig {
     /// The built-in renderer (needs no settings).
     Local {},
     Kling(KlingProviderConfig),
-    Fal(KeyedProviderConfig),
+    Fal(FalProviderConfig),
     Replicate(KeyedProviderConfig),
     Evolink(KeyedProviderConfig),
 }
@@ -314,6 +338,11 @@ pub struct RouteConfig {
     /// The model id at the upstream (for `local`, anything).
     #[serde(default)]
     pub upstream_model: String,
+    /// Per-quality model ids at the upstream (`{ "720p" = "...", "1080p" = "..." }`),
+    /// for providers whose tiers are different endpoints (fal's standard and pro):
+    /// the route then serves only the qualities named here.
+    #[serde(default)]
+    pub upstream_models: BTreeMap<String, String>,
     #[serde(default)]
     pub cost_usd_per_second: CostTable,
     /// Among `end_frame`, `multi_shot`, `sound`, `elements`, `1080p`, `4k`.

@@ -1,12 +1,13 @@
 //! The `vidgate` command line: `serve` runs the gateway; `keys create` makes an
 //! account in a local database; `admin ...` manages a running server over its
-//! admin API; `generate`, `tasks` and `price` are clients of a running server;
-//! `webhooks verify` checks a callback's signature. Parsing and
+//! admin API; `generate`, `tasks`, `price` and `providers check` are clients of
+//! a running server; `webhooks verify` checks a callback's signature. Parsing and
 //! dispatch only; the work is in the library. An error is printed once, by
 //! `main`; an interrupted command exits 130.
 
 pub mod admin;
 pub mod output;
+pub mod providers;
 pub mod remote;
 mod serve;
 
@@ -49,6 +50,11 @@ enum Command {
     },
     /// Estimate a price offline from the catalog.
     Price(remote::PriceArgs),
+    /// Upstream providers of a server (VIDGATE_URL, VIDGATE_ADMIN_KEY).
+    Providers {
+        #[command(subcommand)]
+        command: providers::ProvidersCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +158,7 @@ pub async fn run() -> anyhow::Result<()> {
         Command::Generate(args) => remote::generate(*args).await,
         Command::Tasks { command } => remote::tasks(command).await,
         Command::Price(args) => remote::price(&args),
+        Command::Providers { command } => providers::run(command).await,
         Command::Webhooks {
             command: WebhooksCommand::Verify { secret, id, timestamp, signature, body, tolerance },
         } => {

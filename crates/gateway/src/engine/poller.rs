@@ -5,7 +5,9 @@
 //! change enough to matter, so the steady state of many long upstream tasks is
 //! one HTTP poll each and no write. If the process dies, the leases run out and
 //! any worker (here after a restart, or on another replica) takes the tasks over;
-//! on a clean stop they are handed back at once.
+//! on a clean stop they are handed back at once. Each held task remembers when
+//! its provider last answered, so one that stops answering is given up on after
+//! the grace (`failover::after_poll`) instead of waiting for the task's deadline.
 
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap, HashSet};
@@ -38,6 +40,9 @@ pub struct Held {
     pub attempts: Vec<UpstreamAttempt>,
     /// Polls since they were last written.
     pub unwritten_polls: i64,
+    /// When the provider last gave a usable answer about the attempt, in ms
+    /// (when it was put here, at first: a takeover starts the grace again).
+    pub last_answer_ms: i64,
     due: i64,
     /// When it was (last) put here, in ms.
     since: i64,
@@ -46,7 +51,7 @@ pub struct Held {
 impl Held {
     /// `task.progress` is taken as the progress last written.
     pub fn new(task: TaskRow, request: StoredRequest, attempts: Vec<UpstreamAttempt>) -> Self {
-        Self { task, request, attempts, unwritten_polls: 0, due: 0, since: 0 }
+        Self { task, request, attempts, unwritten_polls: 0, last_answer_ms: util::now_ms(), due: 0, since: 0 }
     }
 
     pub fn active(&self) -> Option<&UpstreamAttempt> {
@@ -216,8 +221,11 @@ async fn poll_one(state: AppState, mut held: Held) {
         return;
     }
     match remote::poll(&state, &held, &owner).await {
-        Ok(remote::Polled::Running { progress, age_ms }) => {
+        Ok(remote::Polled::Running { progress, age_ms, answered }) => {
             held.unwritten_polls += 1;
+            if answered {
+                held.last_answer_ms = util::now_ms();
+            }
             if progress >= held.task.progress + PROGRESS_STEP {
                 let lease_until = util::now_ms() + state.config.lease_secs.as_millis() as i64;
                 match state.store.heartbeat(&held.task.id, &owner, progress, lease_until).await {

@@ -1,7 +1,11 @@
 //! A task on a remote provider: submit it to the route `failover` picks, or act
 //! on a poll of the attempt in flight. Once accepted upstream, a task's lease goes
 //! to this process's poller (`poller.rs`), which polls it when due without tying
-//! up a worker. Every attempt is a row; the client sees one task, charged once.
+//! up a worker; a submit to retry later sends the task back to the queue with a
+//! not-before time (its lease's end), so no worker ever sleeps on a backoff.
+//! Every attempt is a row; the client sees one task, charged once; what we may
+//! owe upstream (the route that delivered, and any upstream task we gave up on
+//! while it may still run) is the task's cost in the margin report.
 
 use std::time::Duration;
 
@@ -126,13 +130,22 @@ async fn submit_next(
         }
     };
     let candidates = state.routing.candidates(request, pin.provider.as_deref());
+    let is_open = |provider: &str| state.routing.is_open(provider);
     // The request's images, loaded once for however many routes are tried.
     let mut images: Option<Images> = None;
     loop {
-        let route = match failover::next_route(&attempts, &candidates, state.routing.max_routes) {
+        let next = failover::next_route(&attempts, &candidates, &is_open, state.routing.max_attempts, util::now_ms());
+        let route = match next {
             failover::Next::RenderLocally => return Ok(Step::RenderHere),
             failover::Next::GiveUp(failure) => {
                 finish(state, task, owner, Err(failure)).await?;
+                return Ok(Step::Done);
+            }
+            failover::Next::Wait { not_before } => {
+                // Back to the queue until the retry is due: any worker (here, or
+                // on another replica) takes it then.
+                state.store.defer_task(&task.id, owner, not_before).await?;
+                state.task_cache.forget(&task.id);
                 return Ok(Step::Done);
             }
             failover::Next::Submit(route) => route,
@@ -143,6 +156,10 @@ async fn submit_next(
             return Ok(Step::Done);
         }
         let Some(upstream) = route.upstream() else { return Ok(Step::RenderHere) };
+        let Some(upstream_model) = route.upstream_model_for(request.quality) else {
+            // Routing only offers routes that make this quality.
+            return Ok(Step::RenderHere);
+        };
         let loaded = match images.take() {
             Some(i) => i,
             None => match load_images(state, request).await {
@@ -154,21 +171,27 @@ async fn submit_next(
             },
         };
         let loaded = images.insert(loaded);
+        let video_links = video_links(state, request);
         let job = Job {
             request,
             spec: &route.spec,
             seconds: u32::try_from(task.video_duration).unwrap_or(0),
-            upstream_model: &route.upstream_model,
+            upstream_model,
             start_image: loaded.start.as_deref(),
             end_image: loaded.end.as_deref(),
+            reference_images: &loaded.references,
+            video_links: &video_links,
             element_images: &loaded.element,
             element_refs: &pin.refs,
         };
-        let mut attempt = new_attempt(task, route, attempts.len());
+        let mut attempt = new_attempt(task, route, upstream_model, attempts.len());
         let answer = upstream.submit(&job).await;
-        match failover::after_submit(answer) {
+        let after = failover::after_submit(answer);
+        if let Some(ok) = after.breaker_outcome() {
+            state.routing.record(&route.provider, ok);
+        }
+        match after {
             AfterSubmit::Accepted(handle) => {
-                state.routing.record(&route.provider, true);
                 attempt.upstream_id = Some(handle.id.clone());
                 attempt.handle = Some(serde_json::to_string(&handle)?);
                 state.store.insert_upstream_attempt(&attempt).await?;
@@ -179,18 +202,18 @@ async fn submit_next(
                 hand_to_poller(state, task, owner, request, attempts, due).await?;
                 return Ok(Step::Done);
             }
-            AfterSubmit::NextRoute(message) => {
-                state.routing.record(&route.provider, false);
-                tracing::warn!(task_id = %task.id, provider = %route.provider, error = %message, "submit failed; trying the next route");
+            AfterSubmit::Refused { retry, code, message } => {
+                tracing::warn!(task_id = %task.id, provider = %route.provider, error = %message,
+                    retry = retry.map_or("no", |p| p.as_str()), "submit refused");
                 attempt.status = AttemptStatus::Error;
-                attempt.error_code = Some(TaskErrorCode::ServiceUnavailable.as_str().to_owned());
+                attempt.error_code = Some(code.as_str().to_owned());
                 attempt.error_message = Some(message);
+                attempt.retry = retry.map(|p| p.as_str().to_owned());
                 attempt.finished_at = Some(util::now_ms());
                 state.store.insert_upstream_attempt(&attempt).await?;
                 attempts.push(attempt);
             }
             AfterSubmit::Finish(failure) => {
-                state.routing.record(&route.provider, true);
                 attempt.status = AttemptStatus::Failed;
                 attempt.error_code = Some(failure.code.as_str().to_owned());
                 attempt.error_message = Some(failure.message.clone());
@@ -203,14 +226,28 @@ async fn submit_next(
     }
 }
 
-fn new_attempt(task: &TaskRow, route: &Route, tried: usize) -> UpstreamAttempt {
+/// Signed links to the request's stored input videos (and an element's reference
+/// video), which an upstream fetches itself: videos are too big to send inline.
+/// They last as long as any link we give; the upstream must reach `public_url`.
+fn video_links(state: &AppState, request: &StoredRequest) -> Vec<String> {
+    let expires = util::now_ms() / 1000 + state.config.link_ttl_secs.as_secs() as i64;
+    let element_video = request.element.as_ref().and_then(|e| e.refer_video.as_ref());
+    request
+        .input_videos()
+        .chain(element_video)
+        .filter_map(ImageRef::file)
+        .map(|id| state.blobs.signed_url(id, expires))
+        .collect()
+}
+
+fn new_attempt(task: &TaskRow, route: &Route, upstream_model: &str, tried: usize) -> UpstreamAttempt {
     UpstreamAttempt {
         id: AttemptId::new(),
         task_id: task.id.clone(),
         seq: tried as i64 + 1,
         route_index: route.index as i64,
         provider: route.provider.clone(),
-        upstream_model: route.upstream_model.clone(),
+        upstream_model: upstream_model.to_owned(),
         upstream_id: None,
         handle: None,
         status: AttemptStatus::Running,
@@ -220,14 +257,16 @@ fn new_attempt(task: &TaskRow, route: &Route, tried: usize) -> UpstreamAttempt {
         cost_micro_usd: 0,
         created_at: util::now_ms(),
         finished_at: None,
+        retry: None,
     }
 }
 
 /// What one poll of a held task came to.
 pub(super) enum Polled {
     /// Still running upstream: poll again later. `progress` is the upstream's, or
-    /// a guess that rises with the polls.
-    Running { progress: i64, age_ms: i64 },
+    /// a guess that rises with the polls; `answered` says whether the provider
+    /// gave a usable answer this time.
+    Running { progress: i64, age_ms: i64, answered: bool },
     /// The attempt ended: the task finished, went to another route (and so to the
     /// poller again, or back to the workers for a local render), or was lost.
     Ended,
@@ -242,12 +281,13 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
     let handle: Option<Handle> = active.handle.as_deref().and_then(|h| serde_json::from_str(h).ok());
     let (Some(route), Some(handle)) = (route, handle) else {
         let why = Failure::new(TaskErrorCode::ServiceError, "the route is no longer configured");
-        return ended(state, reroute(state, held, owner, why).await?, task, owner).await;
+        return ended(state, reroute(state, held, owner, end_failed(why)).await?, task, owner).await;
     };
     let Some(upstream) = route.upstream().cloned() else {
         let why = Failure::new(TaskErrorCode::ServiceError, "the route is no longer remote");
-        return ended(state, reroute(state, held, owner, why).await?, task, owner).await;
+        return ended(state, reroute(state, held, owner, end_failed(why)).await?, task, owner).await;
     };
+    let upstream_id = handle.id.as_str();
     let answer = {
         let _slot = match state.routing.poll_slots(&route.provider) {
             Some(s) => Some(s.acquire_owned().await?),
@@ -255,22 +295,23 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
         };
         upstream.poll(&handle).await
     };
-    let age_ms = util::now_ms() - active.created_at;
-    let decision = failover::after_poll(answer);
+    if let Err(e) = &answer {
+        // Bad input from an upstream (a truncated body, a wrong type, a status it
+        // does not document) is told with who sent it.
+        tracing::warn!(task_id = %task.id, provider = %route.provider, upstream_id, error = %e, "poll gave no answer");
+    }
+    let now = util::now_ms();
+    let age_ms = now - active.created_at;
+    let decision = failover::after_poll(answer, held.last_answer_ms, now, state.config.upstream_dead_grace_secs);
     if !matches!(decision, AfterPoll::PollAgain { .. }) {
         state.store.add_polls(&active.id, held.unwritten_polls + 1).await?;
     }
     let step = match decision {
-        AfterPoll::PollAgain { progress, healthy } => {
-            if !healthy {
-                // A poll that failed says little about the task: poll again later
-                // (the task deadline bounds how long).
-                tracing::warn!(task_id = %task.id, provider = %route.provider, "poll failed; will poll again");
-            }
-            state.routing.record(&route.provider, healthy);
+        AfterPoll::PollAgain { progress, answered } => {
+            state.routing.record(&route.provider, answered);
             let guess = (10 + polls * 5).min(90);
-            let progress = if healthy { progress.map(i64::from).unwrap_or(guess).clamp(5, 95) } else { 0 };
-            return Ok(Polled::Running { progress, age_ms });
+            let progress = if answered { progress.map(i64::from).unwrap_or(guess).clamp(5, 95) } else { 0 };
+            return Ok(Polled::Running { progress, age_ms, answered });
         }
         AfterPoll::Complete { video_url } => {
             state.routing.record(&route.provider, true);
@@ -280,14 +321,23 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
                     let cost = route.cost_for(request, seconds);
                     let end = AttemptEnd::Succeeded { cost_micro_usd: cost };
                     state.store.end_upstream_attempt(&active.id, &end).await?;
-                    state.store.set_task_cost(&task.id, owner, cost).await?;
+                    // What we owe upstream: this route, and any task we gave up on
+                    // that may still have run (and been billed) elsewhere.
+                    let abandoned: i64 = held
+                        .attempts
+                        .iter()
+                        .filter(|a| a.status == AttemptStatus::Abandoned)
+                        .map(|a| a.cost_micro_usd)
+                        .sum();
+                    state.store.set_task_cost(&task.id, owner, cost + abandoned).await?;
                     finish(state, task, owner, Ok(Output { file: Some(file), data: None, video_ms })).await?;
                     Step::Done
                 }
                 Err(message) => {
-                    tracing::warn!(task_id = %task.id, provider = %route.provider, error = %message, "the upstream result is unusable");
+                    tracing::warn!(task_id = %task.id, provider = %route.provider, upstream_id, error = %message,
+                        "the upstream result is unusable");
                     let why = Failure::new(TaskErrorCode::ServiceError, message);
-                    reroute(state, held, owner, why).await?
+                    reroute(state, held, owner, end_failed(why)).await?
                 }
             }
         }
@@ -309,11 +359,36 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
             Step::Done
         }
         AfterPoll::NextRoute(failure) => {
+            tracing::warn!(task_id = %task.id, provider = %route.provider, upstream_id, error = %failure,
+                "the upstream task failed; moving on");
             state.routing.record(&route.provider, false);
-            reroute(state, held, owner, failure).await?
+            reroute(state, held, owner, end_failed(failure)).await?
+        }
+        AfterPoll::Abandon(failure) => {
+            tracing::warn!(task_id = %task.id, provider = %route.provider, upstream_id, error = %failure,
+                "the provider stopped answering; giving up on its task and resubmitting");
+            state.routing.record(&route.provider, false);
+            // Stop it there if the API allows (the provider may well be down:
+            // the attempt is ended first, the cancel is best effort).
+            let (cancel_upstream, cancel_handle, id) = (upstream.clone(), handle.clone(), task.id.clone());
+            tokio::spawn(async move {
+                if let Err(e) = cancel_upstream.cancel(&cancel_handle).await {
+                    tracing::info!(task_id = %id, upstream_id = %cancel_handle.id, error = %e, "cancel of an abandoned upstream task failed");
+                }
+            });
+            let end = AttemptEnd::Abandoned {
+                code: failure.code,
+                message: failure.message,
+                cost_micro_usd: route.cost_for(request, u32::try_from(task.video_duration).unwrap_or(0)),
+            };
+            reroute(state, held, owner, end).await?
         }
     };
     ended(state, step, task, owner).await
+}
+
+fn end_failed(why: Failure) -> AttemptEnd {
+    AttemptEnd::Failed { code: why.code, message: why.message }
 }
 
 /// After an attempt ended: if the next route is the local renderer, the poller
@@ -325,21 +400,31 @@ async fn ended(state: &AppState, step: Step, task: &TaskRow, owner: &LeaseOwner)
     Ok(Polled::Ended)
 }
 
-/// Ends the running attempt with `why` and moves the task to the next route.
-async fn reroute(state: &AppState, held: &Held, owner: &LeaseOwner, why: Failure) -> anyhow::Result<Step> {
+/// Ends the running attempt as `end` says and moves the task to the next route.
+async fn reroute(state: &AppState, held: &Held, owner: &LeaseOwner, end: AttemptEnd) -> anyhow::Result<Step> {
     let mut attempts = held.attempts.clone();
     if let Some(active) = attempts.iter_mut().rev().find(|a| a.status == AttemptStatus::Running) {
-        let end = AttemptEnd::Failed { code: why.code, message: why.message.clone() };
         state.store.end_upstream_attempt(&active.id, &end).await?;
-        active.status = AttemptStatus::Failed;
-        active.error_code = Some(why.code.as_str().to_owned());
-        active.error_message = Some(why.message);
+        let (status, code, message, cost) = match end {
+            AttemptEnd::Succeeded { cost_micro_usd } => (AttemptStatus::Succeeded, None, None, cost_micro_usd),
+            AttemptEnd::Failed { code, message } => (AttemptStatus::Failed, Some(code), Some(message), 0),
+            AttemptEnd::Abandoned { code, message, cost_micro_usd } => {
+                (AttemptStatus::Abandoned, Some(code), Some(message), cost_micro_usd)
+            }
+        };
+        active.status = status;
+        active.error_code = code.map(|c| c.as_str().to_owned());
+        active.error_message = message;
+        active.cost_micro_usd = cost;
+        active.finished_at = Some(util::now_ms());
     }
     submit_next(state, &held.task, owner, &held.request, attempts).await
 }
 
 /// Copies the upstream's video into our storage (through the guarded client: the
-/// URL came from the upstream), so the client's link never points upstream.
+/// URL came from the upstream), so the client's link never points upstream. The
+/// download must be an MP4 a probe can read; anything else (an error page, an
+/// expired link's body) fails this attempt.
 async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<(FileRow, Option<u64>), String> {
     let bytes =
         state.guard.fetch(url, MAX_RESULT_BYTES).await.map_err(|e| format!("could not fetch the result: {e}"))?;

@@ -486,6 +486,7 @@ pub struct ProviderView {
     /// Upstream attempts in the last 24 hours.
     pub attempts_24h: i64,
     pub succeeded_24h: i64,
+    /// Failed, never accepted, or abandoned while the provider stopped answering.
     pub failed_24h: i64,
     /// Mean time from submit to a successful result, milliseconds.
     pub mean_latency_ms: Option<i64>,

@@ -13,6 +13,7 @@ pub mod health;
 pub mod keys;
 pub mod openapi;
 pub mod playground;
+pub mod providers;
 mod range;
 pub mod tasks;
 pub mod usage;
@@ -39,6 +40,7 @@ pub fn router(state: AppState) -> Router {
         .merge(health::router())
         .merge(openapi::router())
         .merge(playground::router())
+        .merge(providers::router())
         .merge(webhooks::router())
         .merge(keys::router())
         .merge(usage::router())

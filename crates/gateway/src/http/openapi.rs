@@ -47,7 +47,7 @@ impl Modify for Security {
         http::admin::create_account, http::admin::list_accounts, http::admin::get_account,
         http::admin::create_key, http::admin::list_keys, http::admin::revoke_key, http::admin::update_key,
         http::admin::grant_credits, http::admin::provider_health, http::admin::task_attempts,
-        http::admin::margin_report,
+        http::admin::margin_report, http::providers::check_providers,
         http::admin::disable_account, http::admin::enable_account, http::admin::list_tasks,
         http::admin::task_callbacks, http::admin::audit_log,
         http::usage::my_usage, http::usage::my_ledger, http::usage::admin_usage, http::usage::admin_ledger,

@@ -1,10 +1,12 @@
 //! Upstream providers. `local` is built in: it renders a real MP4 on this machine
 //! with the `render` crate, needs no network and costs nothing. The remote ones
 //! (`kling`, `fal`, `replicate`, `evolink`) are an enum, `Upstream`, built from
-//! the configuration by `build`; each submits to its API, is polled, and maps its
-//! statuses and errors onto SPEC's task error codes, saying whether a failure may
-//! move the task to another route. Providers never touch the store; their input
-//! is a `job::StoredRequest` and the media already loaded.
+//! the configuration by `build`; each submits to its API, is polled, and sorts
+//! every failure its provider documents through one classification table
+//! (`Verdict`): retry on the same route, move to the next route (the breaker
+//! counts it), or fail the task for the client's own fault. Nothing is ever
+//! classified by scanning free text. Providers never touch the store; their
+//! input is a `job::StoredRequest` and the media already loaded.
 
 pub mod evolink;
 pub mod fal;
@@ -49,10 +51,15 @@ pub struct Job<'a> {
     pub spec: &'a vidgate_api::catalog::ModelSpec,
     /// Seconds of video to make (the request's duration, or its input video's).
     pub seconds: u32,
-    /// The route's model id at the upstream.
+    /// The route's model id at the upstream, for this request's quality.
     pub upstream_model: &'a str,
     pub start_image: Option<&'a [u8]>,
     pub end_image: Option<&'a [u8]>,
+    /// Reference images (`image_urls` that are not frames), in the request's order.
+    pub reference_images: &'a [Vec<u8>],
+    /// Links the upstream can fetch the request's stored input videos at (signed
+    /// and expiring: `video_url`/`video_urls`, or an element's reference video).
+    pub video_links: &'a [String],
     /// For `kling-custom-element`: the frontal image, then the reference images.
     pub element_images: &'a [Vec<u8>],
     /// The upstream ids of the elements the request names, in its order.
@@ -95,28 +102,115 @@ pub enum Poll {
     Element {
         element_id: String,
     },
+    /// The upstream task ended without a usable result. A client-side code is
+    /// final; any other moves the task to the next route.
     Failed(Failure),
+}
+
+/// How soon a refused submit may be tried again on the same route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pace {
+    /// The provider's own rate or concurrency limit (Kling 1302, 1303, a 429
+    /// without a code): exponential backoff from 1 s, as Kling asks, up to 3
+    /// times; the provider is busy, not ill, so its breaker does not count it.
+    Throttled,
+    /// A brief failure (any other 429, a 5xx, a refused connection): up to 2
+    /// retries; the breaker counts it.
+    Brief,
+}
+
+/// What a documented failure means for the task: the one vocabulary every
+/// provider's classification table answers in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Try the same route again after a backoff (a submit); for an upstream task
+    /// that already ended this way, it moves on with the code.
+    Retry(Pace, TaskErrorCode),
+    /// Our trouble at this provider (credentials, account, quota, a missing
+    /// model) or a server-side failure: the next route, and the breaker counts it.
+    NextRoute(TaskErrorCode),
+    /// The request's own fault: the task fails with this code, refunded.
+    Final(TaskErrorCode),
+}
+
+impl Verdict {
+    /// The error a call ends with under this verdict.
+    pub fn error(self, message: impl Into<String>) -> ProviderError {
+        let message = message.into();
+        match self {
+            Verdict::Retry(pace, code) => ProviderError::Retry { pace, code, message },
+            Verdict::NextRoute(code) => ProviderError::NextRoute { code, message },
+            Verdict::Final(code) => ProviderError::Rejected(Failure::new(code, message)),
+        }
+    }
+
+    /// An upstream task that ended this way: a final failure stays final, any
+    /// other is a server-side failure with its code.
+    pub fn failure(self, message: impl Into<String>) -> Failure {
+        match self {
+            Verdict::Retry(_, code) | Verdict::NextRoute(code) | Verdict::Final(code) => Failure::new(code, message),
+        }
+    }
 }
 
 /// Why a call to a provider failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProviderError {
-    /// Connect error, timeout, 429, 5xx, malformed body, account or auth trouble on
-    /// our side: another route may well succeed.
-    #[error("{0}")]
-    Transient(String),
+    /// Worth another try on the same route, after a wait.
+    #[error("{message}")]
+    Retry { pace: Pace, code: TaskErrorCode, message: String },
+    /// Not the request's fault, and not worth retrying here: another route may
+    /// well succeed (a timeout, whose outcome upstream is unknown, is one).
+    #[error("{message}")]
+    NextRoute { code: TaskErrorCode, message: String },
     /// The request itself was refused (invalid parameters, content policy): final.
     #[error("{0}")]
     Rejected(Failure),
 }
 
 impl ProviderError {
-    pub fn transient(msg: impl Into<String>) -> Self {
-        Self::Transient(msg.into())
+    /// Our trouble with this answer (malformed, unexpected): the next route.
+    pub fn next_route(message: impl Into<String>) -> Self {
+        Self::NextRoute { code: TaskErrorCode::ServiceError, message: message.into() }
     }
 
     pub fn rejected(code: TaskErrorCode, message: impl Into<String>) -> Self {
         Self::Rejected(Failure::new(code, message))
+    }
+
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Retry { message, .. } | Self::NextRoute { message, .. } => message,
+            Self::Rejected(f) => &f.message,
+        }
+    }
+}
+
+/// What a credential check found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum CheckStatus {
+    /// The provider accepted the credentials.
+    Ok,
+    /// The provider refused them.
+    BadCredentials,
+    /// The provider could not be reached (connect error, timeout, 5xx).
+    Unreachable,
+    /// The provider answered something that says neither (a key without the
+    /// scope the check needs, an account in trouble, an undocumented answer).
+    Unknown,
+}
+
+/// A credential check's outcome, with the upstream's own words.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Check {
+    pub status: CheckStatus,
+    pub message: String,
+}
+
+impl Check {
+    pub fn new(status: CheckStatus, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
     }
 }
 
@@ -148,13 +242,16 @@ impl Upstream {
         }
     }
 
+    /// The upstream task's state. `Err` means the provider gave no usable answer
+    /// this time (the task may be fine); `Err(Rejected)` is a final refusal.
     pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
-        match self {
+        let answer = match self {
             Self::Kling(p) => p.poll(handle).await,
             Self::Fal(p) => p.poll(handle).await,
             Self::Replicate(p) => p.poll(handle).await,
             Self::Evolink(p) => p.poll(handle).await,
-        }
+        };
+        answer.map_err(poll_refusal)
     }
 
     pub async fn cancel(&self, handle: &Handle) -> Result<(), ProviderError> {
@@ -164,6 +261,45 @@ impl Upstream {
             Self::Replicate(p) => p.cancel(handle).await,
             Self::Evolink(p) => p.cancel(handle).await,
         }
+    }
+
+    /// Whether a route of a model of `shape` may send it here as `upstream_model`
+    /// (refused at start when not: a misrouted model never reaches the provider).
+    pub fn check_route(&self, upstream_model: &str, shape: vidgate_api::catalog::Shape) -> Result<(), String> {
+        match self {
+            Self::Kling(p) => p.check_route(upstream_model, shape),
+            Self::Fal(_) => fal::check_route(shape),
+            Self::Replicate(_) => replicate::check_route(shape),
+            // EvoLink hosts every catalog model under its own id.
+            Self::Evolink(_) => Ok(()),
+        }
+    }
+
+    /// The cheapest authenticated call the provider documents that creates
+    /// nothing billable; the message never holds a secret.
+    pub async fn check(&self) -> Check {
+        let (check, secrets) = match self {
+            Self::Kling(p) => (p.check().await, p.secrets()),
+            Self::Fal(p) => (p.check().await, vec![p.key.expose()]),
+            Self::Replicate(p) => (p.check().await, vec![p.token.expose()]),
+            Self::Evolink(p) => (p.check().await, vec![p.key.expose()]),
+        };
+        // An upstream that echoes what it was sent must not make us show it.
+        let message =
+            secrets.into_iter().filter(|s| s.len() >= 4).fold(check.message, |m, s| m.replace(s, "[redacted]"));
+        Check { message, ..check }
+    }
+}
+
+/// A refused poll (a 400 on the query, an unknown task id) says nothing final
+/// about the task, whatever the status would mean for a submit: no answer this
+/// time. Only a task's own failure can end it for the client.
+fn poll_refusal(e: ProviderError) -> ProviderError {
+    match e {
+        ProviderError::Rejected(f) => {
+            ProviderError::next_route(format!("the upstream refused the poll: {}", f.message))
+        }
+        other => other,
     }
 }
 
@@ -224,8 +360,18 @@ pub fn build(
         }
         ProviderConfig::Fal(c) => {
             let key = secret(&c.api_key_env, &c.api_key_file, "api_key")?;
+            let api = Api::new(c.base_url.as_deref(), fal::QUEUE_URL, c.timeout_secs)?;
+            // fal serves its queue, storage and platform APIs on three hosts; a
+            // configured base URL (a proxy, the stand-in) serves all three.
+            let or_base = |url: &Option<String>, public: &str| match (url, &c.base_url) {
+                (Some(u), _) => u.trim_end_matches('/').to_owned(),
+                (None, Some(_)) => api.base_url.clone(),
+                (None, None) => public.to_owned(),
+            };
             Upstream::Fal(fal::Fal {
-                api: Api::new(c.base_url.as_deref(), "https://queue.fal.run", c.timeout_secs)?,
+                storage_url: or_base(&c.storage_url, fal::STORAGE_URL),
+                platform_url: or_base(&c.platform_url, fal::PLATFORM_URL),
+                api,
                 key,
             })
         }
@@ -247,45 +393,92 @@ pub fn max_concurrent_polls(config: &ProviderConfig) -> usize {
     let n = match config {
         ProviderConfig::Local {} => None,
         ProviderConfig::Kling(c) => c.max_concurrent_polls,
-        ProviderConfig::Fal(c) | ProviderConfig::Replicate(c) | ProviderConfig::Evolink(c) => c.max_concurrent_polls,
+        ProviderConfig::Fal(c) => c.max_concurrent_polls,
+        ProviderConfig::Replicate(c) | ProviderConfig::Evolink(c) => c.max_concurrent_polls,
     };
     n.unwrap_or(64).max(1)
 }
 
-/// Maps a transport failure to our error kinds.
+/// A transport failure: a refused connection is brief (the same route may be
+/// tried again); a timeout or a broken answer leaves the upstream's state
+/// unknown (a submit may have been accepted), so it moves on.
 pub(crate) fn transport_error(e: reqwest::Error) -> ProviderError {
+    let brief = |message: &str| Verdict::Retry(Pace::Brief, TaskErrorCode::ServiceUnavailable).error(message);
     if e.is_timeout() {
-        ProviderError::transient("the upstream timed out")
+        Verdict::NextRoute(TaskErrorCode::ServiceUnavailable).error("the upstream timed out")
     } else if e.is_connect() {
-        ProviderError::transient("the upstream refused the connection")
-    } else if e.is_decode() {
-        ProviderError::transient("the upstream sent a malformed body")
+        brief("the upstream refused the connection")
+    } else if e.is_decode() || e.is_body() {
+        ProviderError::next_route("the upstream sent a broken body")
     } else {
-        ProviderError::transient("the upstream connection failed")
+        brief("the upstream connection failed")
     }
 }
 
-/// Sends a request and reads a JSON body; 429, 5xx and unreadable bodies are
-/// transient. Every other status comes back as `Ok` with its body, for the
-/// adapter to classify.
-pub(crate) async fn send_json(
-    req: reqwest::RequestBuilder,
-) -> Result<(reqwest::StatusCode, serde_json::Value), ProviderError> {
-    let resp = req.send().await.map_err(transport_error)?;
-    let status = resp.status();
-    if status.as_u16() == 429 {
-        return Err(ProviderError::transient("the upstream is rate limiting (429)"));
+/// Largest upstream answer read (a result list, an error page): anything bigger
+/// is not one of the documented JSON answers.
+const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
+
+/// One HTTP answer, read whole: its status, the headers a table may need, and
+/// the body parsed as JSON when it is JSON.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: reqwest::header::HeaderMap,
+    pub json: Option<serde_json::Value>,
+}
+
+impl Answer {
+    pub fn is_success(&self) -> bool {
+        (200..300).contains(&self.status)
     }
-    if status.is_server_error() {
-        return Err(ProviderError::transient(format!("the upstream failed ({status})")));
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
     }
-    let bytes = resp.bytes().await.map_err(transport_error)?;
-    if bytes.len() > 4 * 1024 * 1024 {
-        return Err(ProviderError::transient("the upstream body is too large"));
+
+    /// A string field of the JSON body, at a JSON pointer.
+    pub fn str_at(&self, pointer: &str) -> Option<&str> {
+        self.json.as_ref()?.pointer(pointer)?.as_str()
     }
-    let value =
-        serde_json::from_slice(&bytes).map_err(|_| ProviderError::transient("the upstream sent a malformed body"))?;
-    Ok((status, value))
+}
+
+/// Sends a request and reads its answer, whatever the status: only a transport
+/// failure or an oversized body is an error here; the adapter's table
+/// classifies the rest.
+pub(crate) async fn send(req: reqwest::RequestBuilder) -> Result<Answer, ProviderError> {
+    let mut resp = req.send().await.map_err(transport_error)?;
+    let status = resp.status().as_u16();
+    let headers = resp.headers().clone();
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(transport_error)? {
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(ProviderError::next_route("the upstream answer is too large"));
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(Answer { status, headers, json: serde_json::from_slice(&body).ok() })
+}
+
+/// What an HTTP status alone says, for answers a table cannot read more from:
+/// 429 and 5xx may pass (the same route, after a wait), 401 and 403 are our
+/// credentials or account, anything else unexpected moves on.
+pub(crate) fn by_status(status: u16) -> Verdict {
+    match status {
+        429 => Verdict::Retry(Pace::Brief, TaskErrorCode::ResourceExhausted),
+        500..=599 => Verdict::Retry(Pace::Brief, TaskErrorCode::ServiceUnavailable),
+        401 | 403 => Verdict::NextRoute(TaskErrorCode::ServiceUnavailable),
+        404 => Verdict::NextRoute(TaskErrorCode::ResourceNotFound),
+        _ => Verdict::NextRoute(TaskErrorCode::ServiceError),
+    }
+}
+
+/// At most `max` characters of an upstream's words, for messages and logs.
+pub(crate) fn clip(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((i, _)) => format!("{}...", &text[..i]),
+        None => text.to_owned(),
+    }
 }
 
 /// A plain HTTP client for configured upstream APIs (operator-given addresses, not
@@ -299,25 +492,51 @@ pub fn upstream_client(timeout: Duration) -> Result<reqwest::Client, reqwest::Er
         .build()
 }
 
-/// `data:` URI of an image for APIs that take URLs.
-pub(crate) fn data_uri(bytes: &[u8]) -> String {
-    use base64::Engine;
-    let mime = vidgate_api::image::sniff_image(bytes).map(|i| i.format.mime()).unwrap_or("image/jpeg");
-    format!("data:{mime};base64,{}", base64::engine::general_purpose::STANDARD.encode(bytes))
+/// The MIME type of an image by its content.
+pub(crate) fn image_mime(bytes: &[u8]) -> &'static str {
+    vidgate_api::image::sniff_image(bytes).map(|i| i.format.mime()).unwrap_or("image/jpeg")
 }
 
-/// Server-side failure codes from free text, when an upstream gives no code.
-pub(crate) fn classify_message(msg: &str) -> TaskErrorCode {
-    let m = msg.to_lowercase();
-    if m.contains("policy") || m.contains("sensitive") || m.contains("nsfw") || m.contains("safety") {
-        TaskErrorCode::ContentPolicyViolation
-    } else if m.contains("timeout") || m.contains("timed out") {
-        TaskErrorCode::GenerationTimeout
-    } else if m.contains("invalid") || m.contains("parameter") {
-        TaskErrorCode::InvalidParameters
-    } else if m.contains("resource") || m.contains("capacity") || m.contains("overload") {
-        TaskErrorCode::ResourceExhausted
-    } else {
-        TaskErrorCode::ServiceError
+/// `data:` URI of an image, for the APIs that document them as an input.
+pub(crate) fn data_uri(bytes: &[u8]) -> String {
+    use base64::Engine;
+    format!("data:{};base64,{}", image_mime(bytes), base64::engine::general_purpose::STANDARD.encode(bytes))
+}
+
+#[cfg(test)]
+pub(crate) mod table_tests {
+    //! Invariants every provider's table must keep.
+
+    use super::*;
+
+    /// A final verdict blames the request; a next-route or retry verdict never
+    /// does (else the engine would end a task a retry could save, or retry one
+    /// it must not).
+    pub fn consistent(v: Verdict) -> bool {
+        match v {
+            Verdict::Final(code) => code.is_client_side(),
+            Verdict::NextRoute(code) | Verdict::Retry(_, code) => !code.is_client_side(),
+        }
+    }
+
+    #[test]
+    fn the_status_fallback_keeps_client_codes_out_of_retries() {
+        for status in [400, 401, 403, 404, 409, 422, 429, 500, 502, 503, 504] {
+            assert!(consistent(by_status(status)), "{status}");
+        }
+    }
+
+    #[test]
+    fn a_refused_poll_is_no_answer_never_a_final_failure() {
+        let refused = Verdict::Final(TaskErrorCode::InvalidParameters).error("invalid_task_id");
+        assert!(matches!(poll_refusal(refused), ProviderError::NextRoute { .. }));
+        let busy = Verdict::Retry(Pace::Brief, TaskErrorCode::ServiceUnavailable).error("503");
+        assert_eq!(poll_refusal(busy.clone()), busy);
+    }
+
+    #[test]
+    fn clipping_keeps_whole_characters() {
+        assert_eq!(clip("héllo", 2), "hé...");
+        assert_eq!(clip("ok", 5), "ok");
     }
 }

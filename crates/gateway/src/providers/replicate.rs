@@ -1,19 +1,122 @@
 //! Replicate's predictions API: `POST /v1/models/{owner}/{model}/predictions` with
 //! `{input}`, polled at `GET /v1/predictions/{id}` (`starting`, `processing`,
 //! `succeeded`, `failed`, `canceled`); the output is one URL, which expires after an
-//! hour, so the engine copies it before reporting completion.
+//! hour, so the engine copies it before reporting completion. Errors are problem
+//! details (`{title, detail, status}`, plus `invalid_fields` on a 422); `classify`
+//! sorts them by status: 401, 402 (billing), 403 and 404 (model) are ours and move
+//! on, only a 422 naming an input is the request's fault. A failed prediction
+//! carries Replicate's error code in its text (`E005` sensitive content; E#### codes
+//! per replicate.com "Error codes").
 
 use serde_json::{Value, json};
-use vidgate_api::catalog::{Quality, Sound};
+use vidgate_api::catalog::{Quality, Shape, Sound};
 use vidgate_api::task::TaskErrorCode;
 
-use super::{Api, Failure, Handle, Job, Poll, ProviderError, data_uri, send_json, transport_error};
+use super::{Answer, Api, Check, CheckStatus, Failure, Handle, Job, Pace, Poll, ProviderError, Verdict, clip};
+use super::{data_uri, send};
 use crate::secret::Secret;
 
 #[derive(Debug, Clone)]
 pub struct Replicate {
     pub api: Api,
     pub token: Secret,
+}
+
+use TaskErrorCode as E;
+
+/// Replicate's HTTP statuses (problem details; replicate-python `exceptions.py`,
+/// replicate-javascript#342 for 402) and what each means for a task.
+pub const STATUSES: [(u16, Verdict); 6] = [
+    (401, Verdict::NextRoute(E::ServiceUnavailable)),
+    (402, Verdict::NextRoute(E::QuotaExceeded)),
+    (403, Verdict::NextRoute(E::ServiceUnavailable)),
+    (404, Verdict::NextRoute(E::ResourceNotFound)),
+    (422, Verdict::Final(E::InvalidParameters)),
+    (429, Verdict::Retry(Pace::Brief, E::ResourceExhausted)),
+];
+
+/// Codes in a failed prediction's `error` and what each means: E005 is
+/// Replicate's sensitive-content refusal; E1001 (out of memory) and E6716 (timeout
+/// starting) are Replicate's trouble, like any other code.
+pub const PREDICTION_CODES: [(&str, Verdict); 3] = [
+    ("E005", Verdict::Final(E::ContentPolicyViolation)),
+    ("E1001", Verdict::NextRoute(E::ResourceExhausted)),
+    ("E6716", Verdict::NextRoute(E::GenerationTimeout)),
+];
+
+/// Whether a 422 names an input: a field `input` or `input.<name>` in
+/// `invalid_fields`, or a `- input...:` line in `detail`, as Replicate writes them.
+fn names_an_input(a: &Answer) -> bool {
+    let is_input = |f: &str| f == "input" || f.starts_with("input.");
+    let fields = a.json.as_ref().and_then(|v| v.get("invalid_fields")).and_then(Value::as_array);
+    if let Some(fields) = fields {
+        return fields.iter().filter_map(|f| f.get("field").and_then(Value::as_str)).any(is_input);
+    }
+    a.str_at("/detail").is_some_and(|d| {
+        d.lines().filter_map(|l| l.trim().strip_prefix("- ")).any(|l| l.split(':').next().is_some_and(is_input))
+    })
+}
+
+/// The shapes vidgate maps to Replicate: text and image to video, whose inputs
+/// `kwaivgi/kling-v3-video`'s schema documents; any other is refused at start.
+pub fn check_route(shape: Shape) -> Result<(), String> {
+    match shape {
+        Shape::TextToVideo | Shape::ImageToVideo => Ok(()),
+        other => Err(format!("vidgate does not send a {} to Replicate", other.as_str())),
+    }
+}
+
+/// What an error answer means for the task.
+pub fn classify(a: &Answer) -> Verdict {
+    if a.status == 422 && !names_an_input(a) {
+        // Unprocessable, but not for any input of the request: ours to fix.
+        return Verdict::NextRoute(E::ServiceError);
+    }
+    STATUSES.iter().find(|(s, _)| *s == a.status).map_or_else(|| super::by_status(a.status), |(_, v)| *v)
+}
+
+/// What a failed prediction's `error` means, by the code in its text.
+pub fn prediction_failure(error: &str) -> Verdict {
+    let code = error
+        .split(|c: char| !c.is_ascii_alphanumeric())
+        .find(|w| w.len() >= 4 && w.starts_with('E') && w[1..].bytes().all(|b| b.is_ascii_digit()));
+    code.and_then(|c| PREDICTION_CODES.iter().find(|(k, _)| *k == c))
+        .map_or(Verdict::NextRoute(E::ServiceError), |(_, v)| *v)
+}
+
+/// The message of a problem-details answer (`detail`, else `title`).
+fn problem(a: &Answer) -> String {
+    let text = a.str_at("/detail").or_else(|| a.str_at("/title")).unwrap_or("");
+    format!("replicate answered HTTP {}: {}", a.status, clip(text.trim(), 300))
+}
+
+/// A prediction as the task's state.
+fn state(v: &Value) -> Result<Poll, ProviderError> {
+    match v.get("status").and_then(Value::as_str) {
+        Some("starting") => Ok(Poll::Running { progress: Some(5) }),
+        Some("processing") => Ok(Poll::Running { progress: None }),
+        Some("succeeded") => {
+            let url = match v.get("output") {
+                Some(Value::String(s)) => Some(s.clone()),
+                Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
+                _ => None,
+            };
+            Ok(match url.filter(|u| !u.is_empty()) {
+                Some(video_url) => Poll::Succeeded { video_url },
+                None => Poll::Failed(Failure::new(E::ServiceError, "replicate succeeded without an output URL")),
+            })
+        }
+        Some("failed") => {
+            let error = v.get("error").and_then(Value::as_str).unwrap_or("");
+            let shown = if error.is_empty() { "replicate: the prediction failed".to_owned() } else { clip(error, 300) };
+            Ok(Poll::Failed(prediction_failure(error).failure(shown)))
+        }
+        Some("canceled") => Ok(Poll::Failed(Failure::new(E::ServiceError, "the prediction was cancelled upstream"))),
+        Some(other) => {
+            Err(ProviderError::next_route(format!("replicate sent an unknown status {:?}", clip(other, 40))))
+        }
+        None => Err(ProviderError::next_route("replicate sent a prediction without a status")),
+    }
 }
 
 impl Replicate {
@@ -29,6 +132,7 @@ impl Replicate {
             input["negative_prompt"] = json!(n);
         }
         if let Some(img) = job.start_image {
+            // replicate-python sends file inputs as data URIs (its base64 strategy).
             input["start_image"] = json!(data_uri(img));
         } else {
             input["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
@@ -37,53 +141,116 @@ impl Replicate {
             input["end_image"] = json!(data_uri(img));
         }
         let url = self.api.url(&format!("/v1/models/{}/predictions", job.upstream_model));
-        let (status, v) =
-            send_json(self.api.client.post(url).bearer_auth(self.token.expose()).json(&json!({ "input": input })))
-                .await?;
-        if status.is_client_error() {
-            let message = v.get("detail").and_then(Value::as_str).unwrap_or("refused").to_owned();
-            return Err(if matches!(status.as_u16(), 401..=403) {
-                ProviderError::transient(format!("replicate refused our token or account ({status})"))
-            } else {
-                ProviderError::rejected(TaskErrorCode::InvalidParameters, message)
-            });
+        let req = self.api.client.post(url).bearer_auth(self.token.expose()).json(&json!({ "input": input }));
+        let answer = send(req).await?;
+        if !answer.is_success() {
+            return Err(classify(&answer).error(problem(&answer)));
         }
-        let id = v
-            .get("id")
-            .and_then(Value::as_str)
-            .ok_or_else(|| ProviderError::transient("replicate answer without id"))?;
+        let id = answer
+            .str_at("/id")
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| ProviderError::next_route("replicate accepted without a prediction id"))?;
         Ok(Handle { id: id.to_owned(), ..Default::default() })
     }
 
     pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
         let url = self.api.url(&format!("/v1/predictions/{}", handle.id));
-        let (_, v) = send_json(self.api.client.get(url).bearer_auth(self.token.expose())).await?;
-        match v.get("status").and_then(Value::as_str) {
-            Some("starting") => Ok(Poll::Running { progress: Some(5) }),
-            Some("processing") => Ok(Poll::Running { progress: None }),
-            Some("succeeded") => {
-                let url = match v.get("output") {
-                    Some(Value::String(s)) => Some(s.clone()),
-                    Some(Value::Array(a)) => a.first().and_then(Value::as_str).map(str::to_owned),
-                    _ => None,
-                };
-                url.map(|video_url| Poll::Succeeded { video_url })
-                    .ok_or_else(|| ProviderError::transient("replicate succeeded without output"))
-            }
-            Some("failed") => {
-                let message = v.get("error").and_then(Value::as_str).unwrap_or("prediction failed").to_owned();
-                Ok(Poll::Failed(Failure { code: super::classify_message(&message), message }))
-            }
-            Some("canceled") => {
-                Ok(Poll::Failed(Failure::new(TaskErrorCode::ServiceError, "the prediction was cancelled upstream")))
-            }
-            _ => Err(ProviderError::transient("replicate sent an unknown status")),
+        let answer = send(self.api.client.get(url).bearer_auth(self.token.expose())).await?;
+        if !answer.is_success() {
+            return Err(classify(&answer).error(problem(&answer)));
         }
+        let v = answer.json.ok_or_else(|| ProviderError::next_route("replicate sent a prediction that is not JSON"))?;
+        state(&v)
     }
 
     pub async fn cancel(&self, handle: &Handle) -> Result<(), ProviderError> {
         let url = self.api.url(&format!("/v1/predictions/{}/cancel", handle.id));
-        self.api.client.post(url).bearer_auth(self.token.expose()).send().await.map_err(transport_error)?;
+        send(self.api.client.post(url).bearer_auth(self.token.expose())).await?;
         Ok(())
+    }
+
+    /// `GET /v1/account` (replicate-python `accounts.current()`): who the token is.
+    pub async fn check(&self) -> Check {
+        let answer = match send(self.api.client.get(self.api.url("/v1/account")).bearer_auth(self.token.expose())).await
+        {
+            Ok(a) => a,
+            Err(e) => return Check::new(CheckStatus::Unreachable, e.message()),
+        };
+        match answer.status {
+            200..=299 => Check::new(CheckStatus::Ok, format!("account {}", answer.str_at("/username").unwrap_or("?"))),
+            401 => Check::new(CheckStatus::BadCredentials, problem(&answer)),
+            500..=599 => Check::new(CheckStatus::Unreachable, problem(&answer)),
+            _ => Check::new(CheckStatus::Unknown, problem(&answer)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::providers::table_tests::consistent;
+
+    fn answer(status: u16, body: Value) -> Answer {
+        Answer { status, headers: Default::default(), json: Some(body) }
+    }
+
+    #[test]
+    fn every_row_is_consistent() {
+        for (s, v) in STATUSES {
+            assert!(consistent(v), "{s}");
+        }
+        for (c, v) in PREDICTION_CODES {
+            assert!(consistent(v), "{c}");
+        }
+    }
+
+    #[test]
+    fn account_and_model_trouble_moves_on_and_only_an_input_error_is_final() {
+        // replicate-javascript#342.
+        let billing = json!({"title": "Billing required", "detail": "You need to set up billing to run this model. Go to https://replicate.com/account/billing#billing to set it up.", "status": 402});
+        assert_eq!(classify(&answer(402, billing)), Verdict::NextRoute(E::QuotaExceeded));
+        let unauthenticated = json!({"title": "Unauthenticated", "detail": "You did not pass a valid authentication token", "status": 401});
+        assert_eq!(classify(&answer(401, unauthenticated)), Verdict::NextRoute(E::ServiceUnavailable));
+        let forbidden = json!({"title": "Forbidden", "detail": "You do not have permission to perform this action.", "status": 403});
+        assert_eq!(classify(&answer(403, forbidden)), Verdict::NextRoute(E::ServiceUnavailable));
+        let missing = json!({"detail": "The requested resource could not be found.", "status": 404});
+        assert_eq!(classify(&answer(404, missing)), Verdict::NextRoute(E::ResourceNotFound));
+        // A captured "Input validation failed" body.
+        let invalid = json!({"detail": "- input.duration: Must be less than or equal to 15\n", "status": 422,
+            "title": "Input validation failed", "invalid_fields": [{"type": "number_lte", "field": "input.duration",
+            "description": "Must be less than or equal to 15"}]});
+        assert_eq!(classify(&answer(422, invalid)), Verdict::Final(E::InvalidParameters));
+        let detail_only = json!({"detail": "- input: prompt is required\n", "status": 422});
+        assert_eq!(classify(&answer(422, detail_only)), Verdict::Final(E::InvalidParameters));
+        let version = json!({"detail": "Invalid version or not permitted", "status": 422});
+        assert_eq!(classify(&answer(422, version)), Verdict::NextRoute(E::ServiceError));
+        // The rate-limits page's 429 body.
+        let throttled = json!({"detail": "Request was throttled. Your rate limit resets in ~30s."});
+        assert_eq!(classify(&answer(429, throttled)), Verdict::Retry(Pace::Brief, E::ResourceExhausted));
+        assert_eq!(classify(&answer(503, json!({}))), Verdict::Retry(Pace::Brief, E::ServiceUnavailable));
+    }
+
+    #[test]
+    fn a_failed_prediction_is_classified_by_its_code() {
+        assert_eq!(
+            prediction_failure("The input or output was flagged as sensitive (E005)"),
+            Verdict::Final(E::ContentPolicyViolation)
+        );
+        assert_eq!(
+            prediction_failure("Prediction interrupted; please retry (code: PA)"),
+            Verdict::NextRoute(E::ServiceError)
+        );
+        assert_eq!(prediction_failure("E1001: Model out of memory"), Verdict::NextRoute(E::ResourceExhausted));
+        // Words are not codes.
+        assert_eq!(prediction_failure("unsafe, nsfw, policy"), Verdict::NextRoute(E::ServiceError));
+    }
+
+    #[test]
+    fn a_success_without_output_fails_the_attempt() {
+        let v = json!({"id": "x", "status": "succeeded", "output": null});
+        assert!(matches!(state(&v), Ok(Poll::Failed(Failure { code: E::ServiceError, .. }))));
+        let v = json!({"id": "x", "status": "succeeded", "output": ["https://replicate.delivery/x.mp4"]});
+        assert_eq!(state(&v), Ok(Poll::Succeeded { video_url: "https://replicate.delivery/x.mp4".to_owned() }));
+        assert!(state(&json!({"status": 7})).is_err());
     }
 }

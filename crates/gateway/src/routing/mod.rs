@@ -1,8 +1,11 @@
 //! Routing: for each request, the routes that can serve it, healthy providers
 //! first and cheapest first for this request's quality and sound; a circuit
 //! breaker per provider (`breaker`); per-provider poll limits; and stopping a
-//! task's upstream work when the task ends without it. Providers are built by
-//! `providers::build` and handed in by name: routing knows no adapter.
+//! task's upstream work when the task ends without it. A route may name one
+//! upstream model per quality (fal's standard and pro tiers are different
+//! endpoints): it then serves exactly those qualities, each billed at its own
+//! tier. Providers are built by `providers::build` and handed in by name:
+//! routing knows no adapter.
 
 mod breaker;
 
@@ -86,6 +89,9 @@ pub struct Route {
     pub spec: Arc<ModelSpec>,
     pub provider: String,
     pub upstream_model: String,
+    /// Per-quality model ids at the upstream; when not empty, the route serves
+    /// only these qualities.
+    pub upstream_models: HashMap<Quality, String>,
     /// Micro-USD per second for 720p, 720p+sound, 1080p, 1080p+sound, 4k.
     pub cost_micro_usd: [i64; 5],
     pub supports: Supports,
@@ -104,6 +110,15 @@ impl Route {
         }
     }
 
+    /// The upstream model that makes `quality` on this route, if it makes it.
+    pub fn upstream_model_for(&self, quality: Quality) -> Option<&str> {
+        if self.upstream_models.is_empty() {
+            Some(&self.upstream_model)
+        } else {
+            self.upstream_models.get(&quality).map(String::as_str)
+        }
+    }
+
     /// What `seconds` of this request cost us on this route, in micro-USD.
     pub fn cost_for(&self, r: &StoredRequest, seconds: u32) -> i64 {
         let i = match (r.quality, r.sound) {
@@ -117,12 +132,23 @@ impl Route {
     }
 }
 
+/// One configured provider's credential check.
+#[derive(Debug, Clone)]
+pub struct ProviderCheck {
+    pub provider: String,
+    pub kind: &'static str,
+    pub check: providers::Check,
+}
+
 #[derive(Debug)]
 pub struct Routing {
     routes: Vec<Route>,
+    /// Every configured provider by name (`None`: the built-in renderer).
+    upstreams: BTreeMap<String, Option<Arc<Upstream>>>,
     breakers: Breakers,
     polls: HashMap<String, Arc<Semaphore>>,
-    pub max_routes: usize,
+    /// Most upstream visits one task may make (`max_attempts_per_task`).
+    pub max_attempts: usize,
 }
 
 fn micro(usd: f64) -> i64 {
@@ -159,6 +185,7 @@ impl Routing {
                     spec: Arc::new(spec.clone()),
                     provider: "local".to_owned(),
                     upstream_model: "local".to_owned(),
+                    upstream_models: HashMap::new(),
                     cost_micro_usd: [0; 5],
                     supports: Supports::ALL,
                     backend: Backend::Local,
@@ -176,15 +203,42 @@ impl Routing {
                 None if r.provider == "local" => None,
                 None => anyhow::bail!("route for {}: unknown provider {:?}", r.model, r.provider),
             };
-            if upstream.is_some() && r.upstream_model.is_empty() {
-                anyhow::bail!("route {} via {}: upstream_model is required", r.model, r.provider);
-            }
             let kind = upstream.as_ref().map_or("local", |u| u.kind());
+            if let Some(u) = &upstream {
+                let models = std::iter::once(&r.upstream_model).chain(r.upstream_models.values());
+                for m in models.filter(|m| !m.is_empty()) {
+                    u.check_route(m, spec.shape)
+                        .map_err(|e| anyhow::anyhow!("route {} via {}: {e}", r.model, r.provider))?;
+                }
+            }
             if spec.shape == Shape::CustomElement && !matches!(kind, "local" | "kling") {
                 anyhow::bail!(
                     "route kling-custom-element via {}: only the local and kling providers can create elements",
                     r.provider
                 );
+            }
+            let mut upstream_models = HashMap::new();
+            for (quality, id) in &r.upstream_models {
+                let q = Quality::parse(quality).ok_or_else(|| {
+                    anyhow::anyhow!(
+                        "route {} via {}: upstream_models has an unknown quality {quality:?}",
+                        r.model,
+                        r.provider
+                    )
+                })?;
+                if id.is_empty() {
+                    anyhow::bail!("route {} via {}: upstream_models.{quality} is empty", r.model, r.provider);
+                }
+                upstream_models.insert(q, id.clone());
+            }
+            if upstream.is_some() && r.upstream_model.is_empty() && upstream_models.is_empty() {
+                anyhow::bail!("route {} via {}: upstream_model (or upstream_models) is required", r.model, r.provider);
+            }
+            let mut supports = if upstream.is_none() { Supports::ALL } else { Supports::parse(&r.supports)? };
+            if !upstream_models.is_empty() {
+                // The tiers named are the qualities served.
+                supports.p1080 = upstream_models.contains_key(&Quality::P1080);
+                supports.p4k = upstream_models.contains_key(&Quality::P4k);
             }
             let c = r.cost_usd_per_second;
             routes.push(Route {
@@ -193,6 +247,7 @@ impl Routing {
                 spec: Arc::new(spec.clone()),
                 provider: r.provider.clone(),
                 upstream_model: r.upstream_model.clone(),
+                upstream_models,
                 cost_micro_usd: [
                     micro(c.p720),
                     micro(c.p720_sound),
@@ -200,7 +255,7 @@ impl Routing {
                     micro(c.p1080_sound),
                     micro(c.p4k),
                 ],
-                supports: if upstream.is_none() { Supports::ALL } else { Supports::parse(&r.supports)? },
+                supports,
                 backend: upstream.map_or(Backend::Local, Backend::Remote),
             });
         }
@@ -212,9 +267,10 @@ impl Routing {
         let names: Vec<String> = routes.iter().map(|r| r.provider.clone()).collect();
         Ok(Self {
             routes,
+            upstreams,
             breakers: Breakers::new(names, Duration::from_secs(30)),
             polls,
-            max_routes: config.max_routes_per_task.max(1),
+            max_attempts: config.max_attempts_per_task.max(1),
         })
     }
 
@@ -234,6 +290,7 @@ impl Routing {
             .routes
             .iter()
             .filter(|route| route.model == r.model && route.supports.serves(r))
+            .filter(|route| route.upstream_model_for(r.quality).is_some())
             .filter(|route| pinned.is_none_or(|p| route.provider == p))
             .collect();
         let seconds = r.duration.unwrap_or(5);
@@ -242,6 +299,11 @@ impl Routing {
             (open, route.cost_for(r, seconds), route.index)
         });
         list
+    }
+
+    /// Whether the provider's breaker has taken it out right now.
+    pub fn is_open(&self, provider: &str) -> bool {
+        self.breakers.state(provider, Instant::now()) == BreakerState::Open
     }
 
     /// Takes the outcome of a real call into the provider's breaker.
@@ -256,6 +318,19 @@ impl Routing {
     /// The poll slots of a provider.
     pub fn poll_slots(&self, provider: &str) -> Option<Arc<Semaphore>> {
         self.polls.get(provider).cloned()
+    }
+
+    /// Checks every configured provider's credentials at once, with the cheapest
+    /// authenticated call each documents that creates nothing billable.
+    pub async fn check_providers(&self) -> Vec<ProviderCheck> {
+        let checks = self.upstreams.iter().map(|(name, upstream)| async move {
+            let (kind, check) = match upstream {
+                Some(u) => (u.kind(), u.check().await),
+                None => ("local", providers::Check::new(providers::CheckStatus::Ok, "built in: no credentials")),
+            };
+            ProviderCheck { provider: name.clone(), kind, check }
+        });
+        futures_util::future::join_all(checks).await
     }
 
     /// Ends a task's running upstream attempts with `code` and asks their
@@ -279,7 +354,7 @@ impl Routing {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{CostTable, KeyedProviderConfig, ProviderConfig};
+    use crate::config::{CostTable, FalProviderConfig, ProviderConfig};
 
     fn request(quality: Quality, sound: Sound) -> StoredRequest {
         let body = serde_json::json!({"model": "kling-v3-text-to-video", "prompt": "p", "duration": 5,
@@ -293,7 +368,7 @@ mod tests {
     }
 
     fn fal(key_env: &str) -> ProviderConfig {
-        ProviderConfig::Fal(KeyedProviderConfig {
+        ProviderConfig::Fal(FalProviderConfig {
             base_url: Some("http://127.0.0.1:1".to_owned()),
             api_key_env: Some(key_env.to_owned()),
             ..Default::default()
@@ -309,6 +384,7 @@ mod tests {
             model: "kling-v3-text-to-video".to_owned(),
             provider: provider.to_owned(),
             upstream_model: "m".to_owned(),
+            upstream_models: BTreeMap::new(),
             cost_usd_per_second: cost,
             supports: supports.iter().map(|s| (*s).to_owned()).collect(),
         };
@@ -332,6 +408,65 @@ mod tests {
         // Only a supports sound.
         assert_eq!(order(Quality::P720, Sound::On), ["a"]);
         assert_eq!(r.candidates(&request(Quality::P720, Sound::Off), Some("a")).len(), 1);
+    }
+
+    #[test]
+    fn a_tiered_route_sends_each_quality_to_its_own_endpoint_at_its_own_price() {
+        let mut c = Config::default();
+        for name in ["fal", "flat", "pro_only"] {
+            c.providers.insert(name.to_owned(), fal("K"));
+        }
+        let tiers = |pairs: &[(&str, &str)]| pairs.iter().map(|(q, m)| ((*q).to_owned(), (*m).to_owned())).collect();
+        let route = |provider: &str, models: BTreeMap<String, String>, cost: CostTable| RouteConfig {
+            model: "kling-v3-text-to-video".to_owned(),
+            provider: provider.to_owned(),
+            upstream_model: if models.is_empty() { "m".to_owned() } else { String::new() },
+            upstream_models: models,
+            cost_usd_per_second: cost,
+            supports: vec!["sound".to_owned(), "1080p".to_owned()],
+        };
+        // fal's published prices: v3 standard $0.084/$0.126, v3 pro $0.112/$0.168.
+        let fal_cost = CostTable { p720: 0.084, p720_sound: 0.126, p1080: 0.112, p1080_sound: 0.168, p4k: 0.0 };
+        c.routes = vec![
+            route(
+                "fal",
+                tiers(&[
+                    ("720p", "fal-ai/kling-video/v3/standard/text-to-video"),
+                    ("1080p", "fal-ai/kling-video/v3/pro/text-to-video"),
+                ]),
+                fal_cost,
+            ),
+            route(
+                "flat",
+                BTreeMap::new(),
+                CostTable { p720: 0.09, p720_sound: 0.13, p1080: 0.1, p1080_sound: 0.15, p4k: 0.0 },
+            ),
+            route(
+                "pro_only",
+                tiers(&[("1080p", "fal-ai/kling-video/v3/pro/text-to-video")]),
+                CostTable { p1080: 0.01, ..fal_cost },
+            ),
+        ];
+        let r = Routing::new(&c, &catalog(), build_providers(&c, &|_| Some("key".to_owned())).unwrap()).unwrap();
+        let order = |q| {
+            r.candidates(&request(q, Sound::Off), None)
+                .iter()
+                .map(|x| (x.provider.clone(), x.upstream_model_for(q).unwrap_or("-").to_owned()))
+                .collect::<Vec<_>>()
+        };
+        let p720 = order(Quality::P720);
+        assert_eq!(p720.len(), 2, "a pro-only route never serves 720p: {p720:?}");
+        assert_eq!(p720[0], ("fal".to_owned(), "fal-ai/kling-video/v3/standard/text-to-video".to_owned()));
+        let p1080 = order(Quality::P1080);
+        assert_eq!(p1080.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), ["pro_only", "flat", "fal"]);
+        assert_eq!(p1080[2].1, "fal-ai/kling-video/v3/pro/text-to-video");
+        // Billed at the tier it ran on.
+        let fal_route = r.candidates(&request(Quality::P720, Sound::Off), None)[0];
+        assert_eq!(fal_route.cost_for(&request(Quality::P720, Sound::Off), 5), 5 * 84_000);
+        let bad = RouteConfig { upstream_models: tiers(&[("2k", "x")]), ..c.routes[0].clone() };
+        c.routes = vec![bad];
+        let e = Routing::new(&c, &catalog(), build_providers(&c, &|_| Some("key".to_owned())).unwrap()).err();
+        assert!(e.is_some_and(|e| e.to_string().contains("2k")));
     }
 
     #[test]
@@ -377,7 +512,17 @@ mod tests {
         assert_eq!(config.providers.len(), 5);
         let upstreams = build_providers(&config, &|_| Some("s3cr3t-value".to_owned())).unwrap();
         let routing = Routing::new(&config, &catalog(), upstreams).unwrap();
-        assert_eq!(routing.routes.len(), 6);
+        assert_eq!(routing.routes.len(), 17);
+        // 720p image-to-video never goes to fal's pro tier.
+        let fal = routing.routes.iter().find(|r| r.provider == "fal" && r.model == "kling-v3-image-to-video");
+        let tiers = fal.map(|r| (r.upstream_model_for(Quality::P720), r.upstream_model_for(Quality::P1080)));
+        assert_eq!(
+            tiers,
+            Some((
+                Some("fal-ai/kling-video/v3/standard/image-to-video"),
+                Some("fal-ai/kling-video/v3/pro/image-to-video")
+            ))
+        );
         // The secrets never show in what an admin or a log sees.
         assert!(!format!("{routing:?}").contains("s3cr3t-value"));
     }

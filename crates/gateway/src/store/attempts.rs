@@ -17,6 +17,9 @@ super::text_enum! {
         Failed = "failed",
         /// Never accepted: the submit itself failed.
         Error = "error",
+        /// Accepted, then given up on while its provider stopped answering: it may
+        /// still run (and be billed) there, so its cost counts.
+        Abandoned = "abandoned",
     }
 }
 
@@ -39,13 +42,27 @@ pub struct UpstreamAttempt {
     pub cost_micro_usd: i64,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+    /// On a refused submit worth a retry on the same route: its pace
+    /// (`throttled` or `brief`); else `None`.
+    pub retry: Option<String>,
 }
 
 /// How a running attempt ended.
 #[derive(Debug, Clone)]
 pub enum AttemptEnd {
-    Succeeded { cost_micro_usd: i64 },
-    Failed { code: TaskErrorCode, message: String },
+    Succeeded {
+        cost_micro_usd: i64,
+    },
+    Failed {
+        code: TaskErrorCode,
+        message: String,
+    },
+    /// Given up on while it may still run upstream; what it may cost us.
+    Abandoned {
+        code: TaskErrorCode,
+        message: String,
+        cost_micro_usd: i64,
+    },
 }
 
 /// Revenue against upstream cost for one model and provider.
@@ -59,7 +76,7 @@ pub struct MarginRow {
 }
 
 const COLUMNS: &str = "id, task_id, seq, route_index, provider, upstream_model, upstream_id, handle, status, \
-    error_code, error_message, polls, cost_micro_usd, created_at, finished_at";
+    error_code, error_message, polls, cost_micro_usd, created_at, finished_at, retry";
 
 impl Store {
     #[tracing::instrument(skip_all)]
@@ -72,8 +89,8 @@ impl Store {
     pub async fn insert_upstream_attempt(&self, a: &UpstreamAttempt) -> Result<()> {
         sqlx::query(
             "INSERT INTO task_attempts (id, task_id, seq, route_index, provider, upstream_model, upstream_id, \
-             handle, status, error_code, error_message, polls, cost_micro_usd, created_at, finished_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)",
+             handle, status, error_code, error_message, polls, cost_micro_usd, created_at, finished_at, retry) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)",
         )
         .bind(&a.id)
         .bind(&a.task_id)
@@ -90,6 +107,7 @@ impl Store {
         .bind(a.cost_micro_usd)
         .bind(a.created_at)
         .bind(a.finished_at)
+        .bind(&a.retry)
         .execute(&self.write)
         .await?;
         Ok(())
@@ -102,6 +120,9 @@ impl Store {
             AttemptEnd::Succeeded { cost_micro_usd } => (AttemptStatus::Succeeded, None, None, *cost_micro_usd),
             AttemptEnd::Failed { code, message } => {
                 (AttemptStatus::Failed, Some(code.as_str()), Some(message.as_str()), 0)
+            }
+            AttemptEnd::Abandoned { code, message, cost_micro_usd } => {
+                (AttemptStatus::Abandoned, Some(code.as_str()), Some(message.as_str()), *cost_micro_usd)
             }
         };
         sqlx::query(

@@ -59,6 +59,23 @@ impl Store {
         Ok(done.rows_affected() == 1)
     }
 
+    /// Hands a task back to be claimed again no sooner than `not_before` (ms): the
+    /// lease's end is when a task may next be claimed, so a retry waits in the
+    /// queue, not in a worker.
+    #[tracing::instrument(skip_all)]
+    pub async fn defer_task(&self, id: &TaskId, owner: &LeaseOwner, not_before: i64) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE tasks SET lease_owner = NULL, lease_until = $1 WHERE id = $2 AND lease_owner = $3 \
+             AND status = 'processing'",
+        )
+        .bind(not_before)
+        .bind(id)
+        .bind(owner)
+        .execute(&self.write)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
     /// Hands a task's lease from a worker to this process's upstream poller.
     #[tracing::instrument(skip_all)]
     pub async fn transfer_lease(

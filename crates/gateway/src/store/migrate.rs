@@ -11,6 +11,7 @@ const SQLITE: &[(&str, &str)] = &[
     ("0003_routing", include_str!("../../migrations/sqlite/0003_routing.sql")),
     ("0004_open_tasks_by_key", include_str!("../../migrations/sqlite/0004_open_tasks_by_key.sql")),
     ("0010_accounts", include_str!("../../migrations/sqlite/0010_accounts.sql")),
+    ("0020_attempt_retry", include_str!("../../migrations/sqlite/0020_attempt_retry.sql")),
 ];
 const POSTGRES: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -18,6 +19,7 @@ const POSTGRES: &[(&str, &str)] = &[
     ("0003_routing", include_str!("../../migrations/postgres/0003_routing.sql")),
     ("0004_open_tasks_by_key", include_str!("../../migrations/postgres/0004_open_tasks_by_key.sql")),
     ("0010_accounts", include_str!("../../migrations/postgres/0010_accounts.sql")),
+    ("0020_attempt_retry", include_str!("../../migrations/postgres/0020_attempt_retry.sql")),
 ];
 
 impl Store {

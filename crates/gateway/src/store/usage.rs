@@ -141,7 +141,7 @@ impl Store {
         Ok(sqlx::query_as(
             "SELECT provider, CAST(COUNT(*) AS BIGINT) AS attempts, \
              CAST(SUM(CASE WHEN status = 'succeeded' THEN 1 ELSE 0 END) AS BIGINT) AS succeeded, \
-             CAST(SUM(CASE WHEN status IN ('failed', 'error') THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
+             CAST(SUM(CASE WHEN status IN ('failed', 'error', 'abandoned') THEN 1 ELSE 0 END) AS BIGINT) AS failed, \
              CAST(AVG(CASE WHEN status = 'succeeded' THEN finished_at - created_at END) AS BIGINT) AS mean_ms, \
              CAST(MAX(CASE WHEN status = 'succeeded' THEN finished_at - created_at END) AS BIGINT) AS max_ms \
              FROM task_attempts WHERE created_at >= $1 GROUP BY provider ORDER BY provider",
