@@ -216,11 +216,17 @@ both_backends!(a_callback_committed_before_a_crash_arrives_once_after_restart, |
     })
     .await;
     assert!(arrived, "the callback was lost in the crash");
-    // Exactly once: it was acknowledged, so nothing more comes.
-    let (_, cbs) =
+    // Exactly once: it was acknowledged, so nothing more comes. The attempt is
+    // recorded after the receiver answered: wait for the record.
+    let callbacks = || async {
         split(client.get(format!("{}/v1/tasks/{id}/callbacks", second.url)).bearer_auth(&key).send().await.unwrap())
-            .await;
-    assert_eq!(cbs["data"][0]["status"], "delivered", "{cbs}");
+            .await
+            .1
+    };
+    let recorded =
+        crate::helpers::eventually(30, || async { callbacks().await["data"][0]["status"] == "delivered" }).await;
+    let cbs = callbacks().await;
+    assert!(recorded, "the delivery was not recorded: {cbs}");
     assert_eq!(cbs["data"][0]["attempts"].as_array().unwrap().len(), 1);
     assert_eq!(rx.count(), 1);
     let body: serde_json::Value = serde_json::from_slice(&rx.all()[0].body).unwrap();
