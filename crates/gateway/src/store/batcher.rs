@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 
-use super::tasks::{CreateOutcome, Idempotency, NewTask, create_steps};
+use super::tasks::{CreateOutcome, Idempotency, NewTask, create_steps, insert_created};
 use super::{Result, Store, StoreError};
 
 /// One create waiting for the group-commit writer.
@@ -46,6 +46,13 @@ async fn run(store: Store, mut rx: tokio::sync::mpsc::Receiver<CreateJob>) {
             for job in &batch {
                 outcomes.push(create_steps(&mut tx, &job.task, job.idem.as_ref(), &job.response).await?);
             }
+            let created: Vec<&NewTask> = batch
+                .iter()
+                .zip(&outcomes)
+                .filter(|(_, o)| matches!(o, CreateOutcome::Created))
+                .map(|(job, _)| &job.task)
+                .collect();
+            insert_created(&mut tx, &created).await?;
             tx.commit().await?;
             Ok::<_, StoreError>(outcomes)
         }
@@ -67,15 +74,32 @@ async fn run(store: Store, mut rx: tokio::sync::mpsc::Receiver<CreateJob>) {
     }
 }
 
-/// Copies the SQLite write-ahead log back into the database twice a second, on a
-/// reader connection, without blocking the writer (PASSIVE); ends with the pool.
-pub(super) async fn run_checkpointer(pool: AnyPool) {
+/// How often the reader-side checkpoint copies the log back into the database.
+const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
+/// Every this many reader-side checkpoints, one runs on the writer's connection.
+const WRITER_CHECKPOINT_EVERY: u32 = 4;
+
+/// Keeps the SQLite write-ahead log small under sustained writes; ends with the pools.
+///
+/// A checkpoint on a reader connection (PASSIVE) copies the log back into the
+/// database beside the writer without blocking it, but under a steady stream of
+/// commits it never catches up: the writer appends frames while it copies, so the
+/// log is never wholly copied and SQLite never starts it again from the top: it
+/// grew to ten times the database in a minute of creates. So once a second the
+/// last stretch is copied on the writer's own connection, between two commits,
+/// where nothing is appended meanwhile: that copy is short (the reader-side one
+/// did the bulk), it leaves the log wholly copied, and the next commit restarts
+/// the log from its beginning, truncating the file to `journal_size_limit`.
+pub(super) async fn run_checkpointer(read: AnyPool, write: AnyPool) {
+    let mut round = 0u32;
     loop {
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        if pool.is_closed() {
+        tokio::time::sleep(CHECKPOINT_EVERY).await;
+        if read.is_closed() || write.is_closed() {
             return;
         }
-        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(&pool).await {
+        round = round.wrapping_add(1);
+        let pool = if round.is_multiple_of(WRITER_CHECKPOINT_EVERY) { &write } else { &read };
+        if let Err(e) = sqlx::query("PRAGMA wal_checkpoint(PASSIVE)").fetch_all(pool).await {
             if matches!(e, sqlx::Error::PoolClosed) {
                 return;
             }

@@ -161,14 +161,16 @@ impl Store {
                         sqlite_pragmas(conn, meta).await?;
                         // Checkpoints run beside the writer (`batcher`), not inside
                         // one of its commits, where they stall every create behind.
-                        conn.execute("PRAGMA wal_autocheckpoint = 0;").await?;
+                        // When the log starts again from the top, its file is cut
+                        // back to this size (bytes), so it cannot stay large.
+                        conn.execute("PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 16777216;").await?;
                         Ok(())
                     })
                 })
                 .connect(&url)
                 .await?;
             let read = AnyPoolOptions::new().max_connections(4).after_connect(sqlite_pragmas).connect(&url).await?;
-            tokio::spawn(batcher::run_checkpointer(read.clone()));
+            tokio::spawn(batcher::run_checkpointer(read.clone(), write.clone()));
             let mut store = Self { write, read, backend: Backend::Sqlite, batcher: None };
             store.batcher = Some(batcher::spawn(store.clone()));
             Ok(store)
