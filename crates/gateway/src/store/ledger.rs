@@ -44,6 +44,8 @@ struct KeyState {
     period_start: i64,
     period_spent: i64,
     rate_window: Option<String>,
+    /// The key's tasks pending or processing, this one included.
+    open_tasks: i64,
 }
 
 /// The counters a hold that passes writes back to the key.
@@ -53,8 +55,10 @@ struct Admitted {
 }
 
 /// Moves `amount` from the account's balance to held and counts it against the
-/// key's limits (`rpm`, `max_concurrent`, its budget). The account row is
-/// locked first and the key row second, the order a settlement takes them in
+/// key's limits (`rpm`, `max_concurrent`, its budget). The `hold` ledger entry
+/// is the caller's to write, in the same transaction (`tasks::insert_created`
+/// writes the entries of a whole batch of creates in one statement). The
+/// account row is locked first and the key row second, the order a settlement takes them in
 /// (the other order deadlocks against finishing tasks on PostgreSQL); holding
 /// the account's lock, concurrent creates of its keys, on any replica, are
 /// checked one after another and each check reads what the ones before
@@ -64,7 +68,6 @@ pub(super) async fn hold(
     tx: &mut AnyConnection,
     account_id: &AccountId,
     key_id: &KeyId,
-    task_id: &TaskId,
     amount: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
@@ -92,8 +95,10 @@ pub(super) async fn hold(
         }));
     }
     let key: Option<KeyState> = sqlx::query_as(
-        "UPDATE api_keys SET spent = spent + $1 WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
-         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window",
+        "UPDATE api_keys SET spent = spent + $1, open_tasks = open_tasks + 1 \
+         WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window, \
+         open_tasks",
     )
     .bind(amount)
     .bind(key_id)
@@ -129,13 +134,6 @@ pub(super) async fn hold(
         .execute(&mut *tx)
         .await?;
     }
-    sqlx::query("INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES ($1, $2, 'hold', $3, $4)")
-        .bind(account_id)
-        .bind(task_id)
-        .bind(amount)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
     Ok(Ok(()))
 }
 
@@ -151,7 +149,7 @@ async fn unhold(tx: &mut AnyConnection, account_id: &AccountId, amount: i64) -> 
 
 /// Takes back the count of a hold that was refused.
 async fn uncount(tx: &mut AnyConnection, key_id: &KeyId, amount: i64) -> Result<()> {
-    sqlx::query("UPDATE api_keys SET spent = spent - $1 WHERE id = $2")
+    sqlx::query("UPDATE api_keys SET spent = spent - $1, open_tasks = open_tasks - 1 WHERE id = $2")
         .bind(amount)
         .bind(key_id)
         .execute(&mut *tx)
@@ -175,14 +173,8 @@ async fn admit(
         },
     };
     if let Some(limit) = key.max_concurrent {
-        let open: i64 = sqlx::query(
-            "SELECT CAST(COUNT(*) AS BIGINT) AS n FROM tasks WHERE key_id = $1 AND status IN ('pending', 'processing')",
-        )
-        .bind(key_id)
-        .fetch_one(&mut *tx)
-        .await?
-        .try_get("n")?;
-        if open >= limit {
+        // The counter already counts this create: refused when the others fill it.
+        if key.open_tasks > limit {
             // The soonest a running task is expected to end, within a minute.
             let due: Option<i64> = sqlx::query(
                 "SELECT MIN(created_at + estimated_time * 1000) AS due FROM tasks \
@@ -246,19 +238,19 @@ pub(super) async fn settle(tx: &mut AnyConnection, task: &TaskRow, now: i64) -> 
         .bind(&task.account_id)
         .execute(&mut *tx)
         .await?;
-    if refund > 0 {
-        // What goes back leaves the key's budget too: its lifetime count, and
-        // its period count when the task was held in the period still counted.
-        sqlx::query(
-            "UPDATE api_keys SET spent = spent - $1, period_spent = CASE WHEN period_start > $2 THEN period_spent \
-             WHEN period_spent > $1 THEN period_spent - $1 ELSE 0 END WHERE id = $3",
-        )
-        .bind(refund)
-        .bind(task.created_at)
-        .bind(&task.key_id)
-        .execute(&mut *tx)
-        .await?;
-    }
+    // The task is no longer open for its key; what goes back leaves the key's
+    // budget too: its lifetime count, and its period count when the task was
+    // held in the period still counted.
+    sqlx::query(
+        "UPDATE api_keys SET open_tasks = open_tasks - 1, spent = spent - $1, period_spent = CASE \
+         WHEN period_start > $2 THEN period_spent WHEN period_spent > $1 THEN period_spent - $1 ELSE 0 END \
+         WHERE id = $3",
+    )
+    .bind(refund)
+    .bind(task.created_at)
+    .bind(&task.key_id)
+    .execute(&mut *tx)
+    .await?;
     Ok(())
 }
 

@@ -12,6 +12,7 @@ const SQLITE: &[(&str, &str)] = &[
     ("0004_open_tasks_by_key", include_str!("../../migrations/sqlite/0004_open_tasks_by_key.sql")),
     ("0010_accounts", include_str!("../../migrations/sqlite/0010_accounts.sql")),
     ("0020_attempt_retry", include_str!("../../migrations/sqlite/0020_attempt_retry.sql")),
+    ("0030_key_open_tasks", include_str!("../../migrations/sqlite/0030_key_open_tasks.sql")),
 ];
 const POSTGRES: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -20,6 +21,7 @@ const POSTGRES: &[(&str, &str)] = &[
     ("0004_open_tasks_by_key", include_str!("../../migrations/postgres/0004_open_tasks_by_key.sql")),
     ("0010_accounts", include_str!("../../migrations/postgres/0010_accounts.sql")),
     ("0020_attempt_retry", include_str!("../../migrations/postgres/0020_attempt_retry.sql")),
+    ("0030_key_open_tasks", include_str!("../../migrations/postgres/0030_key_open_tasks.sql")),
 ];
 
 impl Store {

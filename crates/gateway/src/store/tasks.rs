@@ -204,6 +204,9 @@ impl Store {
     ) -> Result<CreateOutcome> {
         let mut tx = self.write.begin().await?;
         let outcome = create_steps(&mut tx, task, idem, response).await?;
+        if matches!(outcome, CreateOutcome::Created) {
+            insert_created(&mut tx, &[task]).await?;
+        }
         tx.commit().await?;
         Ok(outcome)
     }
@@ -443,9 +446,10 @@ impl Store {
     }
 }
 
-/// The statements of one create, inside a transaction the caller owns. A create
-/// that is refused undoes its own changes (so several creates can share one
-/// transaction), leaving the transaction as it found it.
+/// The checks and holds of one create, inside a transaction the caller owns; a
+/// `Created` outcome obliges the caller to `insert_created` the task in that
+/// transaction. A create that is refused undoes its own changes (so several
+/// creates can share one transaction), leaving the transaction as it found it.
 pub(super) async fn create_steps(
     tx: &mut AnyConnection,
     task: &NewTask,
@@ -487,33 +491,79 @@ pub(super) async fn create_steps(
         }
     }
     if let Err(refusal) =
-        ledger::hold(tx, &task.account_id, &task.key_id, &task.id, task.credits_reserved, task.created_at).await?
+        ledger::hold(tx, &task.account_id, &task.key_id, task.credits_reserved, task.created_at).await?
     {
         forget_idempotency(tx, task, idem).await?;
         return Ok(CreateOutcome::Refused(refusal));
     }
-    sqlx::query(
-        "INSERT INTO tasks (id, account_id, key_id, model, status, progress, request, \
-         credits_reserved, video_duration, estimated_time, callback_url, attempts, deadline_at, \
-         created_at, created_us, updated_at, user_group) \
-         VALUES ($1, $2, $3, $4, 'pending', 0, $5, $6, $7, $8, $9, 0, $10, $11, $12, $11, $13)",
-    )
-    .bind(&task.id)
-    .bind(&task.account_id)
-    .bind(&task.key_id)
-    .bind(&task.model)
-    .bind(&task.request_json)
-    .bind(task.credits_reserved)
-    .bind(task.video_duration)
-    .bind(task.estimated_time)
-    .bind(&task.callback_url)
-    .bind(task.deadline_at)
-    .bind(task.created_at)
-    .bind(task.created_us)
-    .bind(&task.user_group)
-    .execute(&mut *tx)
-    .await?;
     Ok(CreateOutcome::Created)
+}
+
+/// Writes the rows of creates that `create_steps` admitted, in the same
+/// transaction: each task, pending, and its `hold` ledger entry. Two statements
+/// for a whole batch: SQLite's one writer runs one statement at a time, so rows
+/// per statement is what makes a busy create path fast.
+pub(super) async fn insert_created(tx: &mut AnyConnection, tasks: &[&NewTask]) -> Result<()> {
+    // 13 bound values a task, far within SQLite's 32766 per statement.
+    for chunk in tasks.chunks(128) {
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|i| {
+                let p = |n: usize| format!("${}", i * 13 + n);
+                format!(
+                    "({}, {}, {}, {}, 'pending', 0, {}, {}, {}, {}, {}, 0, {}, {}, {}, {}, {})",
+                    p(1),
+                    p(2),
+                    p(3),
+                    p(4),
+                    p(5),
+                    p(6),
+                    p(7),
+                    p(8),
+                    p(9),
+                    p(10),
+                    p(11),
+                    p(12),
+                    p(11),
+                    p(13)
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO tasks (id, account_id, key_id, model, status, progress, request, credits_reserved, \
+             video_duration, estimated_time, callback_url, attempts, deadline_at, created_at, created_us, \
+             updated_at, user_group) VALUES {}",
+            rows.join(", ")
+        );
+        let mut insert = sqlx::query(&sql);
+        for task in chunk {
+            insert = insert
+                .bind(&task.id)
+                .bind(&task.account_id)
+                .bind(&task.key_id)
+                .bind(&task.model)
+                .bind(&task.request_json)
+                .bind(task.credits_reserved)
+                .bind(task.video_duration)
+                .bind(task.estimated_time)
+                .bind(&task.callback_url)
+                .bind(task.deadline_at)
+                .bind(task.created_at)
+                .bind(task.created_us)
+                .bind(&task.user_group);
+        }
+        insert.execute(&mut *tx).await?;
+        let entries: Vec<String> = (0..chunk.len())
+            .map(|i| format!("(${}, ${}, 'hold', ${}, ${})", i * 4 + 1, i * 4 + 2, i * 4 + 3, i * 4 + 4))
+            .collect();
+        let sql =
+            format!("INSERT INTO ledger (account_id, task_id, kind, amount, created_at) VALUES {}", entries.join(", "));
+        let mut insert = sqlx::query(&sql);
+        for task in chunk {
+            insert = insert.bind(&task.account_id).bind(&task.id).bind(task.credits_reserved).bind(task.created_at);
+        }
+        insert.execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
 async fn forget_idempotency(tx: &mut AnyConnection, task: &NewTask, idem: Option<&Idempotency>) -> Result<()> {

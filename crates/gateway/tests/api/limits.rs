@@ -287,7 +287,12 @@ async fn migrate_old_database(url: &str) {
         "INSERT INTO accounts (id, name, balance, held, used, created_at) VALUES ('acct-old', 'old', 0, 0, 0, 1); \
          INSERT INTO api_keys (id, account_id, key_hash, prefix, name, credit_cap, spent, allowed_models, created_at) \
          VALUES ('key-first', 'acct-old', 'h1', 'p', 'default', NULL, 0, NULL, 1), \
-         ('key-capped', 'acct-old', 'h2', 'p', 'capped', 300000, 120000, NULL, 2)",
+         ('key-capped', 'acct-old', 'h2', 'p', 'capped', 300000, 120000, NULL, 2); \
+         INSERT INTO tasks (id, account_id, key_id, model, status, request, credits_reserved, video_duration, \
+         estimated_time, deadline_at, created_at, created_us, updated_at) VALUES \
+         ('task-unified-1-aaaaaaaa', 'acct-old', 'key-capped', 'm', 'pending', '{}', 1, 5, 60, 9, 1, 1, 1), \
+         ('task-unified-1-bbbbbbbb', 'acct-old', 'key-capped', 'm', 'processing', '{}', 1, 5, 60, 9, 1, 2, 1), \
+         ('task-unified-1-cccccccc', 'acct-old', 'key-capped', 'm', 'completed', '{}', 1, 5, 60, 9, 1, 3, 1)",
     )
     .await
     .unwrap();
@@ -305,6 +310,12 @@ async fn migrate_old_database(url: &str) {
     assert_eq!(first.budget(), None);
     assert!(first.manages_keys(), "the first key of an account manages its keys");
     store.close().await;
+    // The open-task counter that `max_concurrent` reads starts from the open tasks.
+    let mut conn = sqlx::AnyConnection::connect(url).await.unwrap();
+    let open: Vec<(String, i64)> =
+        sqlx::query_as("SELECT id, open_tasks FROM api_keys ORDER BY id").fetch_all(&mut conn).await.unwrap();
+    assert_eq!(open, [("key-capped".to_owned(), 2), ("key-first".to_owned(), 0)]);
+    conn.close().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
