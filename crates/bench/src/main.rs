@@ -17,6 +17,7 @@ use http_body_util::{BodyExt, Full};
 use hyper::{Method, Request, Response};
 use hyper_util::rt::TokioIo;
 
+mod api;
 mod soak;
 
 struct Args {
@@ -35,6 +36,14 @@ struct Args {
     /// once with a provider down (`soak.rs`).
     soak: usize,
     soak_runs: usize,
+    /// PostgreSQL server to bench on instead of SQLite: a fresh database is made
+    /// on it for the run and dropped after (`postgres://127.0.0.1:5432/test`).
+    database_url: Option<String>,
+    /// Tasks stored before the measured phases (a database in use, not empty).
+    seed: usize,
+    /// With S > 0: after the phases, S seconds of creates while the SQLite
+    /// write-ahead log's size is sampled every second.
+    sustain_secs: f64,
 }
 
 fn parse_args() -> Result<(Args, bool), String> {
@@ -50,6 +59,9 @@ fn parse_args() -> Result<(Args, bool), String> {
         e2e: 0,
         soak: 0,
         soak_runs: 3,
+        database_url: std::env::var("VIDGATE_DATABASE_URL").ok().filter(|u| !u.is_empty()),
+        seed: 0,
+        sustain_secs: 0.0,
     };
     let mut ceiling = false;
     while let Some(a) = it.next() {
@@ -63,6 +75,9 @@ fn parse_args() -> Result<(Args, bool), String> {
             "--e2e" => args.e2e = it.next().and_then(|v| v.parse().ok()).ok_or("--e2e N")?,
             "--soak" => args.soak = it.next().and_then(|v| v.parse().ok()).ok_or("--soak N")?,
             "--soak-runs" => args.soak_runs = it.next().and_then(|v| v.parse().ok()).ok_or("--soak-runs N")?,
+            "--database-url" => args.database_url = Some(it.next().ok_or("--database-url URL")?),
+            "--seed" => args.seed = it.next().and_then(|v| v.parse().ok()).ok_or("--seed N")?,
+            "--sustain" => args.sustain_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--sustain S")?,
             "--steady-secs" => args.steady_secs = it.next().and_then(|v| v.parse().ok()).ok_or("--steady-secs S")?,
             other => return Err(format!("unknown argument {other}")),
         }
@@ -86,17 +101,37 @@ async fn run_ceiling() -> std::io::Result<()> {
 }
 
 struct Phase {
-    name: &'static str,
+    name: String,
     requests: usize,
     errors: usize,
     secs: f64,
     latencies_us: Vec<u64>,
     bodies: Vec<Bytes>,
+    /// Latencies and kept bodies of each connection, by connection number.
+    per_conn: Vec<(Vec<u64>, Vec<Bytes>)>,
 }
+
+/// Requests answered successfully so far by every `drive` (read by samplers).
+static ANSWERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 impl Phase {
     fn rps(&self) -> f64 {
         self.requests as f64 / self.secs
+    }
+    /// The part of the phase driven by the connections `pick` selects.
+    fn part(&self, name: &str, pick: impl Fn(usize) -> bool) -> Phase {
+        let mut lat: Vec<u64> =
+            self.per_conn.iter().enumerate().filter(|(c, _)| pick(*c)).flat_map(|(_, (l, _))| l.clone()).collect();
+        lat.sort_unstable();
+        Phase {
+            name: name.to_owned(),
+            requests: lat.len(),
+            errors: 0,
+            secs: self.secs,
+            latencies_us: lat,
+            bodies: Vec::new(),
+            per_conn: Vec::new(),
+        }
     }
     fn pct(&self, p: f64) -> f64 {
         if self.latencies_us.is_empty() {
@@ -110,7 +145,7 @@ impl Phase {
 /// Drives `make(i)` requests over `connections` keep-alive connections for `secs`
 /// (after a 1 s warm-up that is not counted).
 async fn drive(
-    name: &'static str,
+    name: &str,
     port: u16,
     connections: usize,
     secs: f64,
@@ -140,6 +175,9 @@ async fn drive(
                 let ok = resp.status().is_success();
                 let body = resp.into_body().collect().await?.to_bytes();
                 let t1 = Instant::now();
+                if ok {
+                    ANSWERED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
                 if t0 >= start {
                     lat.push((t1 - t0).as_micros() as u64);
                     if !ok {
@@ -154,13 +192,22 @@ async fn drive(
             Ok::<_, Box<dyn std::error::Error + Send + Sync>>((lat, errors, bodies))
         }));
     }
-    let mut phase = Phase { name, requests: 0, errors: 0, secs, latencies_us: Vec::new(), bodies: Vec::new() };
+    let mut phase = Phase {
+        name: name.to_owned(),
+        requests: 0,
+        errors: 0,
+        secs,
+        latencies_us: Vec::new(),
+        bodies: Vec::new(),
+        per_conn: Vec::new(),
+    };
     for h in handles {
         let (lat, errors, bodies) = h.await??;
         phase.requests += lat.len();
         phase.errors += errors;
-        phase.latencies_us.extend(lat);
-        phase.bodies.extend(bodies);
+        phase.latencies_us.extend(lat.iter().copied());
+        phase.bodies.extend(bodies.iter().cloned());
+        phase.per_conn.push((lat, bodies));
     }
     phase.latencies_us.sort_unstable();
     Ok(phase)
@@ -207,94 +254,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     if args.soak > 0 {
         return soak::soak(&args, args.soak, args.soak_runs).await;
     }
-    let exe = std::env::current_exe()?;
-    let mut ceiling_child = Kill(Command::new(&exe).arg("ceiling").stdout(Stdio::piped()).spawn()?, None);
-    let mut ceiling_port = 0u16;
-    read_until(&mut ceiling_child.0, |l| {
-        ceiling_port = l.strip_prefix("port ").and_then(|p| p.trim().parse().ok()).unwrap_or(0);
-        ceiling_port != 0
-    })?;
-
-    let (server, port, key) = start_vidgate_with(
-        &args,
-        "api",
-        &[],
-        &[("VIDGATE_WORKERS", "0".to_owned()), ("VIDGATE_SIGNUP_CREDITS", "100000000".to_owned())],
-    )?;
-    println!(
-        "vidgate-bench: {} connections, {} s per phase after 1 s warm-up; vidgate on SQLite with workers paused \
-         (VIDGATE_WORKERS=0), so no rendering competes with the API",
-        args.connections, args.seconds
-    );
-
-    let ceiling = drive("ceiling (bare hyper)", ceiling_port, args.connections, args.seconds, false, |_| {
-        Request::builder().uri("/").header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap_or_default()
-    })
-    .await?;
-    drop(ceiling_child);
-
-    let auth = format!("Bearer {key}");
-    let body = Bytes::from_static(br#"{"model":"kling-v3-text-to-video","prompt":"bench","duration":3}"#);
-    let create = {
-        let auth = auth.clone();
-        drive("create  POST /v1/videos/generations", port, args.connections, args.seconds, true, move |_| {
-            Request::builder()
-                .method(Method::POST)
-                .uri("/v1/videos/generations")
-                .header("host", "127.0.0.1")
-                .header("authorization", &auth)
-                .header("content-type", "application/json")
-                .body(Full::new(body.clone()))
-                .unwrap_or_default()
-        })
-        .await?
-    };
-    let ids: Vec<String> = create
-        .bodies
-        .iter()
-        .filter_map(|b| serde_json::from_slice::<serde_json::Value>(b).ok())
-        .filter_map(|v| v["id"].as_str().map(str::to_owned))
-        .collect();
-    if ids.is_empty() {
-        return Err("no task was created".into());
-    }
-    let poll = {
-        let auth = auth.clone();
-        let ids = std::sync::Arc::new(ids);
-        drive("poll    GET /v1/tasks/{id}", port, args.connections, args.seconds, false, move |i| {
-            Request::builder()
-                .uri(format!("/v1/tasks/{}", ids[i % ids.len()]))
-                .header("host", "127.0.0.1")
-                .header("authorization", &auth)
-                .body(Full::new(Bytes::new()))
-                .unwrap_or_default()
-        })
-        .await?
-    };
-    drop(server);
-
-    println!("{:<40} {:>10} {:>12} {:>9} {:>9} {:>7}", "phase", "requests", "req/s", "p50 ms", "p99 ms", "errors");
-    for p in [&ceiling, &create, &poll] {
-        println!(
-            "{:<40} {:>10} {:>12.0} {:>9.2} {:>9.2} {:>7}",
-            p.name,
-            p.requests,
-            p.rps(),
-            p.pct(0.50),
-            p.pct(0.99),
-            p.errors
-        );
-    }
-    let ratio = poll.rps() / ceiling.rps() * 100.0;
-    let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
-    println!("polling = {ratio:.1}% of the ceiling (target >= 40%): {}", verdict(ratio >= 40.0));
-    println!(
-        "create = {:.0} req/s, p99 {:.2} ms (target >= 3000 req/s, p99 < 20 ms): {}",
-        create.rps(),
-        create.pct(0.99),
-        verdict(create.rps() >= 3000.0 && create.pct(0.99) < 20.0)
-    );
-    Ok(())
+    api::run(&args).await
 }
 
 /// Starts `vidgate serve` with `flags`, `env` and a fresh data folder (removed
@@ -307,9 +267,29 @@ fn start_vidgate_with(
 ) -> Result<(Kill, u16, String), String> {
     let data = std::env::temp_dir().join(format!("vidgate-bench-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&data);
+    let (mut child, port, keys) = start_vidgate_in(args, &data, flags, env)?;
+    child.1 = Some(data);
+    Ok((child, port, keys.api))
+}
+
+/// The keys a first start prints (none on a later start of the same database).
+#[derive(Default)]
+struct Keys {
+    admin: String,
+    api: String,
+}
+
+/// Starts `vidgate serve` on the data folder `data` (kept); returns it, its port
+/// and the keys it printed.
+fn start_vidgate_in(
+    args: &Args,
+    data: &std::path::Path,
+    flags: &[&str],
+    env: &[(&str, String)],
+) -> Result<(Kill, u16, Keys), String> {
     let mut cmd = Command::new(&args.vidgate);
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+        .arg(data)
         .args(flags)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::piped());
@@ -319,19 +299,22 @@ fn start_vidgate_with(
     let child = cmd.spawn().map_err(|e| {
         format!("cannot start {}: {e} (build it with cargo build --release -p vidgate)", args.vidgate.display())
     })?;
-    let mut child = Kill(child, Some(data));
-    let mut key = String::new();
+    let mut child = Kill(child, None);
+    let mut keys = Keys::default();
     let mut port = 0u16;
     read_until(&mut child.0, |l| {
         if let Some(k) = l.trim().strip_prefix("API key:") {
-            key = k.trim().to_owned();
+            keys.api = k.trim().to_owned();
+        }
+        if let Some(k) = l.trim().strip_prefix("admin key:") {
+            keys.admin = k.trim().to_owned();
         }
         if let Some(u) = l.trim().strip_prefix("playground:") {
             port = u.trim().trim_end_matches('/').rsplit(':').next().and_then(|p| p.parse().ok()).unwrap_or(0);
         }
         port != 0
     })?;
-    Ok((child, port, key))
+    Ok((child, port, keys))
 }
 
 /// CPU seconds (user + system) a process has used so far.
