@@ -287,7 +287,7 @@ fn one_line(e: &dyn std::error::Error) -> String {
         source = s.source();
     }
     let text = text.split_whitespace().collect::<Vec<_>>().join(" ");
-    match text.char_indices().nth(300) {
+    match text.char_indices().nth(500) {
         Some((i, _)) => format!("{}...", &text[..i]),
         None => text,
     }
@@ -320,5 +320,38 @@ mod tests {
         assert!(S3Location::parse("s3://Media/x").is_err());
         assert!(S3Location::parse("s3://media/../x").is_err());
         assert!(S3Location::parse("s3://media/a//b").is_err());
+    }
+
+    fn generic(text: &str) -> object_store::Error {
+        object_store::Error::Generic { store: "S3", source: text.to_owned().into() }
+    }
+
+    #[test]
+    fn start_up_problems_are_told_apart() {
+        let is = |e: object_store::Error, want: &str| {
+            let got = match Problem::of(&e) {
+                Problem::MissingBucket => "bucket",
+                Problem::Credentials => "credentials",
+                Problem::AccessDenied => "denied",
+                Problem::Refused(_) => "refused",
+                Problem::Unreachable(_) => "unreachable",
+            };
+            assert_eq!(got, want, "{e}");
+        };
+        is(generic("404 Not Found: <Error><Code>NoSuchBucket</Code></Error>"), "bucket");
+        is(object_store::Error::NotFound { path: "p".to_owned(), source: "404".into() }, "bucket");
+        is(generic("403 Forbidden: <Error><Code>SignatureDoesNotMatch</Code></Error>"), "credentials");
+        is(generic("403 Forbidden: <Error><Code>InvalidAccessKeyId</Code></Error>"), "credentials");
+        is(generic("403 Forbidden: <Error><Code>AccessDenied</Code></Error>"), "denied");
+        is(object_store::Error::PermissionDenied { path: "p".to_owned(), source: "403".into() }, "denied");
+        is(generic("Server returned non-2xx status code: 500 Internal Server Error"), "refused");
+        is(generic("HTTP error: error sending request: tcp connect error: Connection refused"), "unreachable");
+    }
+
+    #[test]
+    fn error_text_is_one_bounded_line() {
+        let long = format!("first\nsecond {}", "x".repeat(2000));
+        let text = one_line(&generic(&long));
+        assert!(!text.contains('\n') && text.ends_with("...") && text.chars().count() <= 503, "{text}");
     }
 }

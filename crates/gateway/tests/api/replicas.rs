@@ -435,3 +435,44 @@ both_backends!(a_store_outage_mid_task_is_retried_under_the_lease, |backend| asy
     assert_eq!(stored_here(app.data_dir.path()), Vec::<String>::new(), "a temporary file was left");
     app.stop().await;
 });
+
+/// The S3 backend on its own: a file larger than one part (8 MiB) goes up in
+/// parts from its temporary file, which is then gone; its size, a range and
+/// the whole read back; a local copy for what needs a path; a delete, twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_s3_backend_sends_a_large_file_in_parts_and_reads_it_back_by_range() {
+    use futures_util::StreamExt;
+    let Some(s3) = S3::start().await else { return };
+    let scratch = tempfile::tempdir().unwrap();
+    let store = vidgate::blobs::open_store(Some(&blob_url()), &s3.env(), scratch.path().to_owned()).await.unwrap();
+    let blobs = vidgate::blobs::Blobs::with_store(
+        store,
+        scratch.path().to_owned(),
+        vidgate::secret::Secret::new("s"),
+        "http://h".to_owned(),
+    );
+    let id = vidgate::ids::FileId::new();
+    let bytes: Vec<u8> = (0..20 * 1024 * 1024 + 123).map(|i: u32| (i % 251) as u8).collect();
+    let tmp = blobs.temp_path(&id).unwrap();
+    std::fs::write(&tmp, &bytes).unwrap();
+    blobs.commit_temp(&id).await.unwrap();
+    assert!(!tmp.exists(), "the temporary file was left");
+    assert_eq!(std::fs::read(s3.object(id.as_str())).unwrap(), bytes, "the object is not the file");
+    assert_eq!(blobs.size(&id).await.unwrap(), bytes.len() as u64);
+    let mut part = Vec::new();
+    let mut stream = blobs.read_range(&id, Some(9_000_000..9_000_100)).await.unwrap();
+    while let Some(chunk) = stream.next().await {
+        part.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(part, bytes[9_000_000..9_000_100]);
+    let copy = blobs.local_copy(&id).await.unwrap();
+    assert_eq!(std::fs::read(copy.path()).unwrap(), bytes);
+    let copy_path = copy.path().to_owned();
+    drop(copy);
+    assert!(!copy_path.exists(), "the local copy was not removed");
+    blobs.delete(&id).await.unwrap();
+    assert!(!s3.object(id.as_str()).exists());
+    let missing = blobs.size(&id).await.unwrap_err();
+    assert!(vidgate::blobs::is_missing(&missing), "{missing}");
+    blobs.delete(&id).await.unwrap();
+}
