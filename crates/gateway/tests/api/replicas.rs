@@ -476,3 +476,42 @@ async fn the_s3_backend_sends_a_large_file_in_parts_and_reads_it_back_by_range()
     assert!(vidgate::blobs::is_missing(&missing), "{missing}");
     blobs.delete(&id).await.unwrap();
 }
+
+/// A video uploaded through A is probed by B when a task names it (B reads it
+/// from the bucket into a temporary copy) and edited by B's renderer; the
+/// edit starts on the input's first frame, and no copy is left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_video_uploaded_through_one_replica_is_probed_and_edited_by_the_other() {
+    let Some(s3) = S3::start().await else { return };
+    let Some(db) = fresh_pg_database().await else { return };
+    let on = |workers: usize| {
+        let db = db.clone();
+        move |c: &mut vidgate::config::Config| {
+            c.database_url = Some(db);
+            c.workers = workers;
+        }
+    };
+    let a = app_on(&s3, Backend::Postgres, on(0)).await.unwrap();
+    let b = app_on(&s3, Backend::Postgres, on(1)).await.unwrap();
+    let key = a.api_key.clone();
+    let input = crate::helpers::clip("a red lighthouse on a cliff", 720, 3, false);
+    let (s, file) = upload_file(&a, input.clone(), "input.mp4").await;
+    assert_eq!(s, 200, "{file}");
+    let video = file["url"].as_str().unwrap();
+    let body = json!({"model": "kling-o3-video-edit", "prompt": "make it sepia", "video_url": video});
+    let (s, task) = b.post_with_key("/v1/videos/generations", &body, &key).await;
+    assert_eq!(s, 200, "{task}");
+    let id = task["id"].as_str().unwrap();
+    let done = b.wait_task_with_key(id, &key, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    let output = a.client.get(through(&a, done["results"][0].as_str().unwrap())).send().await.unwrap();
+    let output = output.bytes().await.unwrap();
+    let (out_blocks, _) = crate::helpers::first_frame_blocks(&output);
+    let (in_blocks, _) = crate::helpers::first_frame_blocks(&input);
+    let same = crate::helpers::block_distance(&out_blocks, &in_blocks);
+    assert!(same < 4.0, "the edit's first frame is not the input's: {same:.2} levels apart");
+    assert_eq!(stored_here(a.data_dir.path()), Vec::<String>::new());
+    assert_eq!(stored_here(b.data_dir.path()), Vec::<String>::new(), "a temporary copy was left");
+    a.stop().await;
+    b.stop().await;
+}
