@@ -515,3 +515,71 @@ async fn a_video_uploaded_through_one_replica_is_probed_and_edited_by_the_other(
     a.stop().await;
     b.stop().await;
 }
+
+/// An upstream task finishes while the store is down: its result cannot be
+/// kept, so it is fetched again at the next poll (the lease held by the
+/// poller), never submitted again nor failed; once the store is back the task
+/// completes, charged once, with one upstream attempt.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_result_met_by_a_store_outage_is_fetched_again_not_resubmitted() {
+    use vidgate::config::{CostTable, KlingProviderConfig, ProviderConfig, RouteConfig};
+    let Some(mut s3) = S3::start().await else { return };
+    let sim = vidgate_sim::spawn(vidgate_sim::SimConfig { polls_to_finish: 2, ..Default::default() }).await.unwrap();
+    let keys = tempfile::tempdir().unwrap();
+    let d = vidgate_sim::SimConfig::default();
+    std::fs::write(keys.path().join("ak"), &d.kling_access_key).unwrap();
+    std::fs::write(keys.path().join("sk"), &d.kling_secret_key).unwrap();
+    let provider = ProviderConfig::Kling(KlingProviderConfig {
+        base_url: Some(format!("{}/kling", sim.base_url)),
+        access_key_file: Some(keys.path().join("ak")),
+        secret_key_file: Some(keys.path().join("sk")),
+        timeout_secs: Some(2),
+        ..Default::default()
+    });
+    let usd = 0.05;
+    let route = RouteConfig {
+        model: "kling-v3-text-to-video".to_owned(),
+        provider: "sim".to_owned(),
+        upstream_model: "kling-v3".to_owned(),
+        upstream_models: Default::default(),
+        cost_usd_per_second: CostTable { p720: usd, p720_sound: usd, p1080: usd, p1080_sound: usd, p4k: usd },
+        supports: ["sound", "1080p"].map(str::to_owned).to_vec(),
+    };
+    let app = app_on(&s3, Backend::Sqlite, |c| {
+        c.upstream_poll_min_ms = Duration::from_millis(50);
+        c.upstream_poll_max_ms = Duration::from_millis(200);
+        c.providers.insert("sim".to_owned(), provider);
+        c.routes.push(route);
+    })
+    .await
+    .unwrap();
+    let before = app.remaining(&app.api_key).await;
+    s3.stop();
+    let (tries, refuser) = refuse_on(s3.port).await;
+    let (s, task) = app.create(&json!({"model": "kling-v3-text-to-video", "prompt": "p", "duration": 3})).await;
+    assert_eq!(s, 200, "{task}");
+    let id = task["id"].as_str().unwrap().to_owned();
+    let price = task["usage"]["credits_reserved"].as_f64().unwrap() / 10_000.0;
+    // More connections than one store request makes: the result was tried again.
+    let retried = eventually(60, || {
+        let tries = tries.clone();
+        async move { tries.load(Ordering::SeqCst) > 3 }
+    })
+    .await;
+    assert!(retried, "the result was not stored again: {} connections", tries.load(Ordering::SeqCst));
+    let (_, t) = app.get(&format!("/v1/tasks/{id}")).await;
+    assert_eq!(t["status"], "processing", "the outage ended the task: {t}");
+    refuser.abort();
+    let _ = refuser.await;
+    s3.restart().await;
+    let done = app.wait_task(&id, 60, |t| t["status"] == "completed" || t["status"] == "failed").await;
+    assert_eq!(done["status"], "completed", "{done}");
+    assert!(s3.object(&file_id(done["results"][0].as_str().unwrap())).is_file());
+    assert_eq!(sim.stats().accepted, 1, "submitted again: {:?}", sim.stats());
+    let (_, attempts) = app.admin_get(&format!("/admin/tasks/{id}/attempts")).await;
+    assert_eq!(attempts["attempts"].as_array().unwrap().len(), 1, "{attempts}");
+    assert_eq!(attempts["attempts"][0]["status"], "succeeded", "{attempts}");
+    assert!((before - price - app.remaining(&app.api_key).await).abs() < 1e-9, "charged other than once");
+    assert_eq!(stored_here(app.data_dir.path()), Vec::<String>::new(), "a temporary file was left");
+    app.stop().await;
+}
