@@ -401,6 +401,9 @@ both_backends!(a_store_outage_mid_task_is_retried_under_the_lease, |backend| asy
     let Some(mut s3) = S3::start().await else { return };
     let Some(app) = app_on(&s3, backend, |_| {}).await else { return };
     let before = app.remaining(&app.api_key).await;
+    let (s, kept) = upload_file(&app, png(500, 400), "kept.png").await;
+    assert_eq!(s, 200, "{kept}");
+    let kept = kept["url"].as_str().unwrap().to_owned();
     // The store goes down: its port closes every connection.
     s3.stop();
     let (tries, refuser) = refuse_on(s3.port).await;
@@ -418,6 +421,11 @@ both_backends!(a_store_outage_mid_task_is_retried_under_the_lease, |backend| asy
     assert!(retried, "the result was not written again: {} connections", tries.load(Ordering::SeqCst));
     let (_, t) = app.get(&format!("/v1/tasks/{id}")).await;
     assert_eq!(t["status"], "processing", "the outage ended the task: {t}");
+    // Meanwhile uploads and downloads answer 503 in the API's error format.
+    let (s, b) = upload_file(&app, png(500, 400), "start.png").await;
+    assert_eq!((s, b["error"]["code"].as_str()), (503, Some("service_unavailable")), "{b}");
+    let (s, b) = split(app.client.get(&kept).send().await.unwrap()).await;
+    assert_eq!((s, b["error"]["code"].as_str()), (503, Some("service_unavailable")), "{b}");
     // The store comes back on the same port with the same data.
     refuser.abort();
     let _ = refuser.await;
@@ -428,6 +436,7 @@ both_backends!(a_store_outage_mid_task_is_retried_under_the_lease, |backend| asy
     assert!(s3.object(&file_id(link)).is_file());
     let mp4 = app.client.get(link).send().await.unwrap().bytes().await.unwrap();
     assert!(vidgate_render::inspect::inspect(&mp4).is_ok());
+    assert_eq!(app.client.get(&kept).send().await.unwrap().bytes().await.unwrap(), png(500, 400));
     assert!((before - price - app.remaining(&app.api_key).await).abs() < 1e-9, "charged other than once");
     let store = &app.state.store;
     let tid = vidgate::ids::TaskId::from_raw(&id);
