@@ -189,6 +189,26 @@ impl Blobs {
         self.store.delete(id).await
     }
 
+    /// Removes temporary files of this folder older than `age`: what a process
+    /// that died mid-write (a render, an upload, a copy) left behind. Answers
+    /// how many went.
+    pub async fn sweep_temporary(&self, age: std::time::Duration) -> std::io::Result<usize> {
+        let cutoff = std::time::SystemTime::now().checked_sub(age).unwrap_or(std::time::UNIX_EPOCH);
+        let mut removed = 0;
+        let mut dir = tokio::fs::read_dir(&self.scratch).await?;
+        while let Some(entry) = dir.next_entry().await? {
+            let name = entry.file_name();
+            let name = name.to_string_lossy();
+            let temporary =
+                name.starts_with('.') && [".tmp", ".put", ".copy"].iter().any(|suffix| name.ends_with(suffix));
+            let stale = entry.metadata().await.and_then(|m| m.modified()).is_ok_and(|t| t < cutoff);
+            if temporary && stale && tokio::fs::remove_file(entry.path()).await.is_ok() {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
     fn signature(&self, id: &str, exp: i64) -> String {
         URL_SAFE_NO_PAD.encode(util::hmac_sha256(self.secret.expose().as_bytes(), format!("{id}.{exp}").as_bytes()))
     }
@@ -303,5 +323,33 @@ mod tests {
         assert!(b.size(&id).await.is_err_and(|e| is_missing(&e)));
         assert!(b.delete(&id).await.is_ok(), "deleting twice is fine");
         assert!(b.read(&FileId::from_raw("../x")).await.is_err_and(|e| is_missing(&e)));
+    }
+
+    #[tokio::test]
+    async fn stale_temporary_files_are_swept_and_nothing_else() {
+        let b = blobs();
+        let hour = std::time::Duration::from_secs(3600);
+        let old = std::time::SystemTime::now() - 3 * hour;
+        let stored = FileId::from_raw("file-kept");
+        b.put(&stored, b"x").await.unwrap_or_else(|e| unreachable!("{e}"));
+        let write = |name: &str, aged: bool| {
+            let path = b.scratch.join(name);
+            std::fs::write(&path, b"x").unwrap_or_else(|e| unreachable!("{e}"));
+            if aged {
+                let f = std::fs::File::options().write(true).open(&path).unwrap_or_else(|e| unreachable!("{e}"));
+                f.set_modified(old).unwrap_or_else(|e| unreachable!("{e}"));
+            }
+            path
+        };
+        let stale = write(".file-dead.tmp", true);
+        let fresh = write(".file-busy.tmp", false);
+        let old_copy = write(".file-x.abc.copy", true);
+        let kept = b.scratch.join("file-kept");
+        let f = std::fs::File::options().write(true).open(&kept).unwrap_or_else(|e| unreachable!("{e}"));
+        f.set_modified(old).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(b.sweep_temporary(hour).await.ok(), Some(2));
+        assert!(!stale.exists() && !old_copy.exists());
+        assert!(fresh.exists(), "a file being written is left alone");
+        assert!(kept.exists(), "a stored file is never swept");
     }
 }
