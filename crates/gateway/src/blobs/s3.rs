@@ -75,10 +75,11 @@ pub struct S3Store {
 }
 
 impl S3Store {
-    /// Builds the client and checks the bucket at once with a small object put,
-    /// read back and deleted, so bad settings stop the start, not the first
-    /// upload. The error is one line naming the setting and the problem, never
-    /// a credential.
+    /// Builds the client and checks the bucket at once (a listing of the prefix,
+    /// then a small object put, read back and deleted), so bad settings stop
+    /// the start, not the first upload. The error is one line naming the
+    /// setting and the problem, never a credential.
+    ///
     /// `aws_env` is the `AWS_*` variables (name, value) to read, as
     /// `AmazonS3Builder::from_env` reads them from the process's environment.
     pub async fn connect(location: &S3Location, aws_env: &[(String, String)]) -> anyhow::Result<Self> {
