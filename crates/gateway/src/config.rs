@@ -66,6 +66,12 @@ settings! {
     /// Base URL clients use to reach this server (links in results and uploads);
     /// unset means `http://<listen address>`.
     public_url: Option<String> = None, |s: &str| non_empty(s).map(|s| Some(s.trim_end_matches('/').to_owned()));
+    /// Where stored files (uploads, request images, results) live:
+    /// `s3://bucket/prefix` for an S3-compatible store shared by replicas (with
+    /// the standard `AWS_*` variables: `AWS_ENDPOINT_URL`, `AWS_ACCESS_KEY_ID`,
+    /// `AWS_SECRET_ACCESS_KEY`, `AWS_REGION`, `AWS_ALLOW_HTTP`); unset means the
+    /// `files` folder of the data folder.
+    blob_url: Option<crate::blobs::S3Location> = None, |s: &str| crate::blobs::S3Location::parse(s).map(Some);
     /// Let user-given URLs reach loopback/private addresses and use `http://`
     /// (development and tests only).
     allow_private_urls: bool = false, boolean;

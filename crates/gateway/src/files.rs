@@ -35,7 +35,7 @@ pub fn new_file(
 
 /// Writes the blob, then its row; if the row cannot be written the blob goes.
 pub async fn keep(state: &AppState, file: &FileRow, bytes: &[u8]) -> Result<(), ApiError> {
-    state.blobs.put(&file.id, bytes).await?;
+    state.blobs.put(&file.id, bytes).await.map_err(|e| store_unavailable(&e))?;
     if let Err(e) = state.store.insert_file(file).await {
         let _ = state.blobs.delete(&file.id).await;
         return Err(e.into());
@@ -113,7 +113,10 @@ pub async fn store_upload(
             return Err(e);
         }
     };
-    state.blobs.commit_temp(&id).await?;
+    if let Err(e) = state.blobs.commit_temp(&id).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(store_unavailable(&e));
+    }
     let file = new_file(state, id, Some(account), FileKind::Upload, content_type, size);
     if let Err(e) = state.store.insert_file(&file).await {
         discard(state, &file.id).await;
@@ -121,6 +124,16 @@ pub async fn store_upload(
     }
     let expires_at = file.expires_at / 1000;
     Ok(FileObject { url: state.blobs.signed_url(&file.id, expires_at), id: file.id.to_string(), expires_at })
+}
+
+/// The blob store could not be used (unreachable, refusing): the client may
+/// try again shortly.
+pub fn store_unavailable(e: &std::io::Error) -> ApiError {
+    tracing::warn!(error = %e, "the blob store cannot be used");
+    ApiError::new(
+        vidgate_api::error::ErrorCode::ServiceUnavailable,
+        "Stored files cannot be reached just now; try again shortly.",
+    )
 }
 
 /// The type a stored video is served with.

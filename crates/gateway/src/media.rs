@@ -146,7 +146,10 @@ pub async fn fetch_video(
             return Err(e);
         }
     };
-    state.blobs.commit_temp(&id).await?;
+    if let Err(e) = state.blobs.commit_temp(&id).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(files::store_unavailable(&e));
+    }
     let mut file = files::new_file(state, id, Some(account), FileKind::Input, files::container_mime(&info), written);
     file.expires_at = expires_at;
     if let Err(e) = state.store.insert_file(&file).await {
@@ -163,8 +166,16 @@ pub async fn probe_stored(state: &AppState, param: &str, file: FileRow) -> Resul
     if !file.content_type.starts_with("video/") {
         return Err(ApiError::invalid(param, "This link is not a video; give an MP4 or MOV."));
     }
-    let path = state.blobs.path(&file.id).ok_or_else(|| ApiError::internal(anyhow::anyhow!("bad file id")))?;
-    let info = probe_file(path).await?.map_err(|e| probe_error(param, &e))?;
+    // On S3 the video is copied here for the probe, and the copy removed after.
+    let copy = state.blobs.local_copy(&file.id).await.map_err(|e| {
+        if crate::blobs::is_missing(&e) {
+            ApiError::invalid(param, "This file is no longer stored.")
+        } else {
+            files::store_unavailable(&e)
+        }
+    })?;
+    let info = probe_file(copy.path().to_owned()).await?.map_err(|e| probe_error(param, &e))?;
+    drop(copy);
     let facts = facts(&info, u64::try_from(file.bytes).unwrap_or(0));
     Ok(Probed { file, info, facts })
 }

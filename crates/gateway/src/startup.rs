@@ -38,13 +38,24 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 impl Application {
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        Self::build_with_env(config, &crate::blobs::aws_env()).await
+    }
+
+    /// `build`, with the `AWS_*` variables of an S3 blob store given rather
+    /// than read from the environment (tests run several in one process).
+    pub async fn build_with_env(config: Config, aws_env: &[(String, String)]) -> anyhow::Result<Self> {
         let listener = TcpListener::bind(config.listen).await?;
         let addr = listener.local_addr()?;
         let catalog = config.load_catalog()?;
+        // The blob store is checked before the database is touched: a start that
+        // fails on bad storage settings has made no account or key yet.
+        let blob_store =
+            crate::blobs::open_store(config.blob_url.as_ref(), aws_env, config.data_dir.join("files")).await?;
         let store = open_store(&config).await?;
         let (shared, bootstrap) = bootstrap::run(&store, &config).await?;
         let public_url = config.public_url.clone().unwrap_or_else(|| format!("http://{addr}"));
-        let blobs = Blobs::new(config.data_dir.join("files"), shared.link_secret, public_url.clone())?;
+        let blobs =
+            Blobs::with_store(blob_store, config.data_dir.join("files"), shared.link_secret, public_url.clone());
         let guard = GuardedClient::new(config.allow_private_urls, config.fetch_timeout_secs)?;
         let sole_writer = store.backend() == crate::store::Backend::Sqlite;
         let upstreams = crate::routing::build_providers(&config, &|k| std::env::var(k).ok())?;

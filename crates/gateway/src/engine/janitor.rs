@@ -1,5 +1,5 @@
-//! The janitor: deletes files whose links have expired and forgets idempotency
-//! keys older than their 24-hour window.
+//! The janitor: deletes files whose links have expired, forgets idempotency
+//! keys older than their 24-hour window and removes temporary files a crash left.
 
 use tokio_util::sync::CancellationToken;
 
@@ -24,6 +24,14 @@ pub async fn sweep(state: &AppState) -> anyhow::Result<usize> {
         }
     }
     state.store.delete_idempotency_before(now - 24 * 3600 * 1000).await?;
+    // Temporary files a crash left in the data folder: no write lasts longer
+    // than a task may, and an hour more.
+    let stale_after = state.config.task_deadline_secs + std::time::Duration::from_secs(3600);
+    match state.blobs.sweep_temporary(stale_after).await {
+        Ok(0) => {}
+        Ok(n) => tracing::info!(removed = n, "janitor removed temporary files left by a crash"),
+        Err(e) => tracing::warn!(error = %e, "could not sweep temporary files"),
+    }
     Ok(deleted)
 }
 

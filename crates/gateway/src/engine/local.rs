@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::time::Duration;
 
 use vidgate_api::catalog::Shape;
 use vidgate_api::create::ElementSpec;
@@ -12,7 +13,7 @@ use vidgate_api::image::{ImageRules, check_image};
 use vidgate_api::task::TaskErrorCode;
 
 use super::service_error;
-use super::settle::{Output, RunResult};
+use super::settle::Output;
 use crate::files;
 use crate::ids::{ElementId, FileId, LeaseOwner};
 use crate::job::{ImageRef, StoredRequest};
@@ -21,6 +22,32 @@ use crate::state::AppState;
 use crate::store::{ElementRow, FileKind, TaskRow};
 use crate::util;
 
+/// Why a step stopped short of a result.
+#[derive(Debug)]
+pub(super) enum Stop {
+    /// The task fails with this.
+    Fail(Failure),
+    /// The blob store could not be used (unreachable, refusing): nothing is
+    /// wrong with the task, which is tried again shortly.
+    StoreDown(String),
+}
+
+impl From<Failure> for Stop {
+    fn from(f: Failure) -> Self {
+        Self::Fail(f)
+    }
+}
+
+/// How long a worker keeps trying to store a finished render while it holds the
+/// task's lease, before it gives the task back (to be rendered again later).
+const STORE_RETRY_LIMIT: Duration = Duration::from_secs(120);
+
+/// A read of a stored file: a file that is gone fails the task with `gone`; a
+/// store that cannot be used stops the step, to be tried again.
+fn stored<T>(read: std::io::Result<T>, gone: impl FnOnce() -> Failure) -> Result<T, Stop> {
+    read.map_err(|e| if crate::blobs::is_missing(&e) { Stop::Fail(gone()) } else { Stop::StoreDown(e.to_string()) })
+}
+
 pub(super) async fn run(
     state: &AppState,
     task: &TaskRow,
@@ -28,7 +55,7 @@ pub(super) async fn run(
     owner: &LeaseOwner,
     progress: Arc<AtomicU32>,
     lost: Arc<AtomicBool>,
-) -> RunResult {
+) -> Result<Output, Stop> {
     let _ = state.store.set_provider(&task.id, owner, "local").await;
     progress.store(2, Ordering::Relaxed);
     let shape = state.catalog.get(request.model.as_str()).map_or(Shape::ImageToVideo, |m| m.shape);
@@ -37,14 +64,16 @@ pub(super) async fn run(
     }
     let images = load_images(state, request).await?;
     let insets = element_insets(state, request).await?;
-    let video = match request.input_videos().next() {
-        Some(r) => Some(
-            r.file()
-                .and_then(|id| state.blobs.path(id))
-                .ok_or_else(|| Failure::new(TaskErrorCode::InvalidParameters, "The input video is not stored."))?,
-        ),
+    let not_stored = || Failure::new(TaskErrorCode::InvalidParameters, "The input video is not stored.");
+    // The input video at a path here (on S3, a copy removed when the render ends).
+    let video_copy = match request.input_videos().next() {
+        Some(r) => {
+            let id = r.file().ok_or_else(not_stored)?;
+            Some(stored(state.blobs.local_copy(id).await, not_stored)?)
+        }
         None => None,
     };
+    let video = video_copy.as_ref().map(|c| c.path().to_owned());
     progress.store(5, Ordering::Relaxed);
     let seconds = u32::try_from(task.video_duration).unwrap_or(0).max(1);
     let inputs = local::Inputs {
@@ -57,27 +86,57 @@ pub(super) async fn run(
     let spec = local::video_spec(request, shape, seconds, inputs);
     let file_id = FileId::new();
     let tmp = state.blobs.temp_path(&file_id).ok_or_else(|| service_error("bad file id"))?;
-    match local::render_to_file(spec, tmp.clone(), progress, lost).await {
+    let rendered = local::render_to_file(spec, tmp.clone(), progress, lost.clone()).await;
+    drop(video_copy);
+    match rendered {
         Ok(bytes) => {
-            state.blobs.commit_temp(&file_id).await.map_err(service_error)?;
+            store_result(state, task, &file_id, &tmp, &lost).await?;
             let file = files::new_file(state, file_id, Some(&task.account_id), FileKind::Result, "video/mp4", bytes);
             if let Err(e) = state.store.insert_file(&file).await {
                 files::discard(state, &file.id).await;
-                return Err(service_error(e));
+                return Err(service_error(e).into());
             }
             Ok(Output { file: Some(file), data: None, video_ms: Some(u64::from(seconds) * 1000) })
         }
         Err(failure) => {
             let _ = tokio::fs::remove_file(&tmp).await;
-            Err(failure)
+            Err(failure.into())
         }
+    }
+}
+
+/// Stores a finished render, trying again while the store cannot be used, as
+/// long as this worker holds the task's lease (its heartbeat goes on meanwhile)
+/// and for at most `STORE_RETRY_LIMIT`: a render is not thrown away because the
+/// store was briefly unreachable. Past that the task goes back to the queue.
+async fn store_result(
+    state: &AppState,
+    task: &TaskRow,
+    file_id: &FileId,
+    tmp: &std::path::Path,
+    lost: &AtomicBool,
+) -> Result<(), Stop> {
+    let started = tokio::time::Instant::now();
+    let mut wait = Duration::from_millis(250);
+    loop {
+        let Err(e) = state.blobs.commit_temp(file_id).await else { return Ok(()) };
+        let give_up = lost.load(Ordering::SeqCst)
+            || started.elapsed() >= STORE_RETRY_LIMIT
+            || util::now_ms() + (wait.as_millis() as i64) > task.deadline_at;
+        if give_up {
+            let _ = tokio::fs::remove_file(tmp).await;
+            return Err(Stop::StoreDown(e.to_string()));
+        }
+        tracing::warn!(task_id = %task.id, error = %e, "could not store the result; trying again");
+        tokio::time::sleep(wait).await;
+        wait = (wait * 2).min(Duration::from_secs(5));
     }
 }
 
 /// `kling-custom-element` on the local provider: an image element is its frontal
 /// image (kept for as long as the element, inset in renders that name it); a
 /// video element keeps nothing to inset.
-async fn create_element(state: &AppState, task: &TaskRow, request: &StoredRequest) -> RunResult {
+async fn create_element(state: &AppState, task: &TaskRow, request: &StoredRequest) -> Result<Output, Stop> {
     let element = request
         .element
         .as_ref()
@@ -87,12 +146,14 @@ async fn create_element(state: &AppState, task: &TaskRow, request: &StoredReques
     let frontal_file = match images.element.first() {
         Some(frontal) => {
             let file_id = FileId::new();
-            state.blobs.put(&file_id, frontal).await.map_err(service_error)?;
+            state.blobs.put(&file_id, frontal).await.map_err(|e| Stop::StoreDown(e.to_string()))?;
             Some(file_id)
         }
         None => None,
     };
-    let data = record_element(state, task, Some(element), "local", None, frontal_file).await.map_err(service_error)?;
+    let data = record_element(state, task, Some(element), "local", None, frontal_file)
+        .await
+        .map_err(|e| Stop::Fail(service_error(e)))?;
     Ok(Output { file: None, data: Some(data), video_ms: None })
 }
 
@@ -133,7 +194,7 @@ pub(super) struct Images {
     pub element: Vec<Vec<u8>>,
 }
 
-pub(super) async fn load_images(state: &AppState, request: &StoredRequest) -> Result<Images, Failure> {
+pub(super) async fn load_images(state: &AppState, request: &StoredRequest) -> Result<Images, Stop> {
     let rules = state.catalog.get(request.model.as_str()).map(|m| m.image_rules()).unwrap_or_default();
     let rules = &rules;
     let start = load_optional(state, rules, "image_start", request.image_start.as_ref()).await?;
@@ -156,11 +217,11 @@ pub(super) async fn load_images(state: &AppState, request: &StoredRequest) -> Re
 
 /// The frontal images of the elements a video names, which the local renderer
 /// insets; one that can no longer be read fails the task (as upstream it would).
-async fn element_insets(state: &AppState, request: &StoredRequest) -> Result<Vec<Vec<u8>>, Failure> {
+async fn element_insets(state: &AppState, request: &StoredRequest) -> Result<Vec<Vec<u8>>, Stop> {
     let mut insets = Vec::new();
     for e in state.store.get_elements(&request.element_ids).await.map_err(service_error)? {
         if let Some(id) = &e.frontal_file {
-            insets.push(state.blobs.read(id).await.map_err(|_| {
+            insets.push(stored(state.blobs.read(id).await, || {
                 Failure::new(TaskErrorCode::ResourceNotFound, format!("The image of element {} is gone.", e.id))
             })?);
         }
@@ -173,7 +234,7 @@ async fn load_optional(
     rules: &ImageRules,
     what: &str,
     r: Option<&ImageRef>,
-) -> Result<Option<Vec<u8>>, Failure> {
+) -> Result<Option<Vec<u8>>, Stop> {
     match r {
         None => Ok(None),
         Some(r) => load_image(state, rules, what, r).await.map(Some),
@@ -182,10 +243,10 @@ async fn load_optional(
 
 /// Reads a request image from storage, or fetches it through the guarded client,
 /// and checks it by content.
-async fn load_image(state: &AppState, rules: &ImageRules, what: &str, r: &ImageRef) -> Result<Vec<u8>, Failure> {
+async fn load_image(state: &AppState, rules: &ImageRules, what: &str, r: &ImageRef) -> Result<Vec<u8>, Stop> {
     let bytes =
         match r {
-            ImageRef::File(id) => state.blobs.read(id).await.map_err(|_| {
+            ImageRef::File(id) => stored(state.blobs.read(id).await, || {
                 Failure::new(TaskErrorCode::ImageProcessingError, format!("The {what} file is no longer available."))
             })?,
             ImageRef::Url(url) => state.guard.fetch(url, rules.max_bytes).await.map_err(|e| {

@@ -121,11 +121,11 @@ pub async fn try_execute_one(
             lost.store(true, Ordering::SeqCst);
         })
     };
-    let result = local::run(state, &task, &request, owner, progress, lost.clone()).await;
+    let ran = local::run(state, &task, &request, owner, progress, lost.clone()).await;
     heartbeat.abort();
     watcher.abort();
     if stopping.load(Ordering::SeqCst) || lost.load(Ordering::SeqCst) {
-        if let Ok(settle::Output { file: Some(file), .. }) = &result {
+        if let Ok(settle::Output { file: Some(file), .. }) = &ran {
             crate::files::discard(state, &file.id).await;
         }
         if stopping.load(Ordering::SeqCst) {
@@ -136,6 +136,14 @@ pub async fn try_execute_one(
         }
         return Ok(Outcome::Done);
     }
+    let result = match ran {
+        Ok(output) => Ok(output),
+        Err(local::Stop::Fail(failure)) => Err(failure),
+        Err(local::Stop::StoreDown(why)) => {
+            store_down(state, &task, owner, &why).await?;
+            return Ok(Outcome::Done);
+        }
+    };
     settle::finish(state, &task, owner, result).await?;
     Ok(Outcome::Done)
 }
@@ -167,6 +175,24 @@ fn spawn_heartbeat(
             }
         }
     })
+}
+
+/// How long a task whose step met an unusable blob store waits before it is
+/// claimed again.
+const STORE_DOWN_RETRY_MS: i64 = 2000;
+
+/// The blob store could not be used in a step: the task is not failed but goes
+/// back to the queue, to be claimed again (here or on another replica) shortly.
+async fn store_down(
+    state: &AppState,
+    task: &crate::store::TaskRow,
+    owner: &LeaseOwner,
+    why: &str,
+) -> anyhow::Result<()> {
+    tracing::warn!(task_id = %task.id, error = %why, "the blob store cannot be used; the task will be tried again");
+    state.store.defer_task(&task.id, owner, util::now_ms() + STORE_DOWN_RETRY_MS).await?;
+    state.task_cache.forget(&task.id);
+    Ok(())
 }
 
 /// A failure of our own machinery while running a task: logged in full, shown to

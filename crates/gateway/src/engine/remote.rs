@@ -12,7 +12,7 @@ use std::time::Duration;
 use vidgate_api::task::TaskErrorCode;
 
 use super::failover::{self, AfterPoll, AfterSubmit};
-use super::local::{Images, load_images, record_element};
+use super::local::{Images, Stop, load_images, record_element};
 use super::poller::Held;
 use super::settle::{Output, finish};
 use crate::files;
@@ -25,7 +25,7 @@ use crate::store::{AttemptEnd, AttemptStatus, FileKind, FileRow, TaskRow, Upstre
 use crate::util;
 
 /// Largest upstream video we copy into storage.
-const MAX_RESULT_BYTES: usize = 512 * 1024 * 1024;
+const MAX_RESULT_BYTES: u64 = 512 * 1024 * 1024;
 
 /// What the worker should do with a claimed task.
 #[derive(Debug, PartialEq, Eq)]
@@ -164,8 +164,12 @@ async fn submit_next(
             Some(i) => i,
             None => match load_images(state, request).await {
                 Ok(i) => i,
-                Err(f) => {
+                Err(Stop::Fail(f)) => {
                     finish(state, task, owner, Err(f)).await?;
+                    return Ok(Step::Done);
+                }
+                Err(Stop::StoreDown(why)) => {
+                    super::store_down(state, task, owner, &why).await?;
                     return Ok(Step::Done);
                 }
             },
@@ -333,7 +337,14 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
                     finish(state, task, owner, Ok(Output { file: Some(file), data: None, video_ms })).await?;
                     Step::Done
                 }
-                Err(message) => {
+                Err(Keep::StoreDown(why)) => {
+                    // Nothing is wrong with the upstream's task: keep polling it
+                    // (its result is fetched again) under the lease.
+                    tracing::warn!(task_id = %task.id, provider = %route.provider, upstream_id, error = %why,
+                        "could not store the upstream result; will try again");
+                    return Ok(Polled::Running { progress: 95, age_ms, answered: true });
+                }
+                Err(Keep::Unusable(message)) => {
                     tracing::warn!(task_id = %task.id, provider = %route.provider, upstream_id, error = %message,
                         "the upstream result is unusable");
                     let why = Failure::new(TaskErrorCode::ServiceError, message);
@@ -425,30 +436,67 @@ async fn reroute(state: &AppState, held: &Held, owner: &LeaseOwner, end: Attempt
 /// URL came from the upstream), so the client's link never points upstream. The
 /// download must be an MP4 a probe can read; anything else (an error page, an
 /// expired link's body) fails this attempt.
-async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<(FileRow, Option<u64>), String> {
-    let bytes =
-        state.guard.fetch(url, MAX_RESULT_BYTES).await.map_err(|e| format!("could not fetch the result: {e}"))?;
-    if bytes.is_empty() {
-        return Err("the upstream result is empty".to_owned());
+async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<(FileRow, Option<u64>), Keep> {
+    let id = FileId::new();
+    let tmp = state.blobs.temp_path(&id).ok_or_else(|| Keep::Unusable("bad file id".to_owned()))?;
+    let fetched = async {
+        // Streamed to a temporary file (never whole in memory), then probed there.
+        let mut out = tokio::fs::File::create(&tmp).await.map_err(|e| Keep::StoreDown(e.to_string()))?;
+        let bytes = state
+            .guard
+            .fetch_to(url, MAX_RESULT_BYTES, state.config.fetch_timeout_secs, &mut out)
+            .await
+            .map_err(|e| Keep::Unusable(format!("could not fetch the result: {e}")))?;
+        drop(out);
+        if bytes == 0 {
+            return Err(Keep::Unusable("the upstream result is empty".to_owned()));
+        }
+        // An MP4 opens with its `ftyp` box; anything else (an error page, an expired
+        // link's body) is not the video.
+        let mut head = [0u8; 8];
+        let n = {
+            use tokio::io::AsyncReadExt;
+            let mut f = tokio::fs::File::open(&tmp).await.map_err(|e| Keep::StoreDown(e.to_string()))?;
+            f.read(&mut head).await.map_err(|e| Keep::StoreDown(e.to_string()))?
+        };
+        if head.get(4..8) != Some(b"ftyp".as_slice()) || n < 8 {
+            return Err(Keep::Unusable("the upstream result is not an MP4 video".to_owned()));
+        }
+        let path = tmp.clone();
+        let probed = tokio::task::spawn_blocking(move || vidgate_render::probe::probe_path(&path))
+            .await
+            .map_err(|e| Keep::Unusable(e.to_string()))?;
+        let video_ms = probed
+            .map_err(|e| Keep::Unusable(format!("the upstream result is not a readable video: {e}")))?
+            .duration_ms;
+        Ok((bytes, video_ms))
     }
-    // An MP4 opens with its `ftyp` box; anything else (an error page, an expired
-    // link's body) is not the video.
-    if bytes.get(4..8) != Some(b"ftyp".as_slice()) {
-        return Err("the upstream result is not an MP4 video".to_owned());
+    .await;
+    let (bytes, video_ms) = match fetched {
+        Ok(ok) => ok,
+        Err(e) => {
+            let _ = tokio::fs::remove_file(&tmp).await;
+            return Err(e);
+        }
+    };
+    if let Err(e) = state.blobs.commit_temp(&id).await {
+        let _ = tokio::fs::remove_file(&tmp).await;
+        return Err(Keep::StoreDown(e.to_string()));
     }
-    let video_ms = vidgate_render::probe::probe(&mut std::io::Cursor::new(&bytes))
-        .map_err(|e| format!("the upstream result is not a readable video: {e}"))?
-        .duration_ms;
-    let file = files::new_file(
-        state,
-        FileId::new(),
-        Some(&task.account_id),
-        FileKind::Result,
-        "video/mp4",
-        bytes.len() as u64,
-    );
-    files::keep(state, &file, &bytes).await.map_err(|e| format!("could not store the result: {e}"))?;
+    let file = files::new_file(state, id, Some(&task.account_id), FileKind::Result, "video/mp4", bytes);
+    if let Err(e) = state.store.insert_file(&file).await {
+        files::discard(state, &file.id).await;
+        return Err(Keep::StoreDown(format!("could not record the result: {e}")));
+    }
     Ok((file, Some(video_ms)))
+}
+
+/// Why an upstream's result was not kept.
+enum Keep {
+    /// The download is not the video: this attempt failed.
+    Unusable(String),
+    /// It could not be stored just now: the result is fetched again at the next poll.
+    StoreDown(String),
 }
 
 #[cfg(test)]

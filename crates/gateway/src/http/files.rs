@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use tokio::io::{AsyncReadExt, AsyncSeekExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use vidgate_api::error::{ErrorBody, ErrorCode};
 use vidgate_api::task::FileObject;
 
@@ -133,6 +133,7 @@ pub struct LinkQuery {
         (status = 400, description = "A query string that cannot be read.", body = ErrorBody),
         (status = 404, description = "Unknown, expired or tampered link.", body = ErrorBody),
         (status = 416, description = "The range is outside the file.", body = ErrorBody),
+        (status = 503, description = "The file store does not answer just now.", body = ErrorBody),
     )
 )]
 pub async fn download_file(
@@ -149,28 +150,24 @@ pub async fn download_file(
     }
     let id = FileId::from_raw(file_id);
     let row = state.store.get_file(&id).await?.ok_or_else(not_found)?;
-    let path = state.blobs.path(&id).ok_or_else(not_found)?;
-    let mut file = match tokio::fs::File::open(&path).await {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(not_found()),
-        Err(e) => return Err(e.into()),
+    let stored = |e: std::io::Error| {
+        if crate::blobs::is_missing(&e) { not_found() } else { files::store_unavailable(&e) }
     };
-    let len = file.metadata().await?.len();
+    let len = state.blobs.size(&id).await.map_err(stored)?;
     // Files never change, so the id is a strong validator.
     let etag = format!("\"{id}\"");
     let if_range_ok = headers.get(header::IF_RANGE).is_none_or(|v| v.as_bytes() == etag.as_bytes());
     let range = headers.get(header::RANGE).and_then(|v| v.to_str().ok()).filter(|_| if_range_ok);
     let mut resp = match range::answer(range, len) {
         Answer::Full => {
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file));
+            let body = Body::from_stream(state.blobs.read_range(&id, None).await.map_err(stored)?);
             let mut r = (StatusCode::OK, body).into_response();
             r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
             r
         }
         Answer::Partial { start, end } => {
-            file.seek(std::io::SeekFrom::Start(start)).await?;
             let part = end - start + 1;
-            let body = Body::from_stream(tokio_util::io::ReaderStream::new(file.take(part)));
+            let body = Body::from_stream(state.blobs.read_range(&id, Some(start..end + 1)).await.map_err(stored)?);
             let mut r = (StatusCode::PARTIAL_CONTENT, body).into_response();
             r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(part));
             if let Ok(v) = HeaderValue::from_str(&format!("bytes {start}-{end}/{len}")) {

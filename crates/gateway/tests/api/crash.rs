@@ -10,10 +10,10 @@ use serde_json::json;
 use crate::both_backends;
 use crate::helpers::{ADMIN_KEY, Backend, fresh_pg_database, split};
 
-struct Server {
-    child: Child,
-    url: String,
-    api_key: Option<String>,
+pub(crate) struct Server {
+    pub(crate) child: Child,
+    pub(crate) url: String,
+    pub(crate) api_key: Option<String>,
 }
 
 fn lease_secs<'a>(env: &[(&str, &'a str)]) -> &'a str {
@@ -32,7 +32,7 @@ fn start(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)]) -> 
     start_with(data_dir, db, env, &[])
 }
 
-fn start_with(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Server {
+pub(crate) fn start_with(data_dir: &std::path::Path, db: Option<&str>, env: &[(&str, &str)], args: &[&str]) -> Server {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vidgate"));
     cmd.args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
         .arg(data_dir)
@@ -79,14 +79,14 @@ async fn database(backend: Backend) -> Option<Option<String>> {
     }
 }
 
-fn kill_9(mut server: Server) {
+pub(crate) fn kill_9(mut server: Server) {
     server.child.kill().unwrap();
     server.child.wait().unwrap();
 }
 
 /// Reopens the store after the servers stopped: the task has one hold and one
 /// settlement, and its account's ledger balances. Returns the task's row.
-async fn assert_settled_once(url: &str, id: &str) -> vidgate::store::TaskRow {
+pub(crate) async fn assert_settled_once(url: &str, id: &str) -> vidgate::store::TaskRow {
     let store = vidgate::store::Store::connect(url).await.unwrap();
     let id = &vidgate::ids::TaskId::from_raw(id);
     let row = store.get_task_any(id).await.unwrap().unwrap();
@@ -98,7 +98,7 @@ async fn assert_settled_once(url: &str, id: &str) -> vidgate::store::TaskRow {
 }
 
 /// Polls the restarted server until the task ends.
-async fn finished_after_restart(
+pub(crate) async fn finished_after_restart(
     client: &reqwest::Client,
     server: &Server,
     key: &str,

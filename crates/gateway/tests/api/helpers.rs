@@ -80,13 +80,27 @@ impl TestApp {
     }
 
     pub async fn spawn_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<Self> {
+        Self::spawn_with_env(backend, None, tweak).await
+    }
+
+    /// `spawn_with`, reading the `AWS_*` variables of an S3 blob store from
+    /// `aws_env` rather than from the environment when given.
+    pub async fn spawn_with_env(
+        backend: Backend,
+        aws_env: Option<&[(String, String)]>,
+        tweak: impl FnOnce(&mut Config),
+    ) -> Option<Self> {
         let data_dir = tempfile::tempdir().expect("temp dir");
         let mut config = base_config(data_dir.path());
         if backend == Backend::Postgres {
             config.database_url = Some(fresh_pg_database().await?);
         }
         tweak(&mut config);
-        let app = Application::build(config).await.expect("app builds");
+        let app = match aws_env {
+            Some(env) => Application::build_with_env(config, env).await,
+            None => Application::build(config).await,
+        }
+        .expect("app builds");
         let address = format!("http://127.0.0.1:{}", app.port());
         // A replica joining an existing database makes no key: it shares the first's.
         let api_key = app.bootstrap().api_key.as_ref().map(|k| k.expose().to_owned()).unwrap_or_default();

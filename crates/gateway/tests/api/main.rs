@@ -19,6 +19,7 @@ mod keys;
 mod limits;
 mod money;
 mod operator;
+mod replicas;
 mod sim;
 mod ssrf;
 mod tasks;
