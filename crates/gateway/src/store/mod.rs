@@ -121,7 +121,7 @@ pub struct Store {
     write: AnyPool,
     read: AnyPool,
     backend: Backend,
-    /// SQLite only: the queue of the group-commit writer for creates.
+    /// The queue of the group-commit writer for creates.
     batcher: Option<tokio::sync::mpsc::Sender<batcher::CreateJob>>,
 }
 
@@ -177,7 +177,12 @@ impl Store {
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             let pool =
                 AnyPoolOptions::new().max_connections(16).acquire_timeout(Duration::from_secs(10)).connect(url).await?;
-            Ok(Self { write: pool.clone(), read: pool, backend: Backend::Postgres, batcher: None })
+            let mut store = Self { write: pool.clone(), read: pool, backend: Backend::Postgres, batcher: None };
+            // Group commit here too: a create's transaction holds its account's
+            // row lock until the commit's flush, so one transaction per create
+            // would let one account's creates through one flush at a time.
+            store.batcher = Some(batcher::spawn(store.clone()));
+            Ok(store)
         } else {
             Err(StoreError::UnsupportedUrl)
         }

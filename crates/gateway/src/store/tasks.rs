@@ -169,8 +169,9 @@ pub type CallbackFor<'a> = &'a (dyn Fn(&TaskRow) -> Option<NewDelivery> + Sync);
 
 impl Store {
     /// Inserts the task and holds its price in one transaction, or changes nothing.
-    /// On SQLite, creates arriving together share one transaction (group commit):
-    /// the single writer then runs them back to back instead of one lock handoff each.
+    /// Creates arriving together share one transaction (group commit): SQLite's
+    /// single writer runs them back to back instead of one lock handoff each, and
+    /// PostgreSQL flushes them and passes the account's row lock on once.
     #[tracing::instrument(skip_all, fields(task_id = %task.id))]
     pub async fn create_task(
         &self,
