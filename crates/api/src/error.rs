@@ -99,6 +99,10 @@ pub struct ErrorDetail {
     pub kind: String,
     /// The offending field, when one is at fault.
     pub param: Option<String>,
+    /// The request's `x-request-id` (also in the response header and the
+    /// server's log lines), to quote when reporting a problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -114,6 +118,7 @@ impl ErrorBody {
                 message: message.into(),
                 kind: code.error_type().to_owned(),
                 param,
+                request_id: None,
             },
         }
     }

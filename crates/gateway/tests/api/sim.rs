@@ -1025,7 +1025,7 @@ async fn two_replicas_on_postgres_share_upstream_tasks_and_settle_each_once() {
     assert_eq!(grants, buckets);
     // Both replicas finished some of the tasks.
     let finished_by = |app: &TestApp| -> f64 {
-        let text = app.state.metrics.render(&[]);
+        let text = app.state.metrics.render();
         text.lines()
             .filter(|l| l.starts_with("vidgate_tasks_finished_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
