@@ -1,5 +1,6 @@
 //! The error body of SPEC 1.4: `{"error":{"code","message","type","param"}}`, with
-//! each code's HTTP status and type.
+//! each code's HTTP status and type. The server adds `request_id` (its
+//! `x-request-id`) beside those four; clients that ignore it see the SPEC body.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
