@@ -1,5 +1,6 @@
 //! The error body of SPEC 1.4: `{"error":{"code","message","type","param"}}`, with
-//! each code's HTTP status and type.
+//! each code's HTTP status and type. The server adds `request_id` (its
+//! `x-request-id`) beside those four; clients that ignore it see the SPEC body.
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -99,6 +100,10 @@ pub struct ErrorDetail {
     pub kind: String,
     /// The offending field, when one is at fault.
     pub param: Option<String>,
+    /// The request's `x-request-id` (also in the response header and the
+    /// server's log lines), to quote when reporting a problem.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, ToSchema)]
@@ -114,6 +119,7 @@ impl ErrorBody {
                 message: message.into(),
                 kind: code.error_type().to_owned(),
                 param,
+                request_id: None,
             },
         }
     }

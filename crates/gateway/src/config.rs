@@ -131,6 +131,39 @@ settings! {
     /// comma-separated; TOML: an array). A request from one of them is from the
     /// right-most forwarded address that is not one of them.
     trusted_proxies: Vec<ipnet::IpNet> = Vec::new(), cidr_list;
+    /// Open client connections at most; when full, the connection idle longest
+    /// (no request in flight) is closed to make room for a new one.
+    max_connections: usize = 4096, |s| at_least(s, 16);
+    /// How long a client may take to send a request's headers, from their first
+    /// byte; a connection still short of them then is closed.
+    http_header_timeout_ms: Duration = Duration::from_secs(15), |s| millis(s, 100);
+    /// How long a connection with no request in flight may stay open without
+    /// sending one (keep-alive, or a connection that never speaks).
+    http_idle_timeout_ms: Duration = Duration::from_secs(60), |s| millis(s, 100);
+    /// Longest wait for the next piece of a request body (not for the whole
+    /// body: a slow upload that keeps moving is never cut off).
+    http_body_timeout_secs: Duration = Duration::from_secs(30), |s| secs(s, 1);
+    /// Log lines as `text` (for people; colours only on a terminal) or `json`
+    /// (one object a line, for log collectors).
+    log_format: LogFormat = LogFormat::Text, LogFormat::parse;
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+impl LogFormat {
+    fn parse(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "text" => Ok(Self::Text),
+            "json" => Ok(Self::Json),
+            other => Err(format!("expected text or json, got {other:?}")),
+        }
+    }
 }
 
 /// Whether people may open accounts themselves.

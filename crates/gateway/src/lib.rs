@@ -23,12 +23,14 @@ pub mod job;
 #[cfg(test)]
 mod layering;
 pub mod limits;
+pub mod logging;
 pub mod media;
 pub mod metrics;
 pub mod net;
 pub mod providers;
 pub mod routing;
 pub mod secret;
+pub mod server;
 pub mod startup;
 pub mod state;
 pub mod store;

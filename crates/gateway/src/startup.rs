@@ -78,6 +78,7 @@ impl Application {
             routing,
             task_cache: crate::tasks::cache::TaskCache::new(sole_writer),
             poller: crate::engine::poller::Poller::new(),
+            connections: std::sync::Arc::default(),
         });
         Ok(Self { listener, addr, state, bootstrap })
     }
@@ -109,11 +110,33 @@ impl Application {
             (state.config.workers > 0).then(|| tokio::spawn(engine::run_poller(state.clone(), shutdown.clone())));
         let janitor = tokio::spawn(engine::run_janitor(state.clone(), shutdown.clone()));
         let dispatcher = tokio::spawn(crate::webhooks::run_dispatcher(state.clone(), shutdown.clone()));
+        let upkeep = {
+            let state = state.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(crate::metrics::UPKEEP_EVERY).await;
+                    state.metrics.upkeep();
+                }
+            })
+        };
         let app = http::router(state.clone());
-        let token = shutdown.clone();
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move { token.cancelled().await })
-            .await?;
+        let fd_limit = crate::server::raise_fd_limit();
+        let max_connections = crate::server::effective_max_connections(state.config.max_connections, fd_limit);
+        if max_connections < state.config.max_connections {
+            tracing::warn!(
+                configured = state.config.max_connections,
+                max_connections,
+                open_files = fd_limit,
+                "the open-file limit is too low for max_connections; serving fewer (raise `ulimit -n`)"
+            );
+        }
+        let limits = crate::server::Limits {
+            max_connections,
+            header_timeout: state.config.http_header_timeout_ms,
+            idle_timeout: state.config.http_idle_timeout_ms,
+            body_timeout: state.config.http_body_timeout_secs,
+        };
+        crate::server::serve(self.listener, app, limits, state.connections.clone(), shutdown.clone()).await;
         // Workers stop between steps; one mid-render is abandoned after a grace
         // period and its task resumes elsewhere once the lease runs out.
         for w in workers {
@@ -127,6 +150,7 @@ impl Application {
             tracing::warn!("the upstream poller did not stop in time; its tasks will be taken over");
         }
         janitor.abort();
+        upkeep.abort();
         // Callbacks in flight finish within their timeout or are sent again later.
         let _ = tokio::time::timeout(state.config.webhook_timeout_secs, dispatcher).await;
         state.store.close().await;

@@ -49,6 +49,8 @@ pub struct Services {
     pub task_cache: TaskCache,
     /// Holds and polls the tasks running on remote providers.
     pub poller: Poller,
+    /// The HTTP server's connection counts.
+    pub connections: std::sync::Arc<crate::server::Stats>,
 }
 
 impl std::ops::Deref for AppState {

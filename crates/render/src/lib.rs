@@ -243,6 +243,7 @@ pub fn render(
 
     let mut encoder = Encoder::with_api_config(OpenH264API::from_source(), encoder_config(width, height))
         .map_err(|e| RenderError::Encode(e.to_string()))?;
+    quiet(&mut encoder);
 
     // The ambience (if any) is made on its own thread while the video renders;
     // the video itself takes two (see `encode_video`).
@@ -329,6 +330,19 @@ fn encoder_config(width: u32, height: u32) -> EncoderConfig {
         .complexity(Complexity::Low)
         .num_threads(1)
         .intra_frame_period(IntraFramePeriod::from_num_frames(FPS * 2))
+}
+
+/// Silences openh264's own log before its first frame. It checks the
+/// parameters then and writes a warning straight to standard error for every
+/// render (frame skipping is off on purpose, see `encoder_config`), before the
+/// `openh264` crate applies its (quiet) trace level; a server's log must hold
+/// only its own lines.
+fn quiet(encoder: &mut Encoder) {
+    let mut level = openh264_sys2::WELS_LOG_QUIET as std::ffi::c_int;
+    // SAFETY: the encoder exists (made by `with_api_config`); the trace level
+    // is an option the library reads from an `int` during the call, and it
+    // changes no parameter the crate relies on.
+    let _ = unsafe { encoder.raw_api().set_option(openh264_sys2::ENCODER_OPTION_TRACE_LEVEL, (&raw mut level).cast()) };
 }
 
 /// The encoded video, ready to mux.

@@ -151,6 +151,10 @@ impl Args for SettingFlags {
 
 pub async fn run() -> anyhow::Result<()> {
     let cli = Cli::parse();
+    // `serve` logs in the format its configuration names; the rest as text.
+    if !matches!(cli.command, Command::Serve(_)) {
+        crate::logging::init(crate::config::LogFormat::Text);
+    }
     match cli.command {
         Command::Serve(args) => serve::serve(args).await,
         Command::Admin(args) => admin::run(args).await,

@@ -41,8 +41,12 @@ pub enum KeysCommand {
 
 pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.settings.load()?;
+    crate::logging::init(config.log_format);
     if config.allow_private_urls {
         tracing::warn!("private URLs are allowed: user-given URLs may reach this machine's network");
+    }
+    if let Some(warning) = public_url_warning(&config) {
+        tracing::warn!("{warning}");
     }
     let app = Application::build(config).await?;
     let public = app.state().public_url.clone();
@@ -62,6 +66,19 @@ pub async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let shutdown = CancellationToken::new();
     tokio::spawn(signal_shutdown(shutdown.clone()));
     app.run_until_stopped(shutdown).await
+}
+
+/// Listening on every interface (`0.0.0.0`, `::`) without `public_url` makes
+/// links (results, uploads, signed files) read `http://0.0.0.0:PORT/...`, which
+/// no client can open: say so at start.
+pub fn public_url_warning(config: &Config) -> Option<String> {
+    (config.listen.ip().is_unspecified() && config.public_url.is_none()).then(|| {
+        format!(
+            "listening on {} without a public URL: links handed to clients would read http://{}/...; set \
+             --public-url (VIDGATE_PUBLIC_URL) to the address clients reach this server at",
+            config.listen, config.listen
+        )
+    })
 }
 
 /// Opens the database a running server uses, refusing to make an empty one
@@ -130,4 +147,22 @@ async fn signal_shutdown(token: CancellationToken) {
     }
     tracing::info!("shutting down: draining requests and stopping workers");
     token.cancel();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn listening_everywhere_without_a_public_url_is_warned_about() {
+        let mut c = Config::default();
+        assert_eq!(public_url_warning(&c), None, "the default listens on loopback");
+        for listen in ["0.0.0.0:8080", "[::]:8080"] {
+            c.listen = listen.parse().unwrap_or(c.listen);
+            let warning = public_url_warning(&c).unwrap_or_default();
+            assert!(warning.contains("--public-url") && warning.contains(listen), "{warning}");
+        }
+        c.public_url = Some("https://videos.example.com".to_owned());
+        assert_eq!(public_url_warning(&c), None);
+    }
 }

@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 use vidgate_api::task::TaskErrorCode;
 
 pub use janitor::{run_janitor, sweep};
@@ -91,6 +92,23 @@ pub async fn try_execute_one(
     let Some(task) = state.store.claim_task(owner, now, lease_until(state)).await? else {
         return Ok(Outcome::Empty);
     };
+    let span = task_span(&task.id, task.provider.as_deref());
+    execute(state, owner, shutdown, task, now).instrument(span).await
+}
+
+/// A span for the lines logged about one task: its id and, once known, its provider.
+pub(crate) fn task_span(id: &TaskId, provider: Option<&str>) -> tracing::Span {
+    tracing::info_span!("task", task_id = %id, provider = provider.unwrap_or(""))
+}
+
+/// Runs a claimed task (see `try_execute_one`).
+async fn execute(
+    state: &AppState,
+    owner: &LeaseOwner,
+    shutdown: &CancellationToken,
+    task: crate::store::TaskRow,
+    now: i64,
+) -> anyhow::Result<Outcome> {
     state.task_cache.forget(&task.id);
     tracing::info!(task_id = %task.id, attempt = task.attempts, "claimed task");
     if now > task.deadline_at {

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use vidgate_api::task::TaskErrorCode;
 
@@ -157,7 +158,8 @@ pub async fn run_poller(state: AppState, shutdown: CancellationToken) {
     loop {
         while jobs.try_join_next().is_some() {}
         for held in poller.take_due(util::now_ms()) {
-            jobs.spawn(poll_one(state.clone(), held));
+            let span = super::task_span(&held.task.id, held.active().map(|a| a.provider.as_str()));
+            jobs.spawn(poll_one(state.clone(), held).instrument(span));
         }
         if Instant::now() >= next_renew {
             renew(&state).await;

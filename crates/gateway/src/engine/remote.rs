@@ -189,8 +189,15 @@ async fn submit_next(
             element_refs: &pin.refs,
         };
         let mut attempt = new_attempt(task, route, upstream_model, attempts.len());
+        let started = std::time::Instant::now();
         let answer = upstream.submit(&job).await;
         let after = failover::after_submit(answer);
+        let outcome = match &after {
+            AfterSubmit::Accepted(_) => "accepted",
+            AfterSubmit::Refused { .. } => "refused",
+            AfterSubmit::Finish(_) => "failed",
+        };
+        state.metrics.upstream_submit(&route.provider, outcome, started.elapsed().as_secs_f64());
         if let Some(ok) = after.breaker_outcome() {
             state.routing.record(&route.provider, ok);
         }
@@ -297,7 +304,10 @@ pub(super) async fn poll(state: &AppState, held: &Held, owner: &LeaseOwner) -> a
             Some(s) => Some(s.acquire_owned().await?),
             None => None,
         };
-        upstream.poll(&handle).await
+        let started = std::time::Instant::now();
+        let answer = upstream.poll(&handle).await;
+        state.metrics.upstream_poll(&route.provider, answer.is_ok(), started.elapsed().as_secs_f64());
+        answer
     };
     if let Err(e) = &answer {
         // Bad input from an upstream (a truncated body, a wrong type, a status it

@@ -65,7 +65,9 @@ pub(super) async fn finish(
                 state.webhooks.wake.notify_one();
             }
             let code = done.error_code.as_deref().unwrap_or("");
-            state.metrics.task_finished(&done.model, done.status.as_str(), code, done.credits_charged.unwrap_or(0));
+            let secs = (done.finished_at.unwrap_or_else(crate::util::now_ms) - done.created_at) as f64 / 1000.0;
+            let (provider, charged) = (done.provider.as_deref(), done.credits_charged.unwrap_or(0));
+            state.metrics.task_finished(&done.model, provider, done.status.as_str(), code, charged, secs);
             tracing::info!(task_id = %done.id, status = %done.status.as_str(), code, "task finished");
         }
         None => {

@@ -16,7 +16,8 @@ impl IntoResponse for ApiError {
                 None => tracing::error!(code = self.code.as_str(), "request failed"),
             }
         }
-        let body = ErrorBody::new(self.code, self.message, self.param);
+        let mut body = ErrorBody::new(self.code, self.message, self.param);
+        body.error.request_id = super::request_id::current();
         let mut resp = (status, axum::Json(body)).into_response();
         if self.code == ErrorCode::Unauthorized {
             resp.headers_mut()

@@ -31,22 +31,30 @@ pub async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     }
 }
 
-/// Prometheus metrics: requests by route and status, request latency, tasks by
-/// model and final status, credits charged, open tasks, upstream tasks held.
+/// Prometheus metrics: requests and their latency by route, tasks by model,
+/// provider and final status with their duration, upstream submit and poll
+/// latency, callbacks, the queue, open and held tasks, provider health.
 #[utoipa::path(get, path = "/metrics", operation_id = "ops.metrics", tag = "ops",
     responses((status = 200, description = "Prometheus text format.", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
-    let open = state.store.count_open_tasks().await.map(|n| n as f64).unwrap_or(-1.0);
+    let (pending, processing) = state.store.count_open_tasks_by_status().await.unwrap_or((-1, -1));
+    let open = if pending < 0 { -1.0 } else { (pending + processing) as f64 };
     let held = state.poller.held_count() as f64;
-    let mut body = state.metrics.render(&[
-        ("vidgate_tasks_open", "Tasks pending or processing.", open),
-        ("vidgate_upstream_tasks_held", "Upstream tasks this process holds and polls.", held),
-    ]);
-    body.push_str("# HELP vidgate_provider_up 1 when the provider's circuit is closed or half-open, 0 when open.\n");
-    body.push_str("# TYPE vidgate_provider_up gauge\n");
-    for h in state.routing.health() {
-        let up = if h.state == crate::routing::BreakerState::Open { 0 } else { 1 };
-        body.push_str(&format!("vidgate_provider_up{{provider=\"{}\"}} {up}\n", h.provider));
-    }
-    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body)
+    let providers: Vec<(String, bool)> = state
+        .routing
+        .health()
+        .into_iter()
+        .map(|h| (h.provider.clone(), h.state != crate::routing::BreakerState::Open))
+        .collect();
+    state.metrics.set_gauges(open, pending as f64, held, &providers);
+    let c = &state.connections;
+    let load = |n: &std::sync::atomic::AtomicU64| n.load(std::sync::atomic::Ordering::Relaxed);
+    state.metrics.set_connections(
+        c.open.load(std::sync::atomic::Ordering::Relaxed),
+        c.in_flight.load(std::sync::atomic::Ordering::Relaxed),
+        load(&c.accepted),
+        load(&c.evicted),
+        load(&c.timed_out),
+    );
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
 }

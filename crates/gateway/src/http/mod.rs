@@ -15,6 +15,7 @@ pub mod openapi;
 pub mod playground;
 pub mod providers;
 mod range;
+pub mod request_id;
 pub mod tasks;
 pub mod usage;
 pub mod webhooks;
@@ -51,6 +52,8 @@ pub fn router(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
+        // Outermost: the fallbacks' errors carry the request id too.
+        .layer(middleware::from_fn(request_id::layer))
         .with_state(state)
 }
 

@@ -430,13 +430,23 @@ impl Store {
         }
     }
 
-    /// Tasks pending or processing, across all accounts (for `/metrics`).
+    /// Tasks `pending` (the queue) and `processing`, across all accounts (for `/metrics`).
     #[tracing::instrument(skip_all)]
-    pub async fn count_open_tasks(&self) -> Result<i64> {
-        let row = sqlx::query("SELECT COUNT(*) AS n FROM tasks WHERE status IN ('pending', 'processing')")
-            .fetch_one(&self.read)
-            .await?;
-        Ok(row.try_get("n")?)
+    pub async fn count_open_tasks_by_status(&self) -> Result<(i64, i64)> {
+        let rows = sqlx::query(
+            "SELECT status, COUNT(*) AS n FROM tasks WHERE status IN ('pending', 'processing') GROUP BY status",
+        )
+        .fetch_all(&self.read)
+        .await?;
+        let (mut pending, mut processing) = (0, 0);
+        for row in rows {
+            let n: i64 = row.try_get("n")?;
+            match row.try_get::<String, _>("status")?.as_str() {
+                "pending" => pending = n,
+                _ => processing = n,
+            }
+        }
+        Ok((pending, processing))
     }
 
     #[tracing::instrument(skip_all)]

@@ -386,7 +386,8 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<TaskO
             if row.callback_url.is_some() {
                 state.webhooks.wake.notify_one();
             }
-            state.metrics.task_finished(&row.model, "failed", "request_cancelled", 0);
+            let secs = (util::now_ms() - row.created_at) as f64 / 1000.0;
+            state.metrics.task_finished(&row.model, row.provider.as_deref(), "failed", "request_cancelled", 0, secs);
             state.task_cache.forget(&row.id);
             view::task_object(&row, &state.catalog)
         }

@@ -21,6 +21,15 @@ both_backends!(health_ready_and_metrics_answer, |backend| async move {
         "{metrics}"
     );
     assert!(metrics.contains("vidgate_tasks_open 0"), "{metrics}");
+    assert!(metrics.contains("vidgate_queue_depth 0"), "{metrics}");
+    assert!(metrics.contains("# TYPE vidgate_http_request_duration_seconds histogram"), "{metrics}");
+    assert!(
+        metrics.contains("vidgate_http_request_duration_seconds_count{route=\"/v1/tasks/{task_id}\"} 1"),
+        "{metrics}"
+    );
+    // The /metrics request itself is in flight on an open connection.
+    assert!(metrics.contains("vidgate_http_requests_in_flight 1"), "{metrics}");
+    assert!(!metrics.contains("vidgate_http_connections_open 0\n"), "{metrics}");
     app.stop().await;
 });
 

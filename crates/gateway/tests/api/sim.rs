@@ -369,6 +369,19 @@ both_backends!(a_submit_refused_briefly_is_retried_on_the_same_route_after_a_bac
         assert!(g[0] >= 1000 && g[1] >= 2000, "{what}: {g:?}");
         assert_eq!(other.stats().submits, 0, "{what}: never moved on");
         settled_once(&app, &id).await;
+        // The same story in /metrics: outcomes, latencies, the task's duration.
+        let m = app.client.get(app.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        for line in [
+            r#"vidgate_upstream_submits_total{provider="flaky",outcome="refused"} 2"#,
+            r#"vidgate_upstream_submits_total{provider="flaky",outcome="accepted"} 1"#,
+            r#"vidgate_upstream_submit_duration_seconds_count{provider="flaky"} 3"#,
+            r#"vidgate_task_duration_seconds_count{model="kling-v3-text-to-video",provider="flaky"} 1"#,
+            r#"vidgate_tasks_finished_total{model="kling-v3-text-to-video",provider="flaky",status="completed",error_code=""} 1"#,
+        ] {
+            assert!(m.contains(line), "{what}: no {line} in {m}");
+        }
+        assert!(m.contains(r#"vidgate_upstream_poll_duration_seconds_count{provider="flaky"}"#), "{what}: {m}");
+        assert!(!m.contains(r#"vidgate_upstream_submits_total{provider="other""#), "{what}: {m}");
         app.stop().await;
     }
 });
@@ -1025,7 +1038,7 @@ async fn two_replicas_on_postgres_share_upstream_tasks_and_settle_each_once() {
     assert_eq!(grants, buckets);
     // Both replicas finished some of the tasks.
     let finished_by = |app: &TestApp| -> f64 {
-        let text = app.state.metrics.render(&[]);
+        let text = app.state.metrics.render();
         text.lines()
             .filter(|l| l.starts_with("vidgate_tasks_finished_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())

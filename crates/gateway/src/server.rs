@@ -1,0 +1,453 @@
+//! The HTTP/1.1 server: our own accept loop over hyper, so that no client can
+//! starve the others of connections or descriptors.
+//!
+//! - At most `max_connections` connections are open. When a new one arrives at
+//!   the cap, the oldest *idle* connection (no request in flight: it never
+//!   spoke, is between keep-alive requests, or is still sending its headers) is
+//!   closed to make room. Connections with a request in flight are never
+//!   evicted; when every connection is busy, accepting waits for one to end (the
+//!   kernel's backlog holds the newcomers). So a flood of idle or half-sent
+//!   connections costs the flood its oldest members, and `/healthz` and the API
+//!   keep answering.
+//! - A connection that started a request must finish its headers within the
+//!   header timeout, counted from their first byte; one with no request in
+//!   flight is closed after the idle timeout.
+//! - A request body must keep moving: the wait for its next piece is bounded
+//!   (never the whole body, so a large upload on a slow link that keeps
+//!   progressing is not cut off).
+//! - Handlers see the peer as `ConnectInfo<SocketAddr>`.
+//! - On shutdown no new connection is accepted, idle ones are closed, and the
+//!   requests in flight finish (for at most `DRAIN_LIMIT`).
+
+use std::collections::BTreeMap;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::ConnectInfo;
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tower::ServiceExt;
+
+/// How long a shutdown waits for the requests in flight.
+pub const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+/// The server's limits (from the `max_connections` and `http_*` settings).
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub header_timeout: Duration,
+    pub idle_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+/// What the server has done, for `/metrics`.
+#[derive(Debug, Default)]
+pub struct Stats {
+    /// Connections open now.
+    pub open: AtomicUsize,
+    /// Connections accepted since start.
+    pub accepted: AtomicU64,
+    /// Idle connections closed to make room for new ones.
+    pub evicted: AtomicU64,
+    /// Connections closed by the header or idle timeout.
+    pub timed_out: AtomicU64,
+    /// Requests in flight (headers read, response not yet sent in full).
+    pub in_flight: AtomicUsize,
+}
+
+/// Milliseconds since the first call (a monotonic clock that fits an atomic).
+fn clock_ms() -> u64 {
+    static START: OnceLock<Instant> = OnceLock::new();
+    START.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
+}
+
+/// What the accept loop and a connection's task share about it.
+struct ConnState {
+    /// Requests in flight (from the end of their headers to the end of their response).
+    busy: AtomicUsize,
+    /// When it last became idle (accepted, or its last response ended), ms.
+    idle_since: AtomicU64,
+    /// When the first byte of the next request's headers came while idle; 0: none yet.
+    head_started: AtomicU64,
+    /// Fired to close it (evicted to make room).
+    evict: CancellationToken,
+    /// Told when `head_started` is set (the deadline moves closer).
+    started: tokio::sync::Notify,
+}
+
+impl ConnState {
+    fn new() -> Self {
+        Self {
+            busy: AtomicUsize::new(0),
+            idle_since: AtomicU64::new(clock_ms()),
+            head_started: AtomicU64::new(0),
+            evict: CancellationToken::new(),
+            started: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn is_idle(&self) -> bool {
+        self.busy.load(Ordering::SeqCst) == 0
+    }
+
+    /// Idle with no request begun: closing it loses nothing (at shutdown, a
+    /// request whose headers are arriving is still served).
+    fn is_quiet(&self) -> bool {
+        self.is_idle() && self.head_started.load(Ordering::SeqCst) == 0
+    }
+
+    /// When an idle connection is to be closed (ms), or `None` while busy.
+    fn deadline(&self, limits: &Limits) -> Option<u64> {
+        if !self.is_idle() {
+            return None;
+        }
+        match self.head_started.load(Ordering::SeqCst) {
+            0 => Some(self.idle_since.load(Ordering::SeqCst) + limits.idle_timeout.as_millis() as u64),
+            started => Some(started + limits.header_timeout.as_millis() as u64),
+        }
+    }
+}
+
+/// Marks a request in flight on its connection until dropped (with the
+/// response body, so a download in progress keeps the connection busy).
+struct Busy(Arc<ConnState>, Arc<Stats>);
+
+impl Busy {
+    fn new(conn: &Arc<ConnState>, stats: &Arc<Stats>) -> Self {
+        conn.busy.fetch_add(1, Ordering::SeqCst);
+        conn.head_started.store(0, Ordering::SeqCst);
+        stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        Self(conn.clone(), stats.clone())
+    }
+}
+
+impl Drop for Busy {
+    fn drop(&mut self) {
+        self.0.idle_since.store(clock_ms(), Ordering::SeqCst);
+        self.0.busy.fetch_sub(1, Ordering::SeqCst);
+        self.1.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// A response body that holds its connection's `Busy` mark until it is done.
+struct BusyBody {
+    body: axum::body::Body,
+    _busy: Busy,
+}
+
+impl http_body::Body for BusyBody {
+    type Data = bytes::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        Pin::new(&mut self.body).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// The socket, noting when the first byte of a request's headers arrives on an
+/// idle connection (the header timeout counts from there).
+struct Watched {
+    stream: TcpStream,
+    conn: Arc<ConnState>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
+        if buf.filled().len() > before
+            && self.conn.is_idle()
+            && self.conn.head_started.compare_exchange(0, clock_ms(), Ordering::SeqCst, Ordering::SeqCst).is_ok()
+        {
+            self.conn.started.notify_one();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.stream).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.stream).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+}
+
+/// The open connections, oldest first.
+#[derive(Default)]
+struct Registry {
+    next_id: AtomicU64,
+    open: Mutex<BTreeMap<u64, Arc<ConnState>>>,
+}
+
+impl Registry {
+    fn add(&self, conn: Arc<ConnState>) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut open) = self.open.lock() {
+            open.insert(id, conn);
+        }
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        if let Ok(mut open) = self.open.lock() {
+            open.remove(&id);
+        }
+    }
+
+    /// Closes the oldest idle connection; false when every one is busy.
+    fn evict_oldest_idle(&self, stats: &Stats) -> bool {
+        let Ok(mut open) = self.open.lock() else { return false };
+        let Some(id) = open.iter().find(|(_, c)| c.is_idle()).map(|(id, _)| *id) else { return false };
+        if let Some(conn) = open.remove(&id) {
+            conn.evict.cancel();
+            stats.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        true
+    }
+}
+
+/// Raises this process's open-file limit to its hard limit, so the connection
+/// cap (not the descriptor table) is what bounds the clients; answers the limit
+/// in force, or `None` when it cannot be read.
+pub fn raise_fd_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, getrlimit, setrlimit};
+        let mut limit = getrlimit(Resource::Nofile);
+        if limit.current < limit.maximum {
+            let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+            if setrlimit(Resource::Nofile, raised).is_ok() {
+                limit = getrlimit(Resource::Nofile);
+            }
+        }
+        limit.current
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
+/// The connection cap actually used: the configured one, lowered to leave
+/// descriptors for the database, stored files and upstream calls when the
+/// process may not open that many.
+pub fn effective_max_connections(configured: usize, fd_limit: Option<u64>) -> usize {
+    const RESERVED: u64 = 256;
+    match fd_limit {
+        Some(limit) if (configured as u64).saturating_add(RESERVED) > limit => {
+            usize::try_from(limit.saturating_sub(RESERVED)).unwrap_or(configured).clamp(16, configured)
+        }
+        _ => configured,
+    }
+}
+
+/// Serves `app` on `listener` until `shutdown` fires, then drains.
+pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Arc<Stats>, shutdown: CancellationToken) {
+    let max = limits.max_connections.max(1);
+    let slots = Arc::new(Semaphore::new(max));
+    let registry = Arc::new(Registry::default());
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    // The header timeout is ours (`ConnState::deadline`): hyper's would also
+    // count the idle wait between keep-alive requests.
+    builder.header_read_timeout(None).keep_alive(true);
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (stream, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                // Out of descriptors (or a connection reset before we took it):
+                // make room and try again shortly rather than spin.
+                tracing::warn!(error = %e, "accepting a connection failed");
+                registry.evict_oldest_idle(&stats);
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let permit = match slots.clone().try_acquire_owned() {
+            Ok(p) => p,
+            Err(_) => {
+                if !registry.evict_oldest_idle(&stats) {
+                    tracing::warn!(max, "every connection is busy; new clients wait");
+                }
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    p = slots.clone().acquire_owned() => match p {
+                        Ok(p) => p,
+                        Err(_) => break,
+                    },
+                }
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        stats.accepted.fetch_add(1, Ordering::Relaxed);
+        stats.open.fetch_add(1, Ordering::Relaxed);
+        let conn = Arc::new(ConnState::new());
+        let id = registry.add(conn.clone());
+        let io = TokioIo::new(Watched { stream, conn: conn.clone() });
+        let service = {
+            let (app, conn, stats) = (app.clone(), conn.clone(), stats.clone());
+            hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+                let busy = Busy::new(&conn, &stats);
+                let (mut parts, body) = req.into_parts();
+                parts.extensions.insert(ConnectInfo(peer));
+                let body = axum::body::Body::new(tower_http::timeout::TimeoutBody::new(limits.body_timeout, body));
+                let req = axum::extract::Request::from_parts(parts, body);
+                let app = app.clone();
+                async move {
+                    let resp = app.oneshot(req).await.unwrap_or_else(|never: Infallible| match never {});
+                    Ok::<_, Infallible>(resp.map(|body| BusyBody { body, _busy: busy }))
+                }
+            })
+        };
+        let connection = builder.serve_connection(io, service);
+        let (shutdown, registry, stats) = (shutdown.clone(), registry.clone(), stats.clone());
+        tokio::spawn(async move {
+            if drive(connection, &conn, &limits, &shutdown).await == End::TimedOut {
+                stats.timed_out.fetch_add(1, Ordering::Relaxed);
+            }
+            registry.remove(id);
+            stats.open.fetch_sub(1, Ordering::Relaxed);
+            drop(permit);
+        });
+    }
+    // Each connection's task closes it now if idle, after its response if not.
+    drop(listener);
+    let all = u32::try_from(max).unwrap_or(u32::MAX);
+    if tokio::time::timeout(DRAIN_LIMIT, slots.acquire_many(all)).await.is_err() {
+        tracing::warn!("requests still in flight after {DRAIN_LIMIT:?}; closing their connections");
+    }
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum End {
+    TimedOut,
+    Other,
+}
+
+/// Runs one connection to its end: closed by the client, by a timeout, by
+/// eviction, or (gracefully, after the request in flight) by shutdown.
+async fn drive<S>(
+    connection: hyper::server::conn::http1::Connection<TokioIo<Watched>, S>,
+    conn: &ConnState,
+    limits: &Limits,
+    shutdown: &CancellationToken,
+) -> End
+where
+    S: hyper::service::HttpService<Incoming, ResBody = BusyBody>,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
+    tokio::pin!(connection);
+    let mut closing = false;
+    loop {
+        let wait = match conn.deadline(limits) {
+            Some(at) => Duration::from_millis(at.saturating_sub(clock_ms())),
+            // Busy: look again after a while (the deadline starts when it ends).
+            None => limits.idle_timeout,
+        };
+        tokio::select! {
+            done = connection.as_mut() => {
+                if let Err(e) = done {
+                    tracing::debug!(error = %e, "connection ended with an error");
+                }
+                return End::Other;
+            }
+            () = tokio::time::sleep(wait) => {
+                if conn.deadline(limits).is_some_and(|at| at <= clock_ms()) {
+                    return End::TimedOut;
+                }
+            }
+            // A request began: its header deadline may come before the idle one.
+            () = conn.started.notified() => {}
+            () = conn.evict.cancelled(), if !closing => {
+                if conn.is_idle() {
+                    return End::Other;
+                }
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+            () = shutdown.cancelled(), if !closing => {
+                if conn.is_quiet() {
+                    return End::Other;
+                }
+                connection.as_mut().graceful_shutdown();
+                closing = true;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_cap_leaves_descriptors_for_the_rest_of_the_process() {
+        assert_eq!(effective_max_connections(4096, Some(1_048_576)), 4096);
+        assert_eq!(effective_max_connections(4096, None), 4096);
+        assert_eq!(effective_max_connections(4096, Some(1024)), 768);
+        assert_eq!(effective_max_connections(4096, Some(100)), 16);
+    }
+
+    #[test]
+    fn an_idle_connection_is_timed_by_its_idle_wait_and_a_started_request_by_its_headers() {
+        let limits = Limits {
+            max_connections: 10,
+            header_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(5000),
+            body_timeout: Duration::from_secs(1),
+        };
+        let conn = Arc::new(ConnState::new());
+        let since = conn.idle_since.load(Ordering::SeqCst);
+        assert_eq!(conn.deadline(&limits), Some(since + 5000));
+        conn.head_started.store(since + 10, Ordering::SeqCst);
+        assert_eq!(conn.deadline(&limits), Some(since + 510));
+        let stats = Arc::new(Stats::default());
+        let busy = Busy::new(&conn, &stats);
+        assert_eq!(conn.deadline(&limits), None, "a request in flight is never timed out here");
+        assert_eq!(stats.in_flight.load(Ordering::SeqCst), 1);
+        drop(busy);
+        assert!(conn.deadline(&limits).is_some_and(|d| d >= since + 5000));
+    }
+}
