@@ -207,8 +207,7 @@ impl Routing {
             if let Some(u) = &upstream {
                 let models = std::iter::once(&r.upstream_model).chain(r.upstream_models.values());
                 for m in models.filter(|m| !m.is_empty()) {
-                    u.check_route(m, spec.shape)
-                        .map_err(|e| anyhow::anyhow!("route {} via {}: {e}", r.model, r.provider))?;
+                    u.check_route(m, spec).map_err(|e| anyhow::anyhow!("route {} via {}: {e}", r.model, r.provider))?;
                 }
             }
             if spec.shape == Shape::CustomElement && !matches!(kind, "local" | "kling") {
