@@ -234,6 +234,14 @@ fn video_body(job: &Job<'_>, image_urls: Vec<String>) -> Result<Value, ProviderE
     let prompt = r.prompt.as_deref().filter(|p| !p.is_empty()).ok_or_else(|| {
         ProviderError::next_route(format!("fal's {} requires a prompt and the request has none", job.upstream_model))
     })?;
+    // An edit's seconds are its input's, rounded up: past 11 the input is surely longer
+    // than the 10.05 s fal's edit pages allow, which another route may still take.
+    if job.spec.shape == Shape::VideoEdit && job.seconds > 11 {
+        return Err(ProviderError::next_route(format!(
+            "fal's {} takes input videos of 3 to 10 s; this one is about {} s",
+            job.upstream_model, job.seconds
+        )));
+    }
     let mut body = json!({ "prompt": prompt, "video_url": input_video(job)? });
     if !image_urls.is_empty() {
         body["image_urls"] = json!(image_urls);
@@ -610,6 +618,13 @@ mod tests {
         // fal requires a prompt: without one the request is another route's.
         let (r, spec) = request(json!({"model": "kling-o3-video-edit"}));
         let j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/edit", &[], &links);
+        assert!(matches!(video_body(&j, vec![]), Err(ProviderError::NextRoute { .. })));
+        // An input surely past fal's 10 s (O3 takes up to 15.5 s elsewhere) is another route's.
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "p"}));
+        let mut j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/edit", &[], &links);
+        j.seconds = 11;
+        assert!(video_body(&j, vec![]).is_ok());
+        j.seconds = 12;
         assert!(matches!(video_body(&j, vec![]), Err(ProviderError::NextRoute { .. })));
     }
 

@@ -198,6 +198,13 @@ fn input(job: &Job<'_>) -> Result<Value, ProviderError> {
                 job.upstream_model
             )));
         }
+        if job.spec.shape == Shape::VideoEdit && job.seconds > 11 {
+            // An edit's seconds are its input's, rounded up: surely past the schemas' 3-10 s.
+            return Err(ProviderError::next_route(format!(
+                "replicate's {} takes reference videos of 3 to 10 s; this one is about {} s",
+                job.upstream_model, job.seconds
+            )));
+        }
         let video = job
             .video_links
             .first()
@@ -388,6 +395,10 @@ mod tests {
         let (r, spec) = request(json!({"model": "kling-o1-image-to-video", "prompt": "p", "duration": 10}));
         let i = input(&job(&r, &spec, "kwaivgi/kling-o1", &[], &[])).unwrap();
         assert!(i.get("generate_audio").is_none() && i["duration"] == 10, "{i}");
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "p"}));
+        let mut j = job(&r, &spec, "kwaivgi/kling-v3-omni-video", &[], &links);
+        j.seconds = 14;
+        assert!(matches!(input(&j), Err(ProviderError::NextRoute { .. })), "a 14 s input is past 3-10 s");
         // No prompt: another route's.
         let (r, spec) = request(json!({"model": "kling-o3-video-edit"}));
         let e = input(&job(&r, &spec, "kwaivgi/kling-v3-omni-video", &[], &links));
