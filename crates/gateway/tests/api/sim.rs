@@ -1645,3 +1645,25 @@ async fn models_fal_and_replicate_do_not_host_are_refused_at_start_naming_what_t
         assert!(e.contains(said) && e.contains(model), "{kind} {model}: {e}");
     }
 }
+
+both_backends!(o3_and_o1_image_to_video_go_to_replicates_omni_and_o1_models, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let routes =
+        [("kling-o3-image-to-video", "kwaivgi/kling-v3-omni-video"), ("kling-o1-image-to-video", "kwaivgi/kling-o1")];
+    let Some(app) = mapped(backend, &secrets, &upstream, "replicate", &routes, |_| {}).await else { return };
+    let bodies = every_model(&app).await;
+    for (model, hosted) in routes {
+        let body = bodies.iter().find(|b| b["model"] == model).unwrap();
+        let (sent_to, b) = served(&app, &upstream, "replicate", body).await;
+        assert!(sent_to.contains(hosted), "{model}: {sent_to}");
+        let i = &b["input"];
+        assert!(i["start_image"].as_str().unwrap().starts_with("data:image/png"), "{i}");
+        match model {
+            // kling-o1 has no generate_audio input; O1 is made at 1080p.
+            "kling-o1-image-to-video" => assert!(i.get("generate_audio").is_none() && i["mode"] == "pro", "{i}"),
+            _ => assert_eq!((&i["mode"], &i["generate_audio"]), (&json!("standard"), &json!(false)), "{i}"),
+        }
+    }
+    app.stop().await;
+});
