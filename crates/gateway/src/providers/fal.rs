@@ -224,12 +224,12 @@ pub fn check_route(upstream_model: &str, spec: &ModelSpec) -> Result<(), String>
 }
 
 /// An O3 or O1 video-to-video body (`.../video-to-video/edit` or `/reference`, see
-/// [`VIDEO_INPUT_ENDPOINTS`]): `prompt` and `video_url` (a signed link of ours), the
-/// reference images (already in fal's storage) as `image_urls`, `keep_audio`; a
-/// reference also takes `duration` (a string) and `aspect_ratio`. An edit's length
+/// [`VIDEO_INPUT_ENDPOINTS`]) but its `image_urls`: `prompt` and `video_url` (a signed
+/// link of ours), `keep_audio`; a reference also takes `duration` (a string) and
+/// `aspect_ratio`. An edit's length
 /// follows its input: it has no duration. fal marks `prompt` required: a request
 /// without one is left to another route.
-fn video_body(job: &Job<'_>, image_urls: Vec<String>) -> Result<Value, ProviderError> {
+fn video_body(job: &Job<'_>) -> Result<Value, ProviderError> {
     let r = job.request;
     let prompt = r.prompt.as_deref().filter(|p| !p.is_empty()).ok_or_else(|| {
         ProviderError::next_route(format!("fal's {} requires a prompt and the request has none", job.upstream_model))
@@ -243,9 +243,6 @@ fn video_body(job: &Job<'_>, image_urls: Vec<String>) -> Result<Value, ProviderE
         )));
     }
     let mut body = json!({ "prompt": prompt, "video_url": input_video(job)? });
-    if !image_urls.is_empty() {
-        body["image_urls"] = json!(image_urls);
-    }
     if let Some(keep) = r.keep_original_sound {
         body["keep_audio"] = json!(keep);
     }
@@ -368,10 +365,14 @@ impl Fal {
         Ok(body)
     }
 
-    /// An O3 or O1 video-to-video body, its reference images uploaded (see [`video_body`]).
+    /// An O3 or O1 video-to-video body (see [`video_body`]), its reference images
+    /// uploaded to fal's storage as `image_urls` once the request is known to fit.
     async fn video_to_video(&self, job: &Job<'_>) -> Result<Value, ProviderError> {
-        let images = self.upload_all(job.reference_images).await?;
-        video_body(job, images)
+        let mut body = video_body(job)?;
+        if !job.reference_images.is_empty() {
+            body["image_urls"] = json!(self.upload_all(job.reference_images).await?);
+        }
+        Ok(body)
     }
 
     /// A v3 motion-control body, its subject's image uploaded (see [`motion_body`]).
@@ -599,33 +600,29 @@ mod tests {
     }
 
     #[test]
-    fn an_edit_sends_the_link_the_uploaded_references_and_keep_audio_but_no_duration() {
+    fn an_edit_sends_the_link_and_keep_audio_but_no_duration() {
         let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "make it winter",
             "keep_original_sound": false}));
         let links = ["https://gw.example/v1/files/f_1/content?sig=x".to_owned()];
         let refs = [vec![1u8]];
         let j = job(&r, &spec, "fal-ai/kling-video/o3/standard/video-to-video/edit", &refs, &links);
-        let body = video_body(&j, vec!["https://fal.media/files/a.png".to_owned()]).unwrap();
-        assert_eq!(
-            body,
-            json!({"prompt": "make it winter", "video_url": links[0], "keep_audio": false,
-                "image_urls": ["https://fal.media/files/a.png"]})
-        );
+        let body = video_body(&j).unwrap();
+        assert_eq!(body, json!({"prompt": "make it winter", "video_url": links[0], "keep_audio": false}));
         // O1's edit: keep_audio left to fal's default when the request says nothing.
         let (r, spec) = request(json!({"model": "kling-o1-video-edit", "prompt": "sepia"}));
         let j = job(&r, &spec, "fal-ai/kling-video/o1/video-to-video/edit", &[], &links);
-        assert_eq!(video_body(&j, vec![]).unwrap(), json!({"prompt": "sepia", "video_url": links[0]}));
+        assert_eq!(video_body(&j).unwrap(), json!({"prompt": "sepia", "video_url": links[0]}));
         // fal requires a prompt: without one the request is another route's.
         let (r, spec) = request(json!({"model": "kling-o3-video-edit"}));
         let j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/edit", &[], &links);
-        assert!(matches!(video_body(&j, vec![]), Err(ProviderError::NextRoute { .. })));
+        assert!(matches!(video_body(&j), Err(ProviderError::NextRoute { .. })));
         // An input surely past fal's 10 s (O3 takes up to 15.5 s elsewhere) is another route's.
         let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "p"}));
         let mut j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/edit", &[], &links);
         j.seconds = 11;
-        assert!(video_body(&j, vec![]).is_ok());
+        assert!(video_body(&j).is_ok());
         j.seconds = 12;
-        assert!(matches!(video_body(&j, vec![]), Err(ProviderError::NextRoute { .. })));
+        assert!(matches!(video_body(&j), Err(ProviderError::NextRoute { .. })));
     }
 
     #[test]
@@ -635,7 +632,7 @@ mod tests {
         let links = ["https://gw.example/v".to_owned()];
         let j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/reference", &[], &links);
         assert_eq!(
-            video_body(&j, vec![]).unwrap(),
+            video_body(&j).unwrap(),
             json!({"prompt": "follow @Video1", "video_url": "https://gw.example/v", "keep_audio": true,
                 "duration": "7", "aspect_ratio": "9:16"})
         );
