@@ -3,7 +3,8 @@
 //! `projects/fal_client/src/fal_client/client.py` (+ its unit tests); fal's docs pages "Model
 //! Errors" (docs.fal.ai/errors, mirrored in `henjicc/Henji-AI` `docs/api/fal/base/errors.md`),
 //! "Request Error Types" (docs.fal.ai/documentation/model-apis/request-errors), "Queue",
-//! "Webhooks", the Kling model pages (`fal-ai/kling-video/v3/...`, `.../o3/...`, `.../o1/...`)
+//! "Webhooks", the Kling model pages (`fal-ai/kling-video/v3/...`, `.../o3/...`, `.../o1/...`,
+//! including the O3/O1 `video-to-video/{edit,reference}` and v3 `motion-control` endpoints)
 //! and the platform API "Account Billing" (`GET https://api.fal.ai/v1/account/billing`).
 //!
 //! Guarantees: every model id is its own endpoint (`fal-ai/kling-video/v3/standard/...` and
@@ -337,6 +338,43 @@ fn validate(model: &str, body: &Value, accept_data_uris: bool) -> Option<Value> 
     if f == Family::O1 && image_to_video && !nonempty("prompt") {
         errors.push(validation("prompt", "Field required", "missing", body.clone(), None));
     }
+    // O3 and O1 video to video (edit, reference): `prompt` and `video_url` required
+    // (fal's "Kling O3 Edit Video", "Kling O3 Reference Video to Video" and "Kling O1
+    // Video To Video" pages); v3 motion control: `image_url`, `video_url` and
+    // `character_orientation` (`image` | `video`) required ("Kling Video v3 Motion
+    // Control", as v2.6's page names the same fields).
+    let video_to_video = ["/video-to-video/edit", "/video-to-video/reference"].iter().any(|e| model.ends_with(e));
+    let motion_control = model.ends_with("/motion-control");
+    let required: &[&str] = match f {
+        Family::O3 | Family::O1 if video_to_video => &["prompt", "video_url"],
+        Family::V3 if motion_control => &["image_url", "video_url", "character_orientation"],
+        _ => &[],
+    };
+    for key in required {
+        if !nonempty(key) {
+            errors.push(validation(key, "Field required", "missing", body.clone(), None));
+        }
+    }
+    if f == Family::V3
+        && motion_control
+        && let Some(o) = body.get("character_orientation").filter(|o| !o.is_null())
+        && !o.as_str().is_some_and(|o| ["image", "video"].contains(&o))
+    {
+        let ctx = json!({"expected": ["image", "video"]});
+        let msg = "Input should be 'image' or 'video'";
+        errors.push(validation("character_orientation", msg, "one_of", o.clone(), Some(ctx)));
+    }
+    for key in ["keep_audio", "keep_original_sound"] {
+        if let Some(v) = body.get(key).filter(|v| !v.is_null() && !v.is_boolean()) {
+            errors.push(validation(key, "Input should be a valid boolean", "bool_type", v.clone(), None));
+        }
+    }
+    if let Some(urls) = body.get("image_urls").filter(|u| !u.is_null()) {
+        let strings = urls.as_array().is_some_and(|a| a.iter().all(Value::is_string));
+        if !strings {
+            errors.push(validation("image_urls", "Input should be a valid list", "list_type", urls.clone(), None));
+        }
+    }
     if f != Family::Other {
         // `duration` is a string enum: "3".."15" ("3".."10" on O1); a number is no member of it.
         let top = if f == Family::O1 { 10 } else { 15 };
@@ -368,9 +406,11 @@ fn validate(model: &str, body: &Value, accept_data_uris: bool) -> Option<Value> 
         }
     }
     if !accept_data_uris {
-        let keys = ["start_image_url", "end_image_url", "image_url"];
-        for key in keys {
-            if let Some(uri) = body.get(key).and_then(Value::as_str).filter(|u| u.starts_with("data:")) {
+        let keys = ["start_image_url", "end_image_url", "image_url", "video_url"];
+        let listed = body.get("image_urls").and_then(Value::as_array).into_iter().flatten().filter_map(Value::as_str);
+        let uris = keys.iter().filter_map(|k| body.get(*k).and_then(Value::as_str).map(|u| (*k, u)));
+        for (key, uri) in uris.chain(listed.map(|u| ("image_urls", u))) {
+            if uri.starts_with("data:") {
                 errors.push(validation(key, "File download error", "file_download_error", json!(uri), None));
             }
         }
@@ -696,6 +736,34 @@ mod tests {
         assert_eq!(validate("fal-ai/kling-video/v3/pro/image-to-video", &data_uri, true), None);
         let detail = validate("fal-ai/kling-video/v3/pro/image-to-video", &data_uri, false).unwrap();
         assert_eq!(detail[0]["type"], "file_download_error");
+    }
+
+    #[test]
+    fn video_to_video_and_motion_control_need_their_documented_inputs() {
+        // The input example of fal's O1 video-to-video edit page passes.
+        let o1 = json!({"prompt": "Replace the character in the video with @Element1, maintaining the same movements and camera angles. Transform the landscape into @Image1",
+            "video_url": "https://v3b.fal.media/files/b/rabbit/ku8_Wdpf-oTbGRq4lB5DU_output.mp4"});
+        assert_eq!(validate("fal-ai/kling-video/o1/video-to-video/edit", &o1, true), None);
+        for model in
+            ["fal-ai/kling-video/o3/standard/video-to-video/edit", "fal-ai/kling-video/o3/pro/video-to-video/reference"]
+        {
+            let detail = validate(model, &json!({"prompt": "p"}), true).unwrap();
+            assert_eq!((&detail[0]["loc"], &detail[0]["type"]), (&json!(["body", "video_url"]), &json!("missing")));
+            let detail = validate(model, &json!({"video_url": "https://x/v.mp4", "keep_audio": "yes"}), true).unwrap();
+            let locs: Vec<&Value> = detail.as_array().unwrap().iter().map(|d| &d["loc"][1]).collect();
+            assert_eq!(locs, [&json!("prompt"), &json!("keep_audio")], "{model}");
+        }
+        let motion = "fal-ai/kling-video/v3/pro/motion-control";
+        let ok =
+            json!({"image_url": "https://x/i.png", "video_url": "https://x/v.mp4", "character_orientation": "video"});
+        assert_eq!(validate(motion, &ok, false), None);
+        let detail = validate(motion, &json!({"image_url": "https://x/i.png", "video_url": "v"}), true).unwrap();
+        assert_eq!(detail[0]["loc"], json!(["body", "character_orientation"]));
+        let sideways = json!({"image_url": "https://x/i.png", "video_url": "v", "character_orientation": "left"});
+        assert_eq!(validate(motion, &sideways, true).unwrap()[0]["type"], "one_of");
+        let inline =
+            json!({"image_url": "data:image/png;base64,AA", "video_url": "v", "character_orientation": "image"});
+        assert_eq!(validate(motion, &inline, false).unwrap()[0]["type"], "file_download_error");
     }
 
     #[test]

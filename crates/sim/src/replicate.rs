@@ -2,7 +2,8 @@
 //! (`replicate/exceptions.py`: errors are RFC 7807 problem details `{type, title, status, detail,
 //! instance}`; `prediction.py`; `account.py`: `GET /v1/account`); replicate.com's docs pages
 //! "Predictions" (the prediction object) and "Rate limits" (the 429 body); the
-//! `kwaivgi/kling-v3-video` version API page (input schema, output a URI string); public error
+//! `kwaivgi/kling-v3-video`, `kwaivgi/kling-v3-omni-video` and `kwaivgi/kling-o1` version API
+//! pages (input schemas, output a URI string); public error
 //! bodies in `replicate/replicate-javascript#342` (402), `#347` (404 on the models route),
 //! `replicate/replicate-python#47` (401), and captured 422 "Input validation failed" bodies with
 //! `invalid_fields`.
@@ -26,8 +27,13 @@ use crate::{
 };
 
 /// The Kling models Replicate hosts under Kuaishou's `kwaivgi` account (seen in public clients).
-pub const DEFAULT_MODELS: &[&str] =
-    &["kwaivgi/kling-v3-video", "kwaivgi/kling-v3-omni-video", "kwaivgi/kling-v2.6", "kwaivgi/kling-v2.5-turbo-pro"];
+pub const DEFAULT_MODELS: &[&str] = &[
+    "kwaivgi/kling-v3-video",
+    "kwaivgi/kling-v3-omni-video",
+    "kwaivgi/kling-o1",
+    "kwaivgi/kling-v2.6",
+    "kwaivgi/kling-v2.5-turbo-pro",
+];
 
 /// A failed prediction refused for its content: Replicate's E005 text, as public logs show it.
 pub const SENSITIVE: &str = "The input or output was flagged as sensitive (E005)";
@@ -132,6 +138,10 @@ fn check_input(model: &str, input: &Value) -> Vec<Problem> {
     if present("prompt").and_then(Value::as_str).is_none_or(str::is_empty) {
         problems.push(("required", "input".to_owned(), "prompt is required".to_owned()));
     }
+    if matches!(model, "kwaivgi/kling-v3-omni-video" | "kwaivgi/kling-o1") {
+        omni_input(model, input, &mut problems);
+        return problems;
+    }
     if model != "kwaivgi/kling-v3-video" {
         return problems;
     }
@@ -178,6 +188,83 @@ fn check_input(model: &str, input: &Value) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The Omni models' inputs, from their version API pages
+/// (replicate.com/kwaivgi/kling-v3-omni-video/versions/1d449e25.../api and
+/// replicate.com/kwaivgi/kling-o1/versions/6d5f2d4b.../api): `mode` standard | pro
+/// (`std` | `pro` on kling-o1), `video_reference_type` feature | base, `aspect_ratio`
+/// 16:9 | 9:16 | 1:1, `reference_video` and the images strings, `reference_images` an
+/// array, `keep_original_sound` and `generate_audio` (kling-v3-omni-video only)
+/// booleans, `duration` an integer 3..15 (kling-o1: 3..10); `video_reference_type`
+/// needs a `reference_video`, and generated audio is "Mutually exclusive with
+/// reference video".
+fn omni_input(model: &str, input: &Value, problems: &mut Vec<Problem>) {
+    let present = |k: &str| input.get(k).filter(|v| !v.is_null());
+    let o1 = model == "kwaivgi/kling-o1";
+    let modes: &[&str] = if o1 { &["std", "pro"] } else { &["standard", "pro"] };
+    let enums: [(&str, &[&str]); 3] =
+        [("mode", modes), ("video_reference_type", &["feature", "base"]), ("aspect_ratio", &["16:9", "9:16", "1:1"])];
+    for (key, allowed) in enums {
+        if let Some(v) = present(key)
+            && !v.as_str().is_some_and(|v| allowed.contains(&v))
+        {
+            let quoted: Vec<String> = allowed.iter().map(|a| format!("\"{a}\"")).collect();
+            let description = format!("{key} must be one of the following: {}", quoted.join(", "));
+            problems.push(("enum", format!("input.{key}"), description));
+        }
+    }
+    for key in ["prompt", "start_image", "end_image", "reference_video"] {
+        if present(key).is_some_and(|v| !v.is_string()) {
+            problems.push(("invalid_type", format!("input.{key}"), "Invalid type. Expected: string".to_owned()));
+        }
+    }
+    if present("reference_images").is_some_and(|v| !v.as_array().is_some_and(|a| a.iter().all(Value::is_string))) {
+        problems.push((
+            "invalid_type",
+            "input.reference_images".to_owned(),
+            "Invalid type. Expected: array".to_owned(),
+        ));
+    }
+    let booleans: &[&str] = if o1 { &["keep_original_sound"] } else { &["keep_original_sound", "generate_audio"] };
+    for key in booleans {
+        if present(key).is_some_and(|v| !v.is_boolean()) {
+            problems.push(("invalid_type", format!("input.{key}"), "Invalid type. Expected: boolean".to_owned()));
+        }
+    }
+    let top = if o1 { 10 } else { 15 };
+    if let Some(d) = present("duration") {
+        match d.as_u64() {
+            None => problems.push((
+                "invalid_type",
+                "input.duration".to_owned(),
+                "Invalid type. Expected: integer".to_owned(),
+            )),
+            Some(d) if d < 3 => problems.push((
+                "number_gte",
+                "input.duration".to_owned(),
+                "Must be greater than or equal to 3".to_owned(),
+            )),
+            Some(d) if d > top => problems.push((
+                "number_lte",
+                "input.duration".to_owned(),
+                format!("Must be less than or equal to {top}"),
+            )),
+            Some(_) => {}
+        }
+    }
+    let video = present("reference_video").is_some();
+    if present("video_reference_type").is_some() && !video {
+        problems.push((
+            "required",
+            "input".to_owned(),
+            "reference_video is required with video_reference_type".to_owned(),
+        ));
+    }
+    if video && present("generate_audio").and_then(Value::as_bool) == Some(true) {
+        let why = "generate_audio is mutually exclusive with reference_video".to_owned();
+        problems.push(("invalid", "input.generate_audio".to_owned(), why));
+    }
 }
 
 /// A version id for a model (the official-model route hides it; predictions still carry one).
@@ -354,5 +441,26 @@ mod tests {
         assert_eq!(problems[0].2, "prompt is required");
         let long = json!({"prompt": "p", "duration": 20});
         assert_eq!(check_input("kwaivgi/kling-v3-video", &long)[0].0, "number_lte");
+    }
+
+    #[test]
+    fn omni_inputs_are_checked_against_their_version_schemas() {
+        let edit = json!({"prompt": "p", "reference_video": "https://x/v.mp4", "video_reference_type": "base",
+            "keep_original_sound": true, "mode": "pro", "reference_images": ["data:image/png;base64,AA"]});
+        assert!(check_input("kwaivgi/kling-v3-omni-video", &edit).is_empty());
+        // kling-o1 spells standard `std`; the 3.0 Omni model `standard`.
+        let std = json!({"prompt": "p", "mode": "std"});
+        assert!(check_input("kwaivgi/kling-o1", &std).is_empty());
+        assert_eq!(check_input("kwaivgi/kling-v3-omni-video", &std)[0].1, "input.mode");
+        let typeless = json!({"prompt": "p", "video_reference_type": "base"});
+        assert_eq!(
+            check_input("kwaivgi/kling-o1", &typeless)[0].2,
+            "reference_video is required with video_reference_type"
+        );
+        let loud = json!({"prompt": "p", "reference_video": "https://x/v.mp4", "generate_audio": true});
+        assert_eq!(check_input("kwaivgi/kling-v3-omni-video", &loud)[0].1, "input.generate_audio");
+        let long = json!({"prompt": "p", "duration": 12});
+        assert!(check_input("kwaivgi/kling-v3-omni-video", &long).is_empty());
+        assert_eq!(check_input("kwaivgi/kling-o1", &long)[0].0, "number_lte");
     }
 }

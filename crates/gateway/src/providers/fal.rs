@@ -13,7 +13,7 @@
 //! `detail[].input`: it never reaches a message or a log.
 
 use serde_json::{Value, json};
-use vidgate_api::catalog::{Shape, Sound};
+use vidgate_api::catalog::{ModelSpec, Shape, Sound};
 use vidgate_api::task::TaskErrorCode;
 
 use super::{Answer, Api, Check, CheckStatus, Failure, Handle, Job, Pace, Poll, ProviderError, Verdict, clip, send};
@@ -143,14 +143,146 @@ fn start_image_key(model: &str) -> &'static str {
     if model.contains("/o3/") || model.contains("/turbo/") { "image_url" } else { "start_image_url" }
 }
 
-/// The shapes vidgate maps to fal: text and image to video (v3, v3 Turbo, O3, O1
-/// endpoints). fal's reference, edit and motion-control inputs are not verified
-/// against its docs here, so such routes are refused at start.
-pub fn check_route(shape: Shape) -> Result<(), String> {
-    match shape {
-        Shape::TextToVideo | Shape::ImageToVideo => Ok(()),
-        other => Err(format!("vidgate does not send a {} to fal", other.as_str())),
+/// The fal endpoints that serve each catalog model taking an input video, exactly
+/// as fal's model pages name them (one per tier: standard makes 720p, pro 1080p).
+/// Text and image to video go to the v3, v3 Turbo, O3 and O1 generation endpoints
+/// (`.../text-to-video`, `.../image-to-video`) and are not listed here.
+///
+/// - `kling-o3-video-edit`: "Kling O3 Edit Video", inputs `prompt` (required,
+///   "Reference video as @Video1"), `video_url` (required; .mp4/.mov, 3-10 s,
+///   720-2160 px, <= 200 MB), `image_urls` ("Maximum 4 total (elements + reference
+///   images) when using video"), `keep_audio` (default true), `elements`; output
+///   `video`. https://fal.ai/models/fal-ai/kling-video/o3/pro/video-to-video/edit/llms.txt,
+///   https://fal.ai/docs/model-api-reference/video-generation-api/kling-video-o3-standard-video-to-video.md
+/// - `kling-o3-reference-to-video` (a reference video, not only images): "Kling O3
+///   Reference Video to Video", inputs `prompt` and `video_url` (required),
+///   `image_urls`, `elements`, `keep_audio` (default true), `aspect_ratio`
+///   (16:9, 9:16, 1:1), `duration` ("3".."15", a string), `shot_type`; output `video`.
+///   https://fal.ai/models/fal-ai/kling-video/o3/standard/video-to-video/reference/llms.txt,
+///   https://fal.ai/models/fal-ai/kling-video/o3/pro/video-to-video/reference/llms.txt
+///   (fal's `.../o3/{tier}/reference-to-video` takes images only: not this model).
+/// - `kling-o1-video-edit`: "Kling O1 Video To Video - Edit", inputs `prompt` and
+///   `video_url` (required; .mp4/.mov, 3-10 s, 720-2160 px, <= 200 MB), `keep_audio`
+///   (default false), `image_urls`, `elements`; output `video`.
+///   https://fal.ai/docs/model-api-reference/video-generation-api/kling-video-o1-video-to-video
+/// - `kling-v3-motion-control`: "Kling Video v3 Motion Control", inputs `image_url`,
+///   `video_url` and `character_orientation` (`image`, up to 10 s of video, or
+///   `video`, up to 30 s) required, `prompt`, `keep_original_sound` (default true),
+///   `elements`; output `video`. fal's page
+///   https://fal.ai/models/fal-ai/kling-video/v3/pro/motion-control/llms.txt (and the
+///   `v3/standard` sibling), read through its copies (forgedemy.org "fal.ai Models
+///   Reference"; the same field names as fal's v2.6 page, copied in
+///   github.com/coduy96/taophim `motion-control.md`). fal's `v2.6/{tier}/motion-control`
+///   is Kling 2.6: not this model.
+pub const VIDEO_INPUT_ENDPOINTS: [(&str, &[&str]); 4] = [
+    (
+        "kling-o3-video-edit",
+        &["fal-ai/kling-video/o3/standard/video-to-video/edit", "fal-ai/kling-video/o3/pro/video-to-video/edit"],
+    ),
+    (
+        "kling-o3-reference-to-video",
+        &[
+            "fal-ai/kling-video/o3/standard/video-to-video/reference",
+            "fal-ai/kling-video/o3/pro/video-to-video/reference",
+        ],
+    ),
+    ("kling-o1-video-edit", &["fal-ai/kling-video/o1/video-to-video/edit"]),
+    (
+        "kling-v3-motion-control",
+        &["fal-ai/kling-video/v3/standard/motion-control", "fal-ai/kling-video/v3/pro/motion-control"],
+    ),
+];
+
+/// Whether a route of `spec` may send it to fal as `upstream_model`. Text and image
+/// to video go to the generation endpoint the route names (v3, v3 Turbo, O3, O1);
+/// a model taking an input video only to an endpoint of [`VIDEO_INPUT_ENDPOINTS`].
+/// Anything else fal does not host is refused at start: the O1 "fast" edit (fal has
+/// no such endpoint) and custom elements (fal takes elements inline, it makes none).
+pub fn check_route(upstream_model: &str, spec: &ModelSpec) -> Result<(), String> {
+    let model = spec.id.as_str();
+    match spec.shape {
+        Shape::TextToVideo | Shape::ImageToVideo => return Ok(()),
+        Shape::CustomElement => return Err(format!("fal makes no elements ({model} is served by kling or local)")),
+        _ => {}
     }
+    let Some((_, endpoints)) = VIDEO_INPUT_ENDPOINTS.iter().find(|(m, _)| *m == model) else {
+        return Err(format!(
+            "fal hosts no endpoint for {model} (a {}): fal serves {}",
+            spec.shape.as_str(),
+            VIDEO_INPUT_ENDPOINTS.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ")
+        ));
+    };
+    if endpoints.contains(&upstream_model.trim_matches('/')) {
+        Ok(())
+    } else {
+        Err(format!(
+            "{upstream_model:?} is not a fal endpoint for {model} (a {}): use {}",
+            spec.shape.as_str(),
+            endpoints.join(" or ")
+        ))
+    }
+}
+
+/// An O3 or O1 video-to-video body (`.../video-to-video/edit` or `/reference`, see
+/// [`VIDEO_INPUT_ENDPOINTS`]) but its `image_urls`: `prompt` and `video_url` (a signed
+/// link of ours), `keep_audio`; a reference also takes `duration` (a string) and
+/// `aspect_ratio`. An edit's length
+/// follows its input: it has no duration. fal marks `prompt` required: a request
+/// without one is left to another route.
+fn video_body(job: &Job<'_>) -> Result<Value, ProviderError> {
+    let r = job.request;
+    let prompt = r.prompt.as_deref().filter(|p| !p.is_empty()).ok_or_else(|| {
+        ProviderError::next_route(format!("fal's {} requires a prompt and the request has none", job.upstream_model))
+    })?;
+    // An edit's seconds are its input's, rounded up: past 11 the input is surely longer
+    // than the 10.05 s fal's edit pages allow, which another route may still take.
+    if job.spec.shape == Shape::VideoEdit && job.seconds > 11 {
+        return Err(ProviderError::next_route(format!(
+            "fal's {} takes input videos of 3 to 10 s; this one is about {} s",
+            job.upstream_model, job.seconds
+        )));
+    }
+    let mut body = json!({ "prompt": prompt, "video_url": input_video(job)? });
+    if let Some(keep) = r.keep_original_sound {
+        body["keep_audio"] = json!(keep);
+    }
+    if job.spec.shape == Shape::ReferenceToVideo {
+        body["duration"] = json!(job.seconds.to_string());
+        if let Some(a) = r.aspect_ratio {
+            body["aspect_ratio"] = json!(a.as_str());
+        }
+    }
+    Ok(body)
+}
+
+/// A v3 motion-control body: the subject's image (the request's one reference image,
+/// already in fal's storage) as `image_url`, the motion as `video_url`,
+/// `character_orientation`, `keep_original_sound` and the optional `prompt`.
+fn motion_body(job: &Job<'_>, image_url: String) -> Result<Value, ProviderError> {
+    let r = job.request;
+    let orientation = r
+        .character_orientation
+        .ok_or_else(|| ProviderError::next_route("a motion-control job without character_orientation"))?;
+    let mut body = json!({
+        "image_url": image_url,
+        "video_url": input_video(job)?,
+        "character_orientation": orientation.as_str(),
+    });
+    if let Some(p) = r.prompt.as_ref().filter(|p| !p.is_empty()) {
+        body["prompt"] = json!(p);
+    }
+    if let Some(keep) = r.keep_original_sound {
+        body["keep_original_sound"] = json!(keep);
+    }
+    Ok(body)
+}
+
+/// The job's input video: a signed link of ours that fal fetches itself.
+fn input_video<'a>(job: &'a Job<'_>) -> Result<&'a str, ProviderError> {
+    job.video_links
+        .first()
+        .map(String::as_str)
+        .ok_or_else(|| ProviderError::next_route("a video-input job without a link to its video"))
 }
 
 /// A file name for an upload, by the image's type.
@@ -189,6 +321,28 @@ impl Fal {
     }
 
     pub async fn submit(&self, job: &Job<'_>) -> Result<Handle, ProviderError> {
+        let body = match job.spec.shape {
+            Shape::VideoEdit | Shape::ReferenceToVideo => self.video_to_video(job).await?,
+            Shape::MotionControl => self.motion_control(job).await?,
+            _ => self.generation(job).await?,
+        };
+        let url = self.api.url(&format!("/{}", job.upstream_model.trim_start_matches('/')));
+        let answer = send(self.api.client.post(url).header("authorization", self.auth()).json(&body)).await?;
+        if !answer.is_success() {
+            let c = classify(&answer);
+            return Err(c.verdict.error(c.message));
+        }
+        let field = |k: &str| answer.str_at(&format!("/{k}")).filter(|s| !s.is_empty()).map(str::to_owned);
+        let id = field("request_id").ok_or_else(|| ProviderError::next_route("fal accepted without a request_id"))?;
+        let (status_url, response_url) = (field("status_url"), field("response_url"));
+        if status_url.is_none() || response_url.is_none() {
+            return Err(ProviderError::next_route("fal accepted without status and response URLs"));
+        }
+        Ok(Handle { id, kind: String::new(), status_url, response_url, cancel_url: field("cancel_url") })
+    }
+
+    /// A text or image to video body (v3, v3 Turbo, O3, O1 generation endpoints).
+    async fn generation(&self, job: &Job<'_>) -> Result<Value, ProviderError> {
         let r = job.request;
         let mut body = json!({
             "duration": job.seconds.to_string(),
@@ -208,19 +362,35 @@ impl Fal {
         if let Some(img) = job.end_image {
             body["end_image_url"] = json!(self.upload(img).await?);
         }
-        let url = self.api.url(&format!("/{}", job.upstream_model.trim_start_matches('/')));
-        let answer = send(self.api.client.post(url).header("authorization", self.auth()).json(&body)).await?;
-        if !answer.is_success() {
-            let c = classify(&answer);
-            return Err(c.verdict.error(c.message));
+        Ok(body)
+    }
+
+    /// An O3 or O1 video-to-video body (see [`video_body`]), its reference images
+    /// uploaded to fal's storage as `image_urls` once the request is known to fit.
+    async fn video_to_video(&self, job: &Job<'_>) -> Result<Value, ProviderError> {
+        let mut body = video_body(job)?;
+        if !job.reference_images.is_empty() {
+            body["image_urls"] = json!(self.upload_all(job.reference_images).await?);
         }
-        let field = |k: &str| answer.str_at(&format!("/{k}")).filter(|s| !s.is_empty()).map(str::to_owned);
-        let id = field("request_id").ok_or_else(|| ProviderError::next_route("fal accepted without a request_id"))?;
-        let (status_url, response_url) = (field("status_url"), field("response_url"));
-        if status_url.is_none() || response_url.is_none() {
-            return Err(ProviderError::next_route("fal accepted without status and response URLs"));
+        Ok(body)
+    }
+
+    /// A v3 motion-control body, its subject's image uploaded (see [`motion_body`]).
+    async fn motion_control(&self, job: &Job<'_>) -> Result<Value, ProviderError> {
+        let image = job
+            .reference_images
+            .first()
+            .ok_or_else(|| ProviderError::next_route("a motion-control job without its reference image"))?;
+        let image_url = self.upload(image).await?;
+        motion_body(job, image_url)
+    }
+
+    async fn upload_all(&self, images: &[Vec<u8>]) -> Result<Vec<String>, ProviderError> {
+        let mut urls = Vec::with_capacity(images.len());
+        for img in images {
+            urls.push(self.upload(img).await?);
         }
-        Ok(Handle { id, kind: String::new(), status_url, response_url, cancel_url: field("cancel_url") })
+        Ok(urls)
     }
 
     pub async fn poll(&self, handle: &Handle) -> Result<Poll, ProviderError> {
@@ -312,7 +482,7 @@ mod tests {
     use reqwest::header::{HeaderMap, HeaderValue};
 
     use super::*;
-    use crate::providers::table_tests::consistent;
+    use crate::providers::table_tests::{consistent, job, request};
 
     fn answer(status: u16, headers: &[(&'static str, &'static str)], body: Value) -> Answer {
         let mut h = HeaderMap::new();
@@ -406,5 +576,78 @@ mod tests {
         assert_eq!(start_image_key("fal-ai/kling-video/v3/turbo/standard/image-to-video"), "image_url");
         assert_eq!(start_image_key("fal-ai/kling-video/v3/pro/image-to-video"), "start_image_url");
         assert_eq!(file_name("image/png"), "input.png");
+    }
+
+    #[test]
+    fn each_video_input_model_goes_only_to_the_fal_endpoints_that_host_it() {
+        let catalog = vidgate_api::catalog::Catalog::builtin().unwrap();
+        let spec = |m: &str| catalog.get(m).unwrap().clone();
+        for (model, endpoints) in VIDEO_INPUT_ENDPOINTS {
+            for e in endpoints {
+                assert_eq!(check_route(e, &spec(model)), Ok(()), "{model} {e}");
+            }
+        }
+        // Kling 2.6 motion control is another model; O3's image-only reference-to-video too.
+        let e = check_route("fal-ai/kling-video/v2.6/pro/motion-control", &spec("kling-v3-motion-control"));
+        assert!(e.unwrap_err().contains("fal-ai/kling-video/v3/pro/motion-control"));
+        let e = check_route("fal-ai/kling-video/o3/pro/reference-to-video", &spec("kling-o3-reference-to-video"));
+        assert!(e.unwrap_err().contains("video-to-video/reference"));
+        // fal hosts no O1 fast edit and makes no elements.
+        let e = check_route("fal-ai/kling-video/o1/video-to-video/edit", &spec("kling-o1-video-edit-fast"));
+        assert!(e.unwrap_err().contains("fal hosts no endpoint for kling-o1-video-edit-fast"));
+        assert!(check_route("x", &spec("kling-custom-element")).is_err());
+        assert_eq!(check_route("fal-ai/kling-video/o3/pro/text-to-video", &spec("kling-o3-text-to-video")), Ok(()));
+    }
+
+    #[test]
+    fn an_edit_sends_the_link_and_keep_audio_but_no_duration() {
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "make it winter",
+            "keep_original_sound": false}));
+        let links = ["https://gw.example/v1/files/f_1/content?sig=x".to_owned()];
+        let refs = [vec![1u8]];
+        let j = job(&r, &spec, "fal-ai/kling-video/o3/standard/video-to-video/edit", &refs, &links);
+        let body = video_body(&j).unwrap();
+        assert_eq!(body, json!({"prompt": "make it winter", "video_url": links[0], "keep_audio": false}));
+        // O1's edit: keep_audio left to fal's default when the request says nothing.
+        let (r, spec) = request(json!({"model": "kling-o1-video-edit", "prompt": "sepia"}));
+        let j = job(&r, &spec, "fal-ai/kling-video/o1/video-to-video/edit", &[], &links);
+        assert_eq!(video_body(&j).unwrap(), json!({"prompt": "sepia", "video_url": links[0]}));
+        // fal requires a prompt: without one the request is another route's.
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit"}));
+        let j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/edit", &[], &links);
+        assert!(matches!(video_body(&j), Err(ProviderError::NextRoute { .. })));
+        // An input surely past fal's 10 s (O3 takes up to 15.5 s elsewhere) is another route's.
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "p"}));
+        let mut j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/edit", &[], &links);
+        j.seconds = 11;
+        assert!(video_body(&j).is_ok());
+        j.seconds = 12;
+        assert!(matches!(video_body(&j), Err(ProviderError::NextRoute { .. })));
+    }
+
+    #[test]
+    fn a_reference_also_sends_its_duration_as_a_string_and_the_aspect_ratio() {
+        let (r, spec) = request(json!({"model": "kling-o3-reference-to-video", "prompt": "follow @Video1",
+            "duration": 7, "aspect_ratio": "9:16", "keep_original_sound": true}));
+        let links = ["https://gw.example/v".to_owned()];
+        let j = job(&r, &spec, "fal-ai/kling-video/o3/pro/video-to-video/reference", &[], &links);
+        assert_eq!(
+            video_body(&j).unwrap(),
+            json!({"prompt": "follow @Video1", "video_url": "https://gw.example/v", "keep_audio": true,
+                "duration": "7", "aspect_ratio": "9:16"})
+        );
+    }
+
+    #[test]
+    fn motion_control_sends_the_subject_image_the_motion_and_the_orientation() {
+        let (r, spec) = request(json!({"model": "kling-v3-motion-control", "character_orientation": "video",
+            "keep_original_sound": true, "prompt": "on a stage"}));
+        let links = ["https://gw.example/m".to_owned()];
+        let j = job(&r, &spec, "fal-ai/kling-video/v3/standard/motion-control", &[], &links);
+        assert_eq!(
+            motion_body(&j, "https://fal.media/files/s.png".to_owned()).unwrap(),
+            json!({"image_url": "https://fal.media/files/s.png", "video_url": "https://gw.example/m",
+                "character_orientation": "video", "keep_original_sound": true, "prompt": "on a stage"})
+        );
     }
 }

@@ -263,13 +263,13 @@ impl Upstream {
         }
     }
 
-    /// Whether a route of a model of `shape` may send it here as `upstream_model`
-    /// (refused at start when not: a misrouted model never reaches the provider).
-    pub fn check_route(&self, upstream_model: &str, shape: vidgate_api::catalog::Shape) -> Result<(), String> {
+    /// Whether a route of `spec` may send it here as `upstream_model` (refused at
+    /// start when not: a misrouted model never reaches the provider).
+    pub fn check_route(&self, upstream_model: &str, spec: &vidgate_api::catalog::ModelSpec) -> Result<(), String> {
         match self {
-            Self::Kling(p) => p.check_route(upstream_model, shape),
-            Self::Fal(_) => fal::check_route(shape),
-            Self::Replicate(_) => replicate::check_route(shape),
+            Self::Kling(p) => p.check_route(upstream_model, spec.shape),
+            Self::Fal(_) => fal::check_route(upstream_model, spec),
+            Self::Replicate(_) => replicate::check_route(upstream_model, spec),
             // EvoLink hosts every catalog model under its own id.
             Self::Evolink(_) => Ok(()),
         }
@@ -508,6 +508,37 @@ pub(crate) mod table_tests {
     //! Invariants every provider's table must keep.
 
     use super::*;
+
+    /// A stored request read from its JSON form, and the built-in catalog's spec of
+    /// its model: what an adapter's request-body tests start from.
+    pub fn request(v: serde_json::Value) -> (StoredRequest, vidgate_api::catalog::ModelSpec) {
+        let r: StoredRequest = serde_json::from_value(v).expect("a stored request");
+        let catalog = vidgate_api::catalog::Catalog::builtin().expect("the built-in catalog");
+        let spec = catalog.get(r.model.as_str()).expect("a catalog model").clone();
+        (r, spec)
+    }
+
+    /// A job for `r` at `upstream_model`, with reference images and input-video links.
+    pub fn job<'a>(
+        r: &'a StoredRequest,
+        spec: &'a vidgate_api::catalog::ModelSpec,
+        upstream_model: &'a str,
+        references: &'a [Vec<u8>],
+        links: &'a [String],
+    ) -> Job<'a> {
+        Job {
+            request: r,
+            spec,
+            seconds: r.duration.unwrap_or(5),
+            upstream_model,
+            start_image: None,
+            end_image: None,
+            reference_images: references,
+            video_links: links,
+            element_images: &[],
+            element_refs: &[],
+        }
+    }
 
     /// A final verdict blames the request; a next-route or retry verdict never
     /// does (else the engine would end a task a retry could save, or retry one

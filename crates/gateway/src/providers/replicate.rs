@@ -9,7 +9,7 @@
 //! per replicate.com "Error codes").
 
 use serde_json::{Value, json};
-use vidgate_api::catalog::{Quality, Shape, Sound};
+use vidgate_api::catalog::{ModelSpec, Quality, Shape, Sound};
 use vidgate_api::task::TaskErrorCode;
 
 use super::{Answer, Api, Check, CheckStatus, Failure, Handle, Job, Pace, Poll, ProviderError, Verdict, clip};
@@ -57,12 +57,64 @@ fn names_an_input(a: &Answer) -> bool {
     })
 }
 
-/// The shapes vidgate maps to Replicate: text and image to video, whose inputs
-/// `kwaivgi/kling-v3-video`'s schema documents; any other is refused at start.
-pub fn check_route(shape: Shape) -> Result<(), String> {
-    match shape {
-        Shape::TextToVideo | Shape::ImageToVideo => Ok(()),
-        other => Err(format!("vidgate does not send a {} to Replicate", other.as_str())),
+/// The Replicate models that serve each catalog model taking an input video, as
+/// their version API pages document them (`kwaivgi` is Kuaishou's account):
+///
+/// - `kwaivgi/kling-v3-omni-video` (Kling 3.0 Omni, i.e. O3): `prompt`,
+///   `reference_video` (.mp4/.mov, 3-10 s, 720-2160 px, <= 200 MB),
+///   `video_reference_type` (`feature` for a style/camera reference, `base` for video
+///   editing), `keep_original_sound` (default true), `reference_images` ("Max 7 without
+///   video, 4 with video"), `mode` (`standard` 720p | `pro` 1080p), `aspect_ratio`,
+///   `duration` 3..15 ("Ignored for video editing (base)"), `generate_audio`
+///   ("Mutually exclusive with reference video"); output a URI string.
+///   https://replicate.com/kwaivgi/kling-v3-omni-video/versions/1d449e255319a7c07feca688cf0596cb82cc8a96ceddff6c44fd0d090b4e830c/api
+/// - `kwaivgi/kling-o1` (Kling O1): the same video fields, `mode` `std` | `pro`,
+///   `duration` 5 or 10 for text/image, 3..10 with a feature video, ignored for an
+///   edit; no `generate_audio`; output a URI string.
+///   https://replicate.com/kwaivgi/kling-o1/versions/6d5f2d4becc7f734d190d17f13f776229c359cafc1c1898d78945e8d87c57538/api
+///
+/// Replicate hosts no Kling 3.0 motion control (only `kwaivgi/kling-v2.6-motion-control`,
+/// a Kling 2.6 model) and no O1 "fast" edit: those stay refused at start.
+pub const VIDEO_INPUT_MODELS: [(&str, &str); 3] = [
+    ("kling-o3-video-edit", "kwaivgi/kling-v3-omni-video"),
+    ("kling-o3-reference-to-video", "kwaivgi/kling-v3-omni-video"),
+    ("kling-o1-video-edit", "kwaivgi/kling-o1"),
+];
+
+/// Whether a route of `spec` may send it to Replicate as `upstream_model`: text and
+/// image to video to the model the route names (`kwaivgi/kling-v3-video`,
+/// `kwaivgi/kling-v3-omni-video`, `kwaivgi/kling-o1`), a model taking an input video
+/// only to the Replicate model of [`VIDEO_INPUT_MODELS`]; any other is refused.
+pub fn check_route(upstream_model: &str, spec: &ModelSpec) -> Result<(), String> {
+    let model = spec.id.as_str();
+    match spec.shape {
+        Shape::TextToVideo | Shape::ImageToVideo => return Ok(()),
+        Shape::CustomElement => {
+            return Err(format!("Replicate makes no elements ({model} is served by kling or local)"));
+        }
+        _ => {}
+    }
+    match VIDEO_INPUT_MODELS.iter().find(|(m, _)| *m == model) {
+        None => Err(format!(
+            "Replicate hosts no model for {model} (a {}): vidgate sends {} there",
+            spec.shape.as_str(),
+            VIDEO_INPUT_MODELS.iter().map(|(m, _)| *m).collect::<Vec<_>>().join(", ")
+        )),
+        Some((_, hosted)) if *hosted == upstream_model => Ok(()),
+        Some((_, hosted)) => Err(format!(
+            "{upstream_model:?} is not the Replicate model for {model} (a {}): use {hosted}",
+            spec.shape.as_str()
+        )),
+    }
+}
+
+/// The `mode` value of a Replicate Kling model: `kwaivgi/kling-o1` spells standard
+/// `std`, the 3.0 models `standard` (their version API pages).
+fn mode(upstream_model: &str, quality: Quality) -> &'static str {
+    match quality {
+        Quality::P720 if upstream_model == "kwaivgi/kling-o1" => "std",
+        Quality::P720 => "standard",
+        _ => "pro",
     }
 }
 
@@ -119,27 +171,78 @@ fn state(v: &Value) -> Result<Poll, ProviderError> {
     }
 }
 
+/// A prediction's `input` for `job`, by the model's version schema (see
+/// [`VIDEO_INPUT_MODELS`] and `kwaivgi/kling-v3-video`'s page: `prompt`, `mode`,
+/// `duration` an integer, `generate_audio`, `negative_prompt`, `start_image`,
+/// `end_image`, `aspect_ratio` ignored with a start image). Images go as data URIs,
+/// as replicate-python sends file inputs (its base64 strategy); an input video as a
+/// signed link of ours, which Replicate fetches.
+fn input(job: &Job<'_>) -> Result<Value, ProviderError> {
+    let r = job.request;
+    let o1 = job.upstream_model == "kwaivgi/kling-o1";
+    let mut input = json!({
+        "prompt": r.prompt.clone().unwrap_or_default(),
+        "mode": mode(job.upstream_model, r.quality),
+    });
+    if let Some(n) = &r.negative_prompt {
+        input["negative_prompt"] = json!(n);
+    }
+    if !job.reference_images.is_empty() {
+        input["reference_images"] = json!(job.reference_images.iter().map(|i| data_uri(i)).collect::<Vec<_>>());
+    }
+    if matches!(job.spec.shape, Shape::VideoEdit | Shape::ReferenceToVideo) {
+        if r.prompt.as_deref().is_none_or(str::is_empty) {
+            // The schemas mark `prompt` required: another route may serve it without.
+            return Err(ProviderError::next_route(format!(
+                "replicate's {} requires a prompt and the request has none",
+                job.upstream_model
+            )));
+        }
+        if job.spec.shape == Shape::VideoEdit && job.seconds > 11 {
+            // An edit's seconds are its input's, rounded up: surely past the schemas' 3-10 s.
+            return Err(ProviderError::next_route(format!(
+                "replicate's {} takes reference videos of 3 to 10 s; this one is about {} s",
+                job.upstream_model, job.seconds
+            )));
+        }
+        let video = job
+            .video_links
+            .first()
+            .ok_or_else(|| ProviderError::next_route("a video-input job without a link to its video"))?;
+        input["reference_video"] = json!(video);
+        let edit = job.spec.shape == Shape::VideoEdit;
+        input["video_reference_type"] = json!(if edit { "base" } else { "feature" });
+        if let Some(keep) = r.keep_original_sound {
+            input["keep_original_sound"] = json!(keep);
+        }
+        if !edit {
+            // An edit's length follows its input; a feature reference's is asked for.
+            input["duration"] = json!(job.seconds);
+            if let Some(a) = r.aspect_ratio {
+                input["aspect_ratio"] = json!(a.as_str());
+            }
+        }
+        return Ok(input);
+    }
+    input["duration"] = json!(job.seconds);
+    if !o1 {
+        // kling-o1 has no generate_audio input.
+        input["generate_audio"] = json!(r.sound == Sound::On);
+    }
+    if let Some(img) = job.start_image {
+        input["start_image"] = json!(data_uri(img));
+    } else {
+        input["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
+    }
+    if let Some(img) = job.end_image {
+        input["end_image"] = json!(data_uri(img));
+    }
+    Ok(input)
+}
+
 impl Replicate {
     pub async fn submit(&self, job: &Job<'_>) -> Result<Handle, ProviderError> {
-        let r = job.request;
-        let mut input = json!({
-            "prompt": r.prompt.clone().unwrap_or_default(),
-            "duration": job.seconds,
-            "mode": if r.quality == Quality::P1080 { "pro" } else { "standard" },
-            "generate_audio": r.sound == Sound::On,
-        });
-        if let Some(n) = &r.negative_prompt {
-            input["negative_prompt"] = json!(n);
-        }
-        if let Some(img) = job.start_image {
-            // replicate-python sends file inputs as data URIs (its base64 strategy).
-            input["start_image"] = json!(data_uri(img));
-        } else {
-            input["aspect_ratio"] = json!(r.aspect_ratio.unwrap_or_default().as_str());
-        }
-        if let Some(img) = job.end_image {
-            input["end_image"] = json!(data_uri(img));
-        }
+        let input = input(job)?;
         let url = self.api.url(&format!("/v1/models/{}/predictions", job.upstream_model));
         let req = self.api.client.post(url).bearer_auth(self.token.expose()).json(&json!({ "input": input }));
         let answer = send(req).await?;
@@ -188,7 +291,7 @@ impl Replicate {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::providers::table_tests::consistent;
+    use crate::providers::table_tests::{consistent, job, request};
 
     fn answer(status: u16, body: Value) -> Answer {
         Answer { status, headers: Default::default(), json: Some(body) }
@@ -252,5 +355,53 @@ mod tests {
         let v = json!({"id": "x", "status": "succeeded", "output": ["https://replicate.delivery/x.mp4"]});
         assert_eq!(state(&v), Ok(Poll::Succeeded { video_url: "https://replicate.delivery/x.mp4".to_owned() }));
         assert!(state(&json!({"status": 7})).is_err());
+    }
+
+    #[test]
+    fn video_input_models_go_only_to_the_replicate_models_that_host_them() {
+        let catalog = vidgate_api::catalog::Catalog::builtin().unwrap();
+        let spec = |m: &str| catalog.get(m).unwrap().clone();
+        for (model, hosted) in VIDEO_INPUT_MODELS {
+            assert_eq!(check_route(hosted, &spec(model)), Ok(()), "{model}");
+        }
+        let e = check_route("kwaivgi/kling-v3-video", &spec("kling-o3-video-edit")).unwrap_err();
+        assert!(e.contains("use kwaivgi/kling-v3-omni-video"), "{e}");
+        for model in ["kling-v3-motion-control", "kling-o1-video-edit-fast", "kling-custom-element"] {
+            assert!(check_route("kwaivgi/kling-v2.6-motion-control", &spec(model)).is_err(), "{model}");
+        }
+    }
+
+    #[test]
+    fn an_edit_is_a_base_reference_video_and_a_reference_a_feature_with_its_duration() {
+        let links = ["https://gw.example/v".to_owned()];
+        let refs = [vec![0x89, b'P', b'N', b'G']];
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "winter", "quality": "1080p",
+            "keep_original_sound": false}));
+        let i = input(&job(&r, &spec, "kwaivgi/kling-v3-omni-video", &refs, &links)).unwrap();
+        assert_eq!(i["reference_video"], links[0]);
+        assert_eq!(i["video_reference_type"], "base");
+        assert_eq!((i["mode"].as_str(), i["keep_original_sound"].as_bool()), (Some("pro"), Some(false)));
+        assert!(i["reference_images"][0].as_str().unwrap().starts_with("data:"), "{i}");
+        // An edit's length follows its input; a reference video rules out generated audio.
+        assert!(i.get("duration").is_none() && i.get("generate_audio").is_none(), "{i}");
+        let (r, spec) = request(json!({"model": "kling-o3-reference-to-video", "prompt": "p", "duration": 6}));
+        let i = input(&job(&r, &spec, "kwaivgi/kling-v3-omni-video", &[], &links)).unwrap();
+        assert_eq!((i["video_reference_type"].as_str(), i["duration"].as_u64()), (Some("feature"), Some(6)));
+        assert_eq!(i["mode"], "standard");
+        // kling-o1 spells standard `std`, and has no generate_audio.
+        let (r, spec) = request(json!({"model": "kling-o1-video-edit", "prompt": "p", "quality": "720p"}));
+        let i = input(&job(&r, &spec, "kwaivgi/kling-o1", &[], &links)).unwrap();
+        assert_eq!((i["mode"].as_str(), i["video_reference_type"].as_str()), (Some("std"), Some("base")));
+        let (r, spec) = request(json!({"model": "kling-o1-image-to-video", "prompt": "p", "duration": 10}));
+        let i = input(&job(&r, &spec, "kwaivgi/kling-o1", &[], &[])).unwrap();
+        assert!(i.get("generate_audio").is_none() && i["duration"] == 10, "{i}");
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit", "prompt": "p"}));
+        let mut j = job(&r, &spec, "kwaivgi/kling-v3-omni-video", &[], &links);
+        j.seconds = 14;
+        assert!(matches!(input(&j), Err(ProviderError::NextRoute { .. })), "a 14 s input is past 3-10 s");
+        // No prompt: another route's.
+        let (r, spec) = request(json!({"model": "kling-o3-video-edit"}));
+        let e = input(&job(&r, &spec, "kwaivgi/kling-v3-omni-video", &[], &links));
+        assert!(matches!(e, Err(ProviderError::NextRoute { .. })));
     }
 }

@@ -207,8 +207,7 @@ impl Routing {
             if let Some(u) = &upstream {
                 let models = std::iter::once(&r.upstream_model).chain(r.upstream_models.values());
                 for m in models.filter(|m| !m.is_empty()) {
-                    u.check_route(m, spec.shape)
-                        .map_err(|e| anyhow::anyhow!("route {} via {}: {e}", r.model, r.provider))?;
+                    u.check_route(m, spec).map_err(|e| anyhow::anyhow!("route {} via {}: {e}", r.model, r.provider))?;
                 }
             }
             if spec.shape == Shape::CustomElement && !matches!(kind, "local" | "kling") {
@@ -512,7 +511,21 @@ mod tests {
         assert_eq!(config.providers.len(), 5);
         let upstreams = build_providers(&config, &|_| Some("s3cr3t-value".to_owned())).unwrap();
         let routing = Routing::new(&config, &catalog(), upstreams).unwrap();
-        assert_eq!(routing.routes.len(), 17);
+        assert_eq!(routing.routes.len(), 24);
+        // Edits and motion control on fal go to the endpoint of their tier; Replicate's O1 edit to kling-o1.
+        let at = |provider: &str, model: &str, q: Quality| {
+            routing
+                .routes
+                .iter()
+                .find(|r| r.provider == provider && r.model == model)
+                .and_then(|r| r.upstream_model_for(q))
+        };
+        assert_eq!(
+            at("fal", "kling-o3-video-edit", Quality::P720),
+            Some("fal-ai/kling-video/o3/standard/video-to-video/edit")
+        );
+        assert_eq!(at("fal", "kling-v3-motion-control", Quality::P720), None);
+        assert_eq!(at("replicate", "kling-o1-video-edit", Quality::P1080), Some("kwaivgi/kling-o1"));
         // 720p image-to-video never goes to fal's pro tier.
         let fal = routing.routes.iter().find(|r| r.provider == "fal" && r.model == "kling-v3-image-to-video");
         let tiers = fal.map(|r| (r.upstream_model_for(Quality::P720), r.upstream_model_for(Quality::P1080)));

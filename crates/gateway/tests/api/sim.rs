@@ -1444,3 +1444,239 @@ both_backends!(omni_and_motion_control_also_go_to_klings_new_standard_paths, |ba
     }
     app.stop().await;
 });
+
+/// An uploaded image and an uploaded 3 s 720p clip: a request's media.
+async fn media(app: &TestApp) -> (String, String) {
+    let (s, i) = crate::helpers::upload_file(app, png(640, 360), "ref.png").await;
+    assert_eq!(s, 200, "{i}");
+    let (s, v) =
+        crate::helpers::upload_file(app, crate::helpers::clip("a harbour at dawn", 720, 3, false), "in.mp4").await;
+    assert_eq!(s, 200, "{v}");
+    (i["url"].as_str().unwrap().to_owned(), v["url"].as_str().unwrap().to_owned())
+}
+
+/// A gateway whose only route is `model` via `kind` at the sim: one upstream model per
+/// quality (`tiers`), or `single` for every quality.
+async fn hosted(
+    backend: Backend,
+    secrets: &Secrets,
+    upstream: &SimHandle,
+    kind: &str,
+    model: &str,
+    single: &str,
+    tiers: &[(&str, &str)],
+) -> Option<TestApp> {
+    TestApp::spawn_with(backend, |c| {
+        quick(c);
+        c.providers.insert(kind.to_owned(), provider(upstream, kind, secrets));
+        let mut r = route(model, kind, kind, 0.05);
+        r.upstream_model = single.to_owned();
+        r.upstream_models = tiers.iter().map(|(q, m)| ((*q).to_owned(), (*m).to_owned())).collect();
+        c.routes.push(r);
+    })
+    .await
+}
+
+/// Runs `body` to completion on `kind`'s one route and answers what the sim got: the
+/// endpoint (the platform's model id) and the body.
+async fn served(app: &TestApp, upstream: &SimHandle, kind: &str, body: &Value) -> (String, Value) {
+    let (_, id, done) = run(app, body).await;
+    assert_eq!(done["status"], "completed", "{body}: {done}");
+    assert_eq!(outline(&attempts(app, &id).await), pairs(&[(kind, "succeeded")]), "{body}");
+    let sent = upstream.last_submit(kind).unwrap();
+    (sent.endpoint, sent.body)
+}
+
+/// fal's O3 edit endpoints per tier (fal.ai/models/fal-ai/kling-video/o3/pro/video-to-video/edit).
+const FAL_O3_EDIT: [(&str, &str); 2] = [
+    ("720p", "fal-ai/kling-video/o3/standard/video-to-video/edit"),
+    ("1080p", "fal-ai/kling-video/o3/pro/video-to-video/edit"),
+];
+
+both_backends!(an_o3_video_edit_goes_to_fals_o3_edit_endpoint_of_its_tier, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig { fal_accept_data_uris: false, ..SimConfig::default() }).await;
+    let Some(app) = hosted(backend, &secrets, &upstream, "fal", "kling-o3-video-edit", "", &FAL_O3_EDIT).await else {
+        return;
+    };
+    let (image, video) = media(&app).await;
+    for (quality, endpoint) in FAL_O3_EDIT {
+        let body = json!({"model": "kling-o3-video-edit", "prompt": "make it winter in the style of <<<image_1>>>",
+            "video_url": video, "image_urls": [image], "keep_original_sound": false, "quality": quality});
+        let (sent_to, b) = served(&app, &upstream, "fal", &body).await;
+        assert_eq!(sent_to, endpoint, "{quality}");
+        assert!(b["video_url"].as_str().unwrap().starts_with(&app.address), "a signed link of ours: {b}");
+        assert!(upstream.uploaded(b["image_urls"][0].as_str().unwrap()).is_some(), "uploaded to fal: {b}");
+        assert_eq!(b["keep_audio"], false, "{b}");
+        assert!(b["prompt"].as_str().unwrap().starts_with("make it winter"), "{b}");
+        assert!(b.get("duration").is_none(), "an edit's length follows its input: {b}");
+    }
+    app.stop().await;
+});
+
+both_backends!(an_o3_reference_to_video_goes_to_fals_o3_reference_video_endpoint, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig { fal_accept_data_uris: false, ..SimConfig::default() }).await;
+    let endpoint = "fal-ai/kling-video/o3/standard/video-to-video/reference";
+    let tiers = [("720p", endpoint), ("1080p", "fal-ai/kling-video/o3/pro/video-to-video/reference")];
+    let Some(app) = hosted(backend, &secrets, &upstream, "fal", "kling-o3-reference-to-video", "", &tiers).await else {
+        return;
+    };
+    let (_, video) = media(&app).await;
+    let body = json!({"model": "kling-o3-reference-to-video", "prompt": "the next shot of <<<video_1>>>",
+        "video_url": video, "duration": 4, "aspect_ratio": "9:16"});
+    let (sent_to, b) = served(&app, &upstream, "fal", &body).await;
+    assert_eq!(sent_to, endpoint);
+    assert!(b["video_url"].as_str().unwrap().starts_with(&app.address), "{b}");
+    // fal's duration is a string enum; the O3 default keeps the input's sound.
+    assert_eq!((&b["duration"], &b["aspect_ratio"], &b["keep_audio"]), (&json!("4"), &json!("9:16"), &json!(true)));
+    app.stop().await;
+});
+
+both_backends!(an_o1_video_edit_goes_to_fals_o1_edit_endpoint, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig { fal_accept_data_uris: false, ..SimConfig::default() }).await;
+    let endpoint = "fal-ai/kling-video/o1/video-to-video/edit";
+    let Some(app) = hosted(backend, &secrets, &upstream, "fal", "kling-o1-video-edit", endpoint, &[]).await else {
+        return;
+    };
+    let (image, video) = media(&app).await;
+    let body = json!({"model": "kling-o1-video-edit", "prompt": "make it sepia like <<<image_1>>>",
+        "video_urls": [video], "image_urls": [image], "keep_original_sound": true});
+    let (sent_to, b) = served(&app, &upstream, "fal", &body).await;
+    assert_eq!(sent_to, endpoint);
+    assert!(b["video_url"].as_str().unwrap().starts_with(&app.address), "{b}");
+    assert!(upstream.uploaded(b["image_urls"][0].as_str().unwrap()).is_some(), "{b}");
+    assert_eq!(b["keep_audio"], true, "{b}");
+    app.stop().await;
+});
+
+both_backends!(a_v3_motion_control_goes_to_fals_v3_motion_control_endpoint, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig { fal_accept_data_uris: false, ..SimConfig::default() }).await;
+    let endpoint = "fal-ai/kling-video/v3/standard/motion-control";
+    let tiers = [("720p", endpoint), ("1080p", "fal-ai/kling-video/v3/pro/motion-control")];
+    let Some(app) = hosted(backend, &secrets, &upstream, "fal", "kling-v3-motion-control", "", &tiers).await else {
+        return;
+    };
+    let (image, video) = media(&app).await;
+    let body = json!({"model": "kling-v3-motion-control", "prompt": "on a stage", "image_urls": [image],
+        "video_urls": [video], "model_params": {"character_orientation": "image"}});
+    let (sent_to, b) = served(&app, &upstream, "fal", &body).await;
+    assert_eq!(sent_to, endpoint);
+    assert!(upstream.uploaded(b["image_url"].as_str().unwrap()).is_some(), "the subject, uploaded: {b}");
+    assert!(b["video_url"].as_str().unwrap().starts_with(&app.address), "{b}");
+    assert_eq!((&b["character_orientation"], &b["keep_original_sound"]), (&json!("image"), &json!(true)), "{b}");
+    app.stop().await;
+});
+
+both_backends!(o3_edits_and_references_go_to_replicates_kling_v3_omni_video, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let omni = "kwaivgi/kling-v3-omni-video";
+    let Some(app) = TestApp::spawn_with(backend, |c| {
+        quick(c);
+        c.providers.insert("replicate".to_owned(), provider(&upstream, "replicate", &secrets));
+        for model in ["kling-o3-video-edit", "kling-o3-reference-to-video"] {
+            let mut r = route(model, "replicate", "replicate", 0.05);
+            r.upstream_model = omni.to_owned();
+            c.routes.push(r);
+        }
+    })
+    .await
+    else {
+        return;
+    };
+    let (image, video) = media(&app).await;
+    let edit = json!({"model": "kling-o3-video-edit", "prompt": "make it winter", "video_url": video,
+        "image_urls": [image], "quality": "1080p"});
+    let (sent_to, b) = served(&app, &upstream, "replicate", &edit).await;
+    assert!(sent_to.contains(omni), "{sent_to}");
+    let i = &b["input"];
+    assert!(i["reference_video"].as_str().unwrap().starts_with(&app.address), "{i}");
+    assert_eq!((&i["video_reference_type"], &i["mode"]), (&json!("base"), &json!("pro")), "{i}");
+    assert!(i["reference_images"][0].as_str().unwrap().starts_with("data:image/png"), "{i}");
+    assert!(i.get("duration").is_none() && i.get("generate_audio").is_none(), "{i}");
+    let reference = json!({"model": "kling-o3-reference-to-video", "prompt": "the next shot", "video_url": video,
+        "duration": 4});
+    let (sent_to, b) = served(&app, &upstream, "replicate", &reference).await;
+    assert!(sent_to.contains(omni), "{sent_to}");
+    let i = &b["input"];
+    assert_eq!(
+        (&i["video_reference_type"], &i["mode"], &i["duration"]),
+        (&json!("feature"), &json!("standard"), &json!(4))
+    );
+    assert_eq!(i["keep_original_sound"], true, "{i}");
+    app.stop().await;
+});
+
+both_backends!(an_o1_video_edit_goes_to_replicates_kling_o1_as_a_base_video, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let o1 = "kwaivgi/kling-o1";
+    let Some(app) = hosted(backend, &secrets, &upstream, "replicate", "kling-o1-video-edit", o1, &[]).await else {
+        return;
+    };
+    let (_, video) = media(&app).await;
+    let body = json!({"model": "kling-o1-video-edit", "prompt": "make it sepia", "video_urls": [video]});
+    let (sent_to, b) = served(&app, &upstream, "replicate", &body).await;
+    assert!(sent_to.contains(o1), "{sent_to}");
+    let i = &b["input"];
+    assert!(i["reference_video"].as_str().unwrap().starts_with(&app.address), "{i}");
+    // kling-o1 spells its modes std | pro; O1 is made at 1080p.
+    assert_eq!((&i["video_reference_type"], &i["mode"]), (&json!("base"), &json!("pro")), "{i}");
+    app.stop().await;
+});
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn models_fal_and_replicate_do_not_host_are_refused_at_start_naming_what_they_host() {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let cases = [
+        // fal has no O1 fast edit; its image-only O3 reference-to-video is not the video reference.
+        ("fal", "kling-o1-video-edit-fast", "fal-ai/kling-video/o1/video-to-video/edit", "fal hosts no endpoint"),
+        (
+            "fal",
+            "kling-o3-reference-to-video",
+            "fal-ai/kling-video/o3/pro/reference-to-video",
+            "video-to-video/reference",
+        ),
+        ("fal", "kling-v3-motion-control", "fal-ai/kling-video/v2.6/pro/motion-control", "v3/pro/motion-control"),
+        // Replicate hosts only Kling 2.6 motion control, and no O1 fast edit.
+        ("replicate", "kling-v3-motion-control", "kwaivgi/kling-v2.6-motion-control", "Replicate hosts no model"),
+        ("replicate", "kling-o1-video-edit-fast", "kwaivgi/kling-o1", "Replicate hosts no model"),
+        ("replicate", "kling-o3-video-edit", "kwaivgi/kling-v3-video", "kwaivgi/kling-v3-omni-video"),
+    ];
+    for (kind, model, upstream_model, said) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = crate::helpers::base_config(dir.path());
+        c.providers.insert(kind.to_owned(), provider(&upstream, kind, &secrets));
+        let mut r = route(model, kind, kind, 0.05);
+        (r.upstream_model, r.upstream_models) = (upstream_model.to_owned(), Default::default());
+        c.routes.push(r);
+        let e = vidgate::startup::Application::build(c).await.err().map(|e| format!("{e:#}")).unwrap_or_default();
+        assert!(e.contains(said) && e.contains(model), "{kind} {model}: {e}");
+    }
+}
+
+both_backends!(o3_and_o1_image_to_video_go_to_replicates_omni_and_o1_models, |backend| async move {
+    let secrets = Secrets::new();
+    let upstream = sim(SimConfig::default()).await;
+    let routes =
+        [("kling-o3-image-to-video", "kwaivgi/kling-v3-omni-video"), ("kling-o1-image-to-video", "kwaivgi/kling-o1")];
+    let Some(app) = mapped(backend, &secrets, &upstream, "replicate", &routes, |_| {}).await else { return };
+    let bodies = every_model(&app).await;
+    for (model, hosted) in routes {
+        let body = bodies.iter().find(|b| b["model"] == model).unwrap();
+        let (sent_to, b) = served(&app, &upstream, "replicate", body).await;
+        assert!(sent_to.contains(hosted), "{model}: {sent_to}");
+        let i = &b["input"];
+        assert!(i["start_image"].as_str().unwrap().starts_with("data:image/png"), "{i}");
+        match model {
+            // kling-o1 has no generate_audio input; O1 is made at 1080p.
+            "kling-o1-image-to-video" => assert!(i.get("generate_audio").is_none() && i["mode"] == "pro", "{i}"),
+            _ => assert_eq!((&i["mode"], &i["generate_audio"]), (&json!("standard"), &json!(false)), "{i}"),
+        }
+    }
+    app.stop().await;
+});
