@@ -899,10 +899,12 @@ mod tests {
         still.watermark = true;
         let mut text = tiny();
         text.duration_secs = 2;
-        text.sound = true;
+        // No sound: the Opus encoder picks its SIMD code by the CPU at run time,
+        // so an audio track's bytes differ between machines (AVX-512 or not).
+        text.sound = false;
         text.shots = ShotPlan::Intelligence;
         let got: Vec<String> = [still, text].iter().map(|s| format!("{:016x}", fingerprint(&run(s).0))).collect();
-        assert_eq!(got, ["c1d98061ae716a57", "5dfbf2c90dab25b9"]);
+        assert_eq!(got, ["c1d98061ae716a57", "7e0cf546867c7ca7"]);
     }
 
     /// A file in the temp directory, removed when dropped.
