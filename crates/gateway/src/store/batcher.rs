@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use sqlx::AnyPool;
 
+use super::ledger;
 use super::tasks::{CreateOutcome, Idempotency, NewTask, create_steps, insert_created};
 use super::{Result, Store, StoreError};
 
@@ -29,6 +30,12 @@ pub(super) fn spawn(store: Store) -> tokio::sync::mpsc::Sender<CreateJob> {
     tx
 }
 
+/// Creates of one key without an idempotency key form a group (held together);
+/// creates with one stay apart. Sorting by it also takes accounts in id order.
+fn group_of(job: &CreateJob) -> (&crate::ids::AccountId, &crate::ids::KeyId, bool) {
+    (&job.task.account_id, &job.task.key_id, job.idem.is_some())
+}
+
 /// Takes whatever creates are waiting (up to a batch), runs them in one
 /// transaction and answers each. If the transaction fails as a whole, each create
 /// is run again on its own, so one bad create cannot sink the rest.
@@ -44,12 +51,27 @@ async fn run(store: Store, mut rx: tokio::sync::mpsc::Receiver<CreateJob>) {
         // Rows are locked account first, then key (as a settlement does), and
         // batches lock accounts in id order, so two replicas' batches never
         // wait on each other in a circle.
-        batch.sort_by(|a, b| (&a.task.account_id, &a.task.key_id).cmp(&(&b.task.account_id, &b.task.key_id)));
+        batch.sort_by(|a, b| group_of(a).cmp(&group_of(b)));
         let together = async {
             let mut tx = store.write.begin().await?;
             let mut outcomes = Vec::with_capacity(batch.len());
-            for job in &batch {
-                outcomes.push(create_steps(&mut tx, &job.task, job.idem.as_ref(), &job.response).await?);
+            for group in batch.chunk_by(|a, b| group_of(a) == group_of(b)) {
+                // A key's creates without an idempotency key are held at once
+                // when they all pass; otherwise (and with idempotency keys, which
+                // may replay) each on its own, as they would be alone.
+                let creates: Vec<(i64, i64)> =
+                    group.iter().map(|job| (job.task.credits_reserved, job.task.created_at)).collect();
+                let first = &group[0].task;
+                if group[0].idem.is_none()
+                    && group.len() > 1
+                    && ledger::hold_all(&mut tx, &first.account_id, &first.key_id, &creates).await?
+                {
+                    outcomes.extend(group.iter().map(|_| CreateOutcome::Created));
+                    continue;
+                }
+                for job in group {
+                    outcomes.push(create_steps(&mut tx, &job.task, job.idem.as_ref(), &job.response).await?);
+                }
             }
             let created: Vec<&NewTask> = batch
                 .iter()

@@ -33,7 +33,7 @@ pub(super) async fn insert_grant(
 }
 
 /// The limits and counters of a key, read under the row lock a hold takes.
-#[derive(Debug, sqlx::FromRow)]
+#[derive(Debug, Clone, sqlx::FromRow)]
 struct KeyState {
     rpm: Option<i64>,
     max_concurrent: Option<i64>,
@@ -165,16 +165,11 @@ async fn admit(
     amount: i64,
     now: i64,
 ) -> Result<Result<Admitted, Refusal>> {
-    let rate_window = match key.rpm {
-        None => None,
-        Some(rpm) => match RateWindow::parse(key.rate_window.as_deref()).admit(now, rpm) {
-            Ok(w) => Some(w.render()),
-            Err(retry_after) => return Ok(Err(Refusal::Rpm { key_id: key_id.clone(), limit: rpm, retry_after })),
-        },
-    };
-    if let Some(limit) = key.max_concurrent {
-        // The counter already counts this create: refused when the others fill it.
-        if key.open_tasks > limit {
+    match check(key_id, key, amount, now) {
+        Ok(admitted) => Ok(Ok(admitted)),
+        Err(Some(refusal)) => Ok(Err(refusal)),
+        Err(None) => {
+            let limit = key.max_concurrent.unwrap_or_default();
             // The soonest a running task is expected to end, within a minute.
             let due: Option<i64> = sqlx::query(
                 "SELECT MIN(created_at + estimated_time * 1000) AS due FROM tasks \
@@ -186,8 +181,28 @@ async fn admit(
             .try_get("due")?;
             let wait = due.map_or(1, |d| (d - now + 999) / 1000).clamp(1, 60);
             let retry_after = u64::try_from(wait).unwrap_or(1);
-            return Ok(Err(Refusal::Concurrency { key_id: key_id.clone(), limit, retry_after }));
+            Ok(Err(Refusal::Concurrency { key_id: key_id.clone(), limit, retry_after }))
         }
+    }
+}
+
+/// The key's limits for one more create of `amount`, from its counters alone
+/// (`key` already counts this create): what to write back, or the refusal;
+/// `Err(None)` is a refusal by `max_concurrent`, whose `Retry-After` the
+/// caller reads from the key's open tasks.
+fn check(key_id: &KeyId, key: &KeyState, amount: i64, now: i64) -> std::result::Result<Admitted, Option<Refusal>> {
+    let rate_window = match key.rpm {
+        None => None,
+        Some(rpm) => match RateWindow::parse(key.rate_window.as_deref()).admit(now, rpm) {
+            Ok(w) => Some(w.render()),
+            Err(retry_after) => return Err(Some(Refusal::Rpm { key_id: key_id.clone(), limit: rpm, retry_after })),
+        },
+    };
+    // The counter already counts this create: refused when the others fill it.
+    if let Some(limit) = key.max_concurrent
+        && key.open_tasks > limit
+    {
+        return Err(None);
     }
     let budget = match budget_of(key.budget_credits, key.budget_period.as_deref()) {
         None => None,
@@ -199,7 +214,7 @@ async fn admit(
                 Some(_) if b.period == BudgetPeriod::Total => None,
                 Some(after) => Some(after),
                 None => {
-                    return Ok(Err(Refusal::Budget {
+                    return Err(Some(Refusal::Budget {
                         key_id: key_id.clone(),
                         budget: b,
                         used: before.used(b.period, now),
@@ -210,7 +225,85 @@ async fn admit(
             }
         }
     };
-    Ok(Ok(Admitted { rate_window, budget }))
+    Ok(Admitted { rate_window, budget })
+}
+
+/// Holds several creates of one key at once, `(amount, now)` each in order:
+/// one statement for the account, one for the key and at most one to write
+/// its windows back, where one `hold` each would take three or four. It either
+/// admits them all, exactly as `hold` one after another would have, and
+/// returns true, or changes nothing and returns false (some create would be
+/// refused: the caller then holds them one by one, for the refusals' details).
+pub(super) async fn hold_all(
+    tx: &mut AnyConnection,
+    account_id: &AccountId,
+    key_id: &KeyId,
+    creates: &[(i64, i64)],
+) -> Result<bool> {
+    let total: i64 = creates.iter().map(|(amount, _)| amount).sum();
+    let count = i64::try_from(creates.len()).unwrap_or(i64::MAX);
+    let held = sqlx::query(
+        "UPDATE accounts SET balance = balance - $1, held = held + $1 \
+         WHERE id = $2 AND balance >= $1 AND disabled_at IS NULL",
+    )
+    .bind(total)
+    .bind(account_id)
+    .execute(&mut *tx)
+    .await?;
+    if held.rows_affected() != 1 {
+        return Ok(false);
+    }
+    let key: Option<KeyState> = sqlx::query_as(
+        "UPDATE api_keys SET spent = spent + $1, open_tasks = open_tasks + $4 \
+         WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window, \
+         open_tasks",
+    )
+    .bind(total)
+    .bind(key_id)
+    .bind(account_id)
+    .bind(count)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(key) = key else {
+        unhold(tx, account_id, total).await?;
+        return Ok(false);
+    };
+    // The key as each create in turn would have found it.
+    let mut state = KeyState { spent: key.spent - total, open_tasks: key.open_tasks - count, ..key };
+    let mut changed = false;
+    for &(amount, now) in creates {
+        state.spent += amount;
+        state.open_tasks += 1;
+        let Ok(admitted) = check(key_id, &state, amount, now) else {
+            sqlx::query("UPDATE api_keys SET spent = spent - $1, open_tasks = open_tasks - $2 WHERE id = $3")
+                .bind(total)
+                .bind(count)
+                .bind(key_id)
+                .execute(&mut *tx)
+                .await?;
+            unhold(tx, account_id, total).await?;
+            return Ok(false);
+        };
+        if let Some(window) = admitted.rate_window {
+            state.rate_window = Some(window);
+            changed = true;
+        }
+        if let Some(budget) = admitted.budget {
+            (state.period_start, state.period_spent) = (budget.period_start, budget.period_spent);
+            changed = true;
+        }
+    }
+    if changed {
+        sqlx::query("UPDATE api_keys SET rate_window = $1, period_start = $2, period_spent = $3 WHERE id = $4")
+            .bind(&state.rate_window)
+            .bind(state.period_start)
+            .bind(state.period_spent)
+            .bind(key_id)
+            .execute(&mut *tx)
+            .await?;
+    }
+    Ok(true)
 }
 
 /// Settles a task that has just ended (its row already final): a completed task

@@ -124,6 +124,32 @@ both_backends!(a_create_past_rpm_is_429_naming_the_limit_with_retry_after, |back
     app.stop().await;
 });
 
+// Creates that arrive together are held together when they all pass; the key's
+// counters must then be what one create after another would have left.
+both_backends!(a_burst_within_every_limit_is_admitted_whole_and_counted_exactly, |backend| async move {
+    let Some(app) = TestApp::spawn_with(backend, |c| c.workers = 0).await else { return };
+    let budget = 567.0; // 35 creates' worth
+    let limits = json!({"rpm": 30, "max_concurrent": 40, "budget_credits": 567, "budget_period": "day"});
+    let (account, key, key_id) = limited_key(&app, 1000.0, limits).await;
+    let results = app.burst(30, "/v1/videos/generations", &t2v(), &key).await;
+    assert_eq!(count(&results, 200), 30, "{results:?}");
+    let (_, c) = app.get_with_key("/v1/credits", &key).await;
+    let left = c["data"]["token"]["remaining_credits"].as_f64().unwrap();
+    assert!((left - (budget - 30.0 * PRICE)).abs() < 1e-9, "the budget counted thirty: {c}");
+    assert_eq!(open_tasks(&app, &key).await, 30);
+    let (s, b) = app.post_with_key("/v1/videos/generations", &t2v(), &key).await;
+    assert_eq!(s, 429, "the rate window counted thirty: {b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("rpm = 30"), "{b}");
+    // The open-task counter counted thirty too: max_concurrent at 30 refuses the next.
+    let (s, _) = app.admin_patch(&format!("/admin/keys/{key_id}"), &json!({"rpm": null, "max_concurrent": 30})).await;
+    assert_eq!(s, 200);
+    let (s, b) = app.post_with_key("/v1/videos/generations", &t2v(), &key).await;
+    assert_eq!(s, 429, "{b}");
+    assert!(b["error"]["message"].as_str().unwrap().contains("max_concurrent = 30"), "{b}");
+    balanced(&app, &account).await;
+    app.stop().await;
+});
+
 both_backends!(a_daily_budget_is_402_naming_the_budget_and_when_it_resets, |backend| async move {
     let Some(app) = TestApp::spawn_with(backend, |c| c.workers = 0).await else { return };
     let (_, key, _) = limited_key(&app, 1000.0, json!({"budget_credits": 40, "budget_period": "day"})).await;
