@@ -102,9 +102,16 @@ id_type!(
 pub struct TaskId(String);
 
 impl TaskId {
-    /// A fresh id made at `now_ms`.
+    /// A fresh id made at `now_ms`: the tail starts with the millisecond in
+    /// two characters that sort as it does, then six random ones, so ids made
+    /// one after another sort one after another. New rows then land at the end
+    /// of the id indexes (tasks, ledger) instead of on pages all over them: a
+    /// busy create path writes a fraction of the pages to SQLite's log.
     pub fn new(now_ms: i64) -> Self {
-        Self(format!("task-unified-{}-{}", now_ms / 1000, util::random_lower_alnum(8)))
+        const SORTED: &[u8; 36] = b"0123456789abcdefghijklmnopqrstuvwxyz";
+        let ms = now_ms.rem_euclid(1000) as usize;
+        let (hi, lo) = (char::from(SORTED[ms / 36]), char::from(SORTED[ms % 36]));
+        Self(format!("task-unified-{}-{hi}{lo}{}", now_ms / 1000, util::random_lower_alnum(6)))
     }
 
     /// An id as a client sent it, if it has the documented shape.
