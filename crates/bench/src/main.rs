@@ -336,9 +336,17 @@ async fn get_text(port: u16, path: &str) -> Result<String, Box<dyn std::error::E
     Ok(String::from_utf8_lossy(&body).into_owned())
 }
 
-fn metric(text: &str, prefix: &str) -> f64 {
-    text.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+/// Text-to-video tasks finished with `status`, from `/metrics` (whatever other
+/// labels the series carries).
+fn finished(text: &str, status: &str) -> f64 {
+    let status = format!("status=\"{status}\"");
+    text.lines()
+        .filter(|l| l.starts_with("vidgate_tasks_finished_total{"))
+        .filter(|l| l.contains("model=\"kling-v3-text-to-video\"") && l.contains(&status))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
+
 
 /// Starts `vidgate-sim` (next to this binary) with `flags`; returns it and its base URL.
 fn start_sim(args: &Args, flags: &[&str]) -> Result<(Kill, String), String> {
@@ -490,10 +498,10 @@ async fn e2e(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>
     let n = create_many(port, &key, n).await?;
     let created = t0.elapsed().as_secs_f64();
     let completed =
-        |m: &str| metric(m, "vidgate_tasks_finished_total{model=\"kling-v3-text-to-video\",status=\"completed\"");
+        |m: &str| finished(m, "completed");
     loop {
         let m = get_text(port, "/metrics").await?;
-        let failed = metric(&m, "vidgate_tasks_finished_total{model=\"kling-v3-text-to-video\",status=\"failed\"");
+        let failed = finished(&m, "failed");
         if completed(&m) + failed >= n as f64 {
             if failed > 0.0 {
                 return Err(format!("{failed} tasks failed").into());
