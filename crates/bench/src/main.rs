@@ -347,7 +347,6 @@ fn finished(text: &str, status: &str) -> f64 {
         .sum()
 }
 
-
 /// Starts `vidgate-sim` (next to this binary) with `flags`; returns it and its base URL.
 fn start_sim(args: &Args, flags: &[&str]) -> Result<(Kill, String), String> {
     let exe = args.vidgate.with_file_name("vidgate-sim");
@@ -497,8 +496,7 @@ async fn e2e(args: &Args) -> Result<(), Box<dyn std::error::Error + Send + Sync>
     let t0 = Instant::now();
     let n = create_many(port, &key, n).await?;
     let created = t0.elapsed().as_secs_f64();
-    let completed =
-        |m: &str| finished(m, "completed");
+    let completed = |m: &str| finished(m, "completed");
     loop {
         let m = get_text(port, "/metrics").await?;
         let failed = finished(&m, "failed");
