@@ -71,15 +71,7 @@ pub(super) async fn hold(
     amount: i64,
     now: i64,
 ) -> Result<Result<(), Refusal>> {
-    let held = sqlx::query(
-        "UPDATE accounts SET balance = balance - $1, held = held + $1 \
-         WHERE id = $2 AND balance >= $1 AND disabled_at IS NULL",
-    )
-    .bind(amount)
-    .bind(account_id)
-    .execute(&mut *tx)
-    .await?;
-    if held.rows_affected() != 1 {
+    if !debit(tx, account_id, amount).await? {
         let disabled = sqlx::query("SELECT disabled_at FROM accounts WHERE id = $1")
             .bind(account_id)
             .fetch_optional(&mut *tx)
@@ -94,25 +86,14 @@ pub(super) async fn hold(
             Refusal::InsufficientQuota { key_id: key_id.clone(), needed: amount }
         }));
     }
-    let key: Option<KeyState> = sqlx::query_as(
-        "UPDATE api_keys SET spent = spent + $1, open_tasks = open_tasks + 1 \
-         WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
-         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window, \
-         open_tasks",
-    )
-    .bind(amount)
-    .bind(key_id)
-    .bind(account_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(key) = key else {
+    let Some(key) = count_on_key(tx, account_id, key_id, amount, 1).await? else {
         unhold(tx, account_id, amount).await?;
         return Ok(Err(Refusal::Revoked { key_id: key_id.clone() }));
     };
     let admitted = match admit(tx, key_id, &key, amount, now).await? {
         Ok(a) => a,
         Err(refusal) => {
-            uncount(tx, key_id, amount).await?;
+            uncount(tx, key_id, amount, 1).await?;
             unhold(tx, account_id, amount).await?;
             return Ok(Err(refusal));
         }
@@ -147,10 +128,49 @@ async fn unhold(tx: &mut AnyConnection, account_id: &AccountId, amount: i64) -> 
     Ok(())
 }
 
-/// Takes back the count of a hold that was refused.
-async fn uncount(tx: &mut AnyConnection, key_id: &KeyId, amount: i64) -> Result<()> {
-    sqlx::query("UPDATE api_keys SET spent = spent - $1, open_tasks = open_tasks - 1 WHERE id = $2")
+/// Moves `amount` from the account's balance to held, if it has that much and
+/// is not disabled (false, and nothing changed, otherwise). Locks its row.
+async fn debit(tx: &mut AnyConnection, account_id: &AccountId, amount: i64) -> Result<bool> {
+    let held = sqlx::query(
+        "UPDATE accounts SET balance = balance - $1, held = held + $1 \
+         WHERE id = $2 AND balance >= $1 AND disabled_at IS NULL",
+    )
+    .bind(amount)
+    .bind(account_id)
+    .execute(&mut *tx)
+    .await?;
+    Ok(held.rows_affected() == 1)
+}
+
+/// Counts `creates` more open tasks and `amount` more spent on the key, if it
+/// is the account's and not revoked; its limits and counters after that (the
+/// creates included), read under the row lock this takes.
+async fn count_on_key(
+    tx: &mut AnyConnection,
+    account_id: &AccountId,
+    key_id: &KeyId,
+    amount: i64,
+    creates: i64,
+) -> Result<Option<KeyState>> {
+    Ok(sqlx::query_as(
+        "UPDATE api_keys SET spent = spent + $1, open_tasks = open_tasks + $4 \
+         WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
+         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window, \
+         open_tasks",
+    )
+    .bind(amount)
+    .bind(key_id)
+    .bind(account_id)
+    .bind(creates)
+    .fetch_optional(&mut *tx)
+    .await?)
+}
+
+/// Takes back what `count_on_key` counted for holds that were refused.
+async fn uncount(tx: &mut AnyConnection, key_id: &KeyId, amount: i64, creates: i64) -> Result<()> {
+    sqlx::query("UPDATE api_keys SET spent = spent - $1, open_tasks = open_tasks - $2 WHERE id = $3")
         .bind(amount)
+        .bind(creates)
         .bind(key_id)
         .execute(&mut *tx)
         .await?;
@@ -242,30 +262,10 @@ pub(super) async fn hold_all(
 ) -> Result<bool> {
     let total: i64 = creates.iter().map(|(amount, _)| amount).sum();
     let count = i64::try_from(creates.len()).unwrap_or(i64::MAX);
-    let held = sqlx::query(
-        "UPDATE accounts SET balance = balance - $1, held = held + $1 \
-         WHERE id = $2 AND balance >= $1 AND disabled_at IS NULL",
-    )
-    .bind(total)
-    .bind(account_id)
-    .execute(&mut *tx)
-    .await?;
-    if held.rows_affected() != 1 {
+    if !debit(tx, account_id, total).await? {
         return Ok(false);
     }
-    let key: Option<KeyState> = sqlx::query_as(
-        "UPDATE api_keys SET spent = spent + $1, open_tasks = open_tasks + $4 \
-         WHERE id = $2 AND account_id = $3 AND revoked_at IS NULL \
-         RETURNING rpm, max_concurrent, budget_credits, budget_period, spent, period_start, period_spent, rate_window, \
-         open_tasks",
-    )
-    .bind(total)
-    .bind(key_id)
-    .bind(account_id)
-    .bind(count)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some(key) = key else {
+    let Some(key) = count_on_key(tx, account_id, key_id, total, count).await? else {
         unhold(tx, account_id, total).await?;
         return Ok(false);
     };
@@ -276,12 +276,7 @@ pub(super) async fn hold_all(
         state.spent += amount;
         state.open_tasks += 1;
         let Ok(admitted) = check(key_id, &state, amount, now) else {
-            sqlx::query("UPDATE api_keys SET spent = spent - $1, open_tasks = open_tasks - $2 WHERE id = $3")
-                .bind(total)
-                .bind(count)
-                .bind(key_id)
-                .execute(&mut *tx)
-                .await?;
+            uncount(tx, key_id, total, count).await?;
             unhold(tx, account_id, total).await?;
             return Ok(false);
         };
