@@ -113,8 +113,7 @@ pub async fn store_upload(
             return Err(e);
         }
     };
-    if let Err(e) = state.blobs.commit_temp(&id).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    if let Err(e) = state.blobs.commit_or_discard_temp(&id).await {
         return Err(store_unavailable(&e));
     }
     let file = new_file(state, id, Some(account), FileKind::Upload, content_type, size);

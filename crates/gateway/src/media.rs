@@ -146,8 +146,7 @@ pub async fn fetch_video(
             return Err(e);
         }
     };
-    if let Err(e) = state.blobs.commit_temp(&id).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    if let Err(e) = state.blobs.commit_or_discard_temp(&id).await {
         return Err(files::store_unavailable(&e));
     }
     let mut file = files::new_file(state, id, Some(account), FileKind::Input, files::container_mime(&info), written);

@@ -135,6 +135,18 @@ impl Blobs {
         self.store.put_file(id, &tmp).await
     }
 
+    /// `commit_temp` once; when the store refuses, the temporary file goes too
+    /// (for callers that do not try again).
+    pub async fn commit_or_discard_temp(&self, id: &FileId) -> std::io::Result<()> {
+        let committed = self.commit_temp(id).await;
+        if committed.is_err()
+            && let Some(tmp) = self.temp_path(id)
+        {
+            let _ = tokio::fs::remove_file(tmp).await;
+        }
+        committed
+    }
+
     /// The whole file in memory: for images, which are decoded whole anyway.
     pub async fn read(&self, id: &FileId) -> std::io::Result<Vec<u8>> {
         check(id)?;

@@ -489,8 +489,7 @@ async fn keep_result(state: &AppState, task: &TaskRow, url: &str) -> Result<(Fil
             return Err(e);
         }
     };
-    if let Err(e) = state.blobs.commit_temp(&id).await {
-        let _ = tokio::fs::remove_file(&tmp).await;
+    if let Err(e) = state.blobs.commit_or_discard_temp(&id).await {
         return Err(Keep::StoreDown(e.to_string()));
     }
     let file = files::new_file(state, id, Some(&task.account_id), FileKind::Result, "video/mp4", bytes);
