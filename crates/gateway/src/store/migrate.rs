@@ -13,6 +13,7 @@ const SQLITE: &[(&str, &str)] = &[
     ("0010_accounts", include_str!("../../migrations/sqlite/0010_accounts.sql")),
     ("0020_attempt_retry", include_str!("../../migrations/sqlite/0020_attempt_retry.sql")),
     ("0030_key_open_tasks", include_str!("../../migrations/sqlite/0030_key_open_tasks.sql")),
+    ("0031_drop_open_tasks_by_key", include_str!("../../migrations/sqlite/0031_drop_open_tasks_by_key.sql")),
 ];
 const POSTGRES: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -22,6 +23,7 @@ const POSTGRES: &[(&str, &str)] = &[
     ("0010_accounts", include_str!("../../migrations/postgres/0010_accounts.sql")),
     ("0020_attempt_retry", include_str!("../../migrations/postgres/0020_attempt_retry.sql")),
     ("0030_key_open_tasks", include_str!("../../migrations/postgres/0030_key_open_tasks.sql")),
+    ("0031_drop_open_tasks_by_key", include_str!("../../migrations/postgres/0031_drop_open_tasks_by_key.sql")),
 ];
 
 impl Store {
