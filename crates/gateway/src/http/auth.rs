@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Mutex;
+use std::sync::RwLock;
 use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -23,33 +24,36 @@ use crate::util;
 /// through another replica, within the TTL.
 pub struct KeyCache {
     ttl: Duration,
-    entries: Mutex<HashMap<String, (Option<AuthKey>, Instant)>>,
+    /// By the SHA-256 of the key; a hit needs no hex and no database.
+    entries: RwLock<HashMap<Digest256, (Option<AuthKey>, Instant)>>,
 }
+
+type Digest256 = [u8; 32];
 
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: Mutex::new(HashMap::new()) }
+        Self { ttl, entries: RwLock::new(HashMap::new()) }
     }
 
     /// `Some(entry)` when cached and fresh (the entry itself may be "no such key").
-    fn get(&self, hash: &str) -> Option<Option<AuthKey>> {
-        let entries = self.entries.lock().ok()?;
-        let (key, at) = entries.get(hash)?;
+    fn get(&self, digest: &Digest256) -> Option<Option<AuthKey>> {
+        let entries = self.entries.read().ok()?;
+        let (key, at) = entries.get(digest)?;
         (at.elapsed() < self.ttl).then(|| key.clone())
     }
 
-    fn put(&self, hash: String, key: Option<AuthKey>) {
-        if let Ok(mut entries) = self.entries.lock() {
+    fn put(&self, digest: Digest256, key: Option<AuthKey>) {
+        if let Ok(mut entries) = self.entries.write() {
             if entries.len() > 100_000 {
                 entries.clear();
             }
-            entries.insert(hash, (key, Instant::now()));
+            entries.insert(digest, (key, Instant::now()));
         }
     }
 
     /// Forgets every key: a key's limits or its revocation take effect at once here.
     pub fn clear(&self) {
-        if let Ok(mut entries) = self.entries.lock() {
+        if let Ok(mut entries) = self.entries.write() {
             entries.clear();
         }
     }
@@ -66,12 +70,12 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let hash = util::sha256_hex(token.as_bytes());
-        let key = match state.keys.get(&hash) {
+        let digest: Digest256 = Sha256::digest(token.as_bytes()).into();
+        let key = match state.keys.get(&digest) {
             Some(k) => k,
             None => {
-                let k = state.store.find_key(&hash).await?;
-                state.keys.put(hash, k.clone());
+                let k = state.store.find_key(&util::hex(&digest)).await?;
+                state.keys.put(digest, k.clone());
                 k
             }
         };
