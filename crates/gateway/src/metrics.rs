@@ -8,9 +8,12 @@
 //! which our async handlers and workers are not). The names and labels live
 //! here, in one place; callers use the typed methods below.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
-use metrics::{Key, KeyName, Label, Metadata, Recorder, SharedString};
+use axum::http::Method;
+use metrics::{Counter, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 const HTTP_REQUESTS: &str = "vidgate_http_requests_total";
@@ -47,6 +50,14 @@ pub const UPKEEP_EVERY: Duration = Duration::from_secs(5);
 pub struct Metrics {
     recorder: PrometheusRecorder,
     handle: PrometheusHandle,
+    /// The request metrics' handles by route pattern, then by method and status:
+    /// a request counts without building a label set (it is on every request's path).
+    requests: RwLock<HashMap<String, RouteHandles>>,
+}
+
+struct RouteHandles {
+    duration: Histogram,
+    counts: HashMap<(Method, u16), Counter>,
 }
 
 impl Default for Metrics {
@@ -81,7 +92,7 @@ impl Metrics {
         }
         let recorder = builder.build_recorder();
         let handle = recorder.handle();
-        let m = Self { recorder, handle };
+        let m = Self { recorder, handle, requests: RwLock::default() };
         m.describe_all();
         m
     }
@@ -181,10 +192,29 @@ impl Metrics {
     }
 
     /// One HTTP request, by its route pattern (never the raw path).
-    pub fn record_request(&self, method: &str, route: &str, status: u16, secs: f64) {
-        let status = status.to_string();
-        self.count(HTTP_REQUESTS, &[("method", method), ("route", route), ("status", &status)], 1);
-        self.observe(HTTP_DURATION, &[("route", route)], secs);
+    pub fn record_request(&self, method: &Method, route: &str, status: u16, secs: f64) {
+        if let Ok(routes) = self.requests.read()
+            && let Some(handles) = routes.get(route)
+            && let Some(count) = handles.counts.get(&(method.clone(), status))
+        {
+            count.increment(1);
+            handles.duration.record(secs);
+            return;
+        }
+        let Ok(mut routes) = self.requests.write() else { return };
+        let handles = routes.entry(route.to_owned()).or_insert_with(|| RouteHandles {
+            duration: self
+                .recorder
+                .register_histogram(&Key::from_parts(HTTP_DURATION, labels(&[("route", route)])), &metadata()),
+            counts: HashMap::new(),
+        });
+        let count = handles.counts.entry((method.clone(), status)).or_insert_with(|| {
+            let status = status.to_string();
+            let pairs = [("method", method.as_str()), ("route", route), ("status", status.as_str())];
+            self.recorder.register_counter(&Key::from_parts(HTTP_REQUESTS, labels(&pairs)), &metadata())
+        });
+        count.increment(1);
+        handles.duration.record(secs);
     }
 
     pub fn task_created(&self, model: &str) {
@@ -275,7 +305,7 @@ mod tests {
     #[test]
     fn two_applications_count_apart_and_render_prometheus_text() {
         let (a, b) = (Metrics::new(), Metrics::new());
-        a.record_request("GET", "/v1/tasks/{task_id}", 404, 0.002);
+        a.record_request(&Method::GET, "/v1/tasks/{task_id}", 404, 0.002);
         a.task_finished("m", Some("fal"), "completed", "", 25_000, 42.0);
         let text = a.render();
         assert!(
