@@ -11,7 +11,9 @@
 //!   keep answering.
 //! - A connection that started a request must finish its headers within the
 //!   header timeout, counted from their first byte; one with no request in
-//!   flight is closed after the idle timeout.
+//!   flight is closed after the idle timeout. One reaper task checks every
+//!   connection's deadline a few times per timeout, so a connection's own task
+//!   does nothing per request but serve it.
 //! - A request body must keep moving: the wait for its next piece is bounded
 //!   (never the whole body, so a large upload on a slow link that keeps
 //!   progressing is not cut off).
@@ -22,7 +24,7 @@
 use std::collections::BTreeMap;
 use std::convert::Infallible;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -78,21 +80,30 @@ struct ConnState {
     idle_since: AtomicU64,
     /// When the first byte of the next request's headers came while idle; 0: none yet.
     head_started: AtomicU64,
-    /// Fired to close it (evicted to make room).
-    evict: CancellationToken,
-    /// Told when `head_started` is set (the deadline moves closer).
-    started: tokio::sync::Notify,
+    /// Fired to close it: by the reaper, by eviction, or (as a child of the
+    /// server's token) by shutdown; `reason` says which.
+    close: CancellationToken,
+    reason: AtomicU8,
 }
 
+/// Why a connection's `close` fired (none set: shutdown).
+const TIMED_OUT: u8 = 1;
+const EVICTED: u8 = 2;
+
 impl ConnState {
-    fn new() -> Self {
+    fn new(shutdown: &CancellationToken) -> Self {
         Self {
             busy: AtomicUsize::new(0),
             idle_since: AtomicU64::new(clock_ms()),
             head_started: AtomicU64::new(0),
-            evict: CancellationToken::new(),
-            started: tokio::sync::Notify::new(),
+            close: shutdown.child_token(),
+            reason: AtomicU8::new(0),
         }
+    }
+
+    fn close_for(&self, reason: u8) {
+        let _ = self.reason.compare_exchange(0, reason, Ordering::SeqCst, Ordering::SeqCst);
+        self.close.cancel();
     }
 
     fn is_idle(&self) -> bool {
@@ -175,11 +186,8 @@ impl AsyncRead for Watched {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.stream).poll_read(cx, buf);
-        if buf.filled().len() > before
-            && self.conn.is_idle()
-            && self.conn.head_started.compare_exchange(0, clock_ms(), Ordering::SeqCst, Ordering::SeqCst).is_ok()
-        {
-            self.conn.started.notify_one();
+        if buf.filled().len() > before && self.conn.is_idle() && self.conn.head_started.load(Ordering::SeqCst) == 0 {
+            let _ = self.conn.head_started.compare_exchange(0, clock_ms(), Ordering::SeqCst, Ordering::SeqCst);
         }
         polled
     }
@@ -238,10 +246,38 @@ impl Registry {
         let Ok(mut open) = self.open.lock() else { return false };
         let Some(id) = open.iter().find(|(_, c)| c.is_idle()).map(|(id, _)| *id) else { return false };
         if let Some(conn) = open.remove(&id) {
-            conn.evict.cancel();
+            conn.close_for(EVICTED);
             stats.evicted.fetch_add(1, Ordering::Relaxed);
         }
         true
+    }
+
+    /// Closes every connection past its deadline (`ConnState::deadline`).
+    fn close_overdue(&self, limits: &Limits) {
+        let now = clock_ms();
+        let Ok(open) = self.open.lock() else { return };
+        for conn in open.values() {
+            if conn.deadline(limits).is_some_and(|at| at <= now) {
+                conn.close_for(TIMED_OUT);
+            }
+        }
+    }
+}
+
+/// How often the reaper looks: a quarter of the shorter timeout, so a
+/// connection is closed at most a quarter late (and at least every second).
+fn reap_every(limits: &Limits) -> Duration {
+    (limits.header_timeout.min(limits.idle_timeout) / 4).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+async fn reap(registry: Arc<Registry>, limits: Limits, shutdown: CancellationToken) {
+    let mut tick = tokio::time::interval(reap_every(&limits));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => registry.close_overdue(&limits),
+        }
     }
 }
 
@@ -289,6 +325,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
     // The header timeout is ours (`ConnState::deadline`): hyper's would also
     // count the idle wait between keep-alive requests.
     builder.header_read_timeout(None).keep_alive(true);
+    tokio::spawn(reap(registry.clone(), limits, shutdown.clone()));
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -323,7 +360,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
         let _ = stream.set_nodelay(true);
         stats.accepted.fetch_add(1, Ordering::Relaxed);
         stats.open.fetch_add(1, Ordering::Relaxed);
-        let conn = Arc::new(ConnState::new());
+        let conn = Arc::new(ConnState::new(&shutdown));
         let id = registry.add(conn.clone());
         let io = TokioIo::new(Watched { stream, conn: conn.clone() });
         let service = {
@@ -342,9 +379,9 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
             })
         };
         let connection = builder.serve_connection(io, service);
-        let (shutdown, registry, stats) = (shutdown.clone(), registry.clone(), stats.clone());
+        let (registry, stats) = (registry.clone(), stats.clone());
         tokio::spawn(async move {
-            if drive(connection, &conn, &limits, &shutdown).await == End::TimedOut {
+            if drive(connection, &conn).await == End::TimedOut {
                 stats.timed_out.fetch_add(1, Ordering::Relaxed);
             }
             registry.remove(id);
@@ -368,54 +405,38 @@ enum End {
 
 /// Runs one connection to its end: closed by the client, by a timeout, by
 /// eviction, or (gracefully, after the request in flight) by shutdown.
-async fn drive<S>(
-    connection: hyper::server::conn::http1::Connection<TokioIo<Watched>, S>,
-    conn: &ConnState,
-    limits: &Limits,
-    shutdown: &CancellationToken,
-) -> End
+async fn drive<S>(connection: hyper::server::conn::http1::Connection<TokioIo<Watched>, S>, conn: &ConnState) -> End
 where
     S: hyper::service::HttpService<Incoming, ResBody = BusyBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     tokio::pin!(connection);
-    let mut closing = false;
-    loop {
-        let wait = match conn.deadline(limits) {
-            Some(at) => Duration::from_millis(at.saturating_sub(clock_ms())),
-            // Busy: look again after a while (the deadline starts when it ends).
-            None => limits.idle_timeout,
-        };
-        tokio::select! {
-            done = connection.as_mut() => {
-                if let Err(e) = done {
-                    tracing::debug!(error = %e, "connection ended with an error");
-                }
-                return End::Other;
+    let ended = tokio::select! {
+        biased;
+        done = connection.as_mut() => Some(done),
+        () = conn.close.cancelled() => None,
+    };
+    let done = match ended {
+        Some(done) => done,
+        None => {
+            match conn.reason.load(Ordering::SeqCst) {
+                // Only an idle connection has a deadline (a request begun since
+                // the reaper looked is cut with it, as a client racing an idle
+                // close always may be).
+                TIMED_OUT => return End::TimedOut,
+                EVICTED if conn.is_idle() => return End::Other,
+                _ if conn.is_quiet() => return End::Other,
+                // Evicted or shut down mid-request: its response first.
+                _ => {}
             }
-            () = tokio::time::sleep(wait) => {
-                if conn.deadline(limits).is_some_and(|at| at <= clock_ms()) {
-                    return End::TimedOut;
-                }
-            }
-            // A request began: its header deadline may come before the idle one.
-            () = conn.started.notified() => {}
-            () = conn.evict.cancelled(), if !closing => {
-                if conn.is_idle() {
-                    return End::Other;
-                }
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
-            () = shutdown.cancelled(), if !closing => {
-                if conn.is_quiet() {
-                    return End::Other;
-                }
-                connection.as_mut().graceful_shutdown();
-                closing = true;
-            }
+            connection.as_mut().graceful_shutdown();
+            connection.await
         }
+    };
+    if let Err(e) = done {
+        tracing::debug!(error = %e, "connection ended with an error");
     }
+    End::Other
 }
 
 #[cfg(test)]
@@ -438,7 +459,7 @@ mod tests {
             idle_timeout: Duration::from_millis(5000),
             body_timeout: Duration::from_secs(1),
         };
-        let conn = Arc::new(ConnState::new());
+        let conn = Arc::new(ConnState::new(&CancellationToken::new()));
         let since = conn.idle_since.load(Ordering::SeqCst);
         assert_eq!(conn.deadline(&limits), Some(since + 5000));
         conn.head_started.store(since + 10, Ordering::SeqCst);
