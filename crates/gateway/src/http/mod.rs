@@ -11,6 +11,7 @@ pub mod extract;
 pub mod files;
 pub mod health;
 pub mod keys;
+mod observe;
 pub mod openapi;
 pub mod playground;
 pub mod providers;
@@ -20,12 +21,8 @@ pub mod tasks;
 pub mod usage;
 pub mod webhooks;
 
-use std::time::Instant;
-
 use axum::Router;
-use axum::extract::{DefaultBodyLimit, MatchedPath, Request, State};
-use axum::middleware::{self, Next};
-use axum::response::Response;
+use axum::extract::DefaultBodyLimit;
 use vidgate_api::error::ErrorCode;
 
 use crate::error::ApiError;
@@ -47,13 +44,12 @@ pub fn router(state: AppState) -> Router {
         .merge(usage::router())
         .merge(codes::router())
         .merge(console::router())
-        // A route layer sees the matched route pattern; the fallbacks stay uncounted.
-        .route_layer(middleware::from_fn_with_state(state.clone(), track))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(limit))
-        // Outermost: the fallbacks' errors carry the request id too.
-        .layer(middleware::from_fn(request_id::layer))
+        // Around every route and the fallbacks (whose errors carry the request
+        // id too): ids, the request span, and metrics by route pattern.
+        .layer(observe::Observe::new(state.clone()))
         .with_state(state)
 }
 
@@ -63,16 +59,4 @@ async fn not_found() -> ApiError {
 
 async fn method_not_allowed() -> ApiError {
     ApiError::new(ErrorCode::MethodNotAllowed, "This method is not allowed on this route.")
-}
-
-/// Counts every request by its route pattern (never the raw path: ids would
-/// explode the label set) and status, with latency.
-async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let start = Instant::now();
-    let method = req.method().as_str().to_owned();
-    let route =
-        req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".to_owned());
-    let resp = next.run(req).await;
-    state.metrics.record_request(&method, &route, resp.status().as_u16(), start.elapsed().as_secs_f64());
-    resp
 }

@@ -1,13 +1,12 @@
 //! `x-request-id`: every request gets one (the client's when it sends a sane
 //! one: 1 to 128 visible ASCII characters; otherwise a new one), echoed in the
 //! response, carried by the `request` span (so every log line of the request
-//! has it) and put in error bodies.
+//! has it) and put in error bodies. The layer that does it is `observe`.
+
+use std::future::Future;
 
 use axum::extract::Request;
 use axum::http::HeaderValue;
-use axum::middleware::Next;
-use axum::response::Response;
-use tracing::Instrument;
 
 pub const HEADER: &str = "x-request-id";
 
@@ -29,25 +28,38 @@ fn sane(value: &HeaderValue) -> Option<&str> {
     (!s.is_empty() && s.len() <= MAX_LEN && s.bytes().all(|b| b.is_ascii_graphic())).then_some(s)
 }
 
+/// `req_` and 24 characters of 18 random bytes (URL-safe base64: cheaper to
+/// make than drawing 24 letters one by one, and as unique).
 fn generate() -> String {
-    format!("req_{}", crate::util::random_alnum(24))
+    use base64::Engine as _;
+    let bytes: [u8; 18] = rand::random();
+    let mut id = String::with_capacity(28);
+    id.push_str("req_");
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode_string(bytes, &mut id);
+    id
 }
 
-pub async fn layer(req: Request, next: Next) -> Response {
-    let id = req.headers().get(HEADER).and_then(sane).map_or_else(generate, str::to_owned);
-    let span = tracing::info_span!("request", request_id = %id, method = %req.method());
-    let handled = async move {
-        let started = std::time::Instant::now();
-        let resp = next.run(req).await;
-        let latency_ms = started.elapsed().as_millis() as u64;
-        tracing::debug!(status = resp.status().as_u16(), latency_ms, "request finished");
-        resp
-    };
-    let mut resp = CURRENT.scope(id.clone(), handled).instrument(span).await;
-    if let Ok(v) = HeaderValue::from_str(&id) {
-        resp.headers_mut().insert(HEADER, v);
+/// The request's id and its header value: the client's when sane, else a new one.
+pub fn take_or_make(req: &Request) -> (String, HeaderValue) {
+    match req.headers().get(HEADER) {
+        Some(v) if let Some(s) = sane(v) => (s.to_owned(), v.clone()),
+        _ => {
+            let id = generate();
+            // Letters, digits, `-` and `_` only: always a valid header value.
+            let header = HeaderValue::from_str(&id).unwrap_or_else(|_| HeaderValue::from_static("req"));
+            (id, header)
+        }
     }
-    resp
+}
+
+/// Runs `f` with `id` as the current request's id.
+pub fn sync_scope<R>(id: String, f: impl FnOnce() -> R) -> R {
+    CURRENT.sync_scope(id, f)
+}
+
+/// Runs `fut` with `id` as the current request's id.
+pub async fn scope<F: Future>(id: String, fut: F) -> F::Output {
+    CURRENT.scope(id, fut).await
 }
 
 #[cfg(test)]

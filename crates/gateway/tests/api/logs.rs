@@ -106,7 +106,7 @@ async fn the_binary_logs_json_lines_with_request_ids_and_no_raw_stderr() {
             .arg(dir.path())
             .env("VIDGATE_WORKERS", "1")
             .env("VIDGATE_ALLOW_PRIVATE_URLS", "true")
-            .env("RUST_LOG", "info,vidgate::http::request_id=debug")
+            .env("RUST_LOG", "info,vidgate::http::observe=debug")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
