@@ -381,7 +381,7 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
         let connection = builder.serve_connection(io, service);
         let (registry, stats) = (registry.clone(), stats.clone());
         tokio::spawn(async move {
-            if drive(connection, &conn).await == End::TimedOut {
+            if drive(connection, &conn, &limits).await == End::TimedOut {
                 stats.timed_out.fetch_add(1, Ordering::Relaxed);
             }
             registry.remove(id);
@@ -405,7 +405,11 @@ enum End {
 
 /// Runs one connection to its end: closed by the client, by a timeout, by
 /// eviction, or (gracefully, after the request in flight) by shutdown.
-async fn drive<S>(connection: hyper::server::conn::http1::Connection<TokioIo<Watched>, S>, conn: &ConnState) -> End
+async fn drive<S>(
+    connection: hyper::server::conn::http1::Connection<TokioIo<Watched>, S>,
+    conn: &ConnState,
+    limits: &Limits,
+) -> End
 where
     S: hyper::service::HttpService<Incoming, ResBody = BusyBody>,
     S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
@@ -420,13 +424,12 @@ where
         Some(done) => done,
         None => {
             match conn.reason.load(Ordering::SeqCst) {
-                // Only an idle connection has a deadline (a request begun since
-                // the reaper looked is cut with it, as a client racing an idle
-                // close always may be).
-                TIMED_OUT => return End::TimedOut,
+                // Still overdue (a request that began since the reaper looked
+                // is served first, below, then the connection closes).
+                TIMED_OUT if conn.deadline(limits).is_some_and(|at| at <= clock_ms()) => return End::TimedOut,
                 EVICTED if conn.is_idle() => return End::Other,
                 _ if conn.is_quiet() => return End::Other,
-                // Evicted or shut down mid-request: its response first.
+                // Evicted, shut down or timed out mid-request: its response first.
                 _ => {}
             }
             connection.as_mut().graceful_shutdown();
