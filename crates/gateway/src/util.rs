@@ -39,8 +39,12 @@ pub fn random_alnum(n: usize) -> String {
     rand::thread_rng().sample_iter(&Alphanumeric).take(n).map(char::from).collect()
 }
 
+pub fn sha256(data: &[u8]) -> [u8; 32] {
+    Sha256::digest(data).into()
+}
+
 pub fn sha256_hex(data: &[u8]) -> String {
-    hex(&Sha256::digest(data))
+    hex(&sha256(data))
 }
 
 pub fn hex(bytes: &[u8]) -> String {

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -70,7 +69,7 @@ impl FromRequestParts<AppState> for Caller {
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token = bearer(parts).ok_or_else(ApiError::unauthorized)?;
-        let digest: Digest256 = Sha256::digest(token.as_bytes()).into();
+        let digest = util::sha256(token.as_bytes());
         let key = match state.keys.get(&digest) {
             Some(k) => k,
             None => {
