@@ -126,6 +126,13 @@ impl ConnState {
             started => Some(started + limits.header_timeout.as_millis() as u64),
         }
     }
+
+    /// Past its deadline at `now` (ms). Strictly past: both are whole
+    /// milliseconds cut down from the clock, so at the deadline's own
+    /// millisecond up to 1 ms of the timeout may still be left.
+    fn overdue(&self, limits: &Limits, now: u64) -> bool {
+        self.deadline(limits).is_some_and(|at| at < now)
+    }
 }
 
 /// Marks a request in flight on its connection until dropped (with the
@@ -257,7 +264,7 @@ impl Registry {
         let now = clock_ms();
         let Ok(open) = self.open.lock() else { return };
         for conn in open.values() {
-            if conn.deadline(limits).is_some_and(|at| at <= now) {
+            if conn.overdue(limits, now) {
                 conn.close_for(TIMED_OUT);
             }
         }
@@ -426,7 +433,7 @@ where
             match conn.reason.load(Ordering::SeqCst) {
                 // Still overdue (a request that began since the reaper looked
                 // is served first, below, then the connection closes).
-                TIMED_OUT if conn.deadline(limits).is_some_and(|at| at <= clock_ms()) => return End::TimedOut,
+                TIMED_OUT if conn.overdue(limits, clock_ms()) => return End::TimedOut,
                 EVICTED if conn.is_idle() => return End::Other,
                 _ if conn.is_quiet() => return End::Other,
                 // Evicted, shut down or timed out mid-request: its response first.
@@ -473,5 +480,20 @@ mod tests {
         assert_eq!(stats.in_flight.load(Ordering::SeqCst), 1);
         drop(busy);
         assert!(conn.deadline(&limits).is_some_and(|d| d >= since + 5000));
+    }
+
+    #[test]
+    fn a_connection_is_overdue_only_after_its_deadline_millisecond() {
+        let limits = Limits {
+            max_connections: 10,
+            header_timeout: Duration::from_millis(500),
+            idle_timeout: Duration::from_millis(1500),
+            body_timeout: Duration::from_secs(1),
+        };
+        let conn = ConnState::new(&CancellationToken::new());
+        let since = conn.idle_since.load(Ordering::SeqCst);
+        assert!(!conn.overdue(&limits, since + 1499));
+        assert!(!conn.overdue(&limits, since + 1500), "up to 1 ms of the timeout may be left in that millisecond");
+        assert!(conn.overdue(&limits, since + 1501));
     }
 }
