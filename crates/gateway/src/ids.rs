@@ -119,6 +119,11 @@ impl TaskId {
         vidgate_api::task::is_valid_task_id(s).then(|| Self(s.to_owned()))
     }
 
+    /// `parse` for an id already owned (a path parameter): nothing is copied.
+    pub fn parse_owned(s: String) -> Option<Self> {
+        vidgate_api::task::is_valid_task_id(&s).then_some(Self(s))
+    }
+
     /// An id read back from our own rows or documents.
     pub fn from_raw(s: impl Into<String>) -> Self {
         Self(s.into())

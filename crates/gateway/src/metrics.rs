@@ -8,13 +8,14 @@
 //! which our async handlers and workers are not). The names and labels live
 //! here, in one place; callers use the typed methods below.
 
-use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
 
 use axum::http::Method;
 use metrics::{Counter, Histogram, Key, KeyName, Label, Metadata, Recorder, SharedString};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+
+use crate::util::FastMap;
 
 const HTTP_REQUESTS: &str = "vidgate_http_requests_total";
 const HTTP_DURATION: &str = "vidgate_http_request_duration_seconds";
@@ -52,12 +53,12 @@ pub struct Metrics {
     handle: PrometheusHandle,
     /// The request metrics' handles by route pattern, then by method and status:
     /// a request counts without building a label set (it is on every request's path).
-    requests: RwLock<HashMap<String, RouteHandles>>,
+    requests: RwLock<FastMap<String, RouteHandles>>,
 }
 
 struct RouteHandles {
     duration: Histogram,
-    counts: HashMap<(Method, u16), Counter>,
+    counts: FastMap<(Method, u16), Counter>,
 }
 
 impl Default for Metrics {
@@ -206,7 +207,7 @@ impl Metrics {
             duration: self
                 .recorder
                 .register_histogram(&Key::from_parts(HTTP_DURATION, labels(&[("route", route)])), &metadata()),
-            counts: HashMap::new(),
+            counts: FastMap::default(),
         });
         let count = handles.counts.entry((method.clone(), status)).or_insert_with(|| {
             let status = status.to_string();

@@ -17,12 +17,14 @@
 //! - A request body must keep moving: the wait for its next piece is bounded
 //!   (never the whole body, so a large upload on a slow link that keeps
 //!   progressing is not cut off).
-//! - Handlers see the peer as `ConnectInfo<SocketAddr>`.
+//! - Handlers see the peer through `peer()` (a task-local of the connection's
+//!   task, so a request costs nothing to carry it).
 //! - On shutdown no new connection is accepted, idle ones are closed, and the
 //!   requests in flight finish (for at most `DRAIN_LIMIT`).
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -30,7 +32,7 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::extract::ConnectInfo;
+use http_body::Body as _;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -64,6 +66,17 @@ pub struct Stats {
     pub timed_out: AtomicU64,
     /// Requests in flight (headers read, response not yet sent in full).
     pub in_flight: AtomicUsize,
+}
+
+tokio::task_local! {
+    /// The peer of the connection whose task this is (hyper runs a
+    /// connection's requests on its task).
+    static PEER: SocketAddr;
+}
+
+/// The TCP peer of the request being handled, when it came through `serve`.
+pub fn peer() -> Option<SocketAddr> {
+    PEER.try_with(|p| *p).ok()
 }
 
 /// Milliseconds since the first call (a monotonic clock that fits an atomic).
@@ -374,9 +387,13 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
             let (app, conn, stats) = (app.clone(), conn.clone(), stats.clone());
             hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
                 let busy = Busy::new(&conn, &stats);
-                let (mut parts, body) = req.into_parts();
-                parts.extensions.insert(ConnectInfo(peer));
-                let body = axum::body::Body::new(tower_http::timeout::TimeoutBody::new(limits.body_timeout, body));
+                let (parts, body) = req.into_parts();
+                // A request without a body (most are GETs) needs no timer and no box.
+                let body = if body.is_end_stream() {
+                    axum::body::Body::empty()
+                } else {
+                    axum::body::Body::new(tower_http::timeout::TimeoutBody::new(limits.body_timeout, body))
+                };
                 let req = axum::extract::Request::from_parts(parts, body);
                 let app = app.clone();
                 async move {
@@ -387,14 +404,14 @@ pub async fn serve(listener: TcpListener, app: Router, limits: Limits, stats: Ar
         };
         let connection = builder.serve_connection(io, service);
         let (registry, stats) = (registry.clone(), stats.clone());
-        tokio::spawn(async move {
+        tokio::spawn(PEER.scope(peer, async move {
             if drive(connection, &conn, &limits).await == End::TimedOut {
                 stats.timed_out.fetch_add(1, Ordering::Relaxed);
             }
             registry.remove(id);
             stats.open.fetch_sub(1, Ordering::Relaxed);
             drop(permit);
-        });
+        }));
     }
     // Each connection's task closes it now if idle, after its response if not.
     drop(listener);

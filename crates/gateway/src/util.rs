@@ -5,6 +5,11 @@ use rand::Rng;
 use rand::distributions::Alphanumeric;
 use sha2::{Digest, Sha256};
 
+/// A map on the request path: foldhash, seeded per process, instead of
+/// SipHash, which cost more than the lookup it served. Only for keys a client
+/// cannot pick at will (digests, ids of stored tasks, route patterns).
+pub type FastMap<K, V> = std::collections::HashMap<K, V, foldhash::fast::RandomState>;
+
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)

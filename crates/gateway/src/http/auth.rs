@@ -4,19 +4,18 @@
 //! the client's address as the TCP peer or, behind a trusted proxy, as that
 //! proxy saw it.
 
-use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::RwLock;
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::AuthKey;
 use crate::tasks::Caller;
-use crate::util;
+use crate::util::{self, FastMap};
 
 /// Authentication is on every request's path: keys are looked up by hash and kept
 /// for a few seconds. A revocation through this process takes effect at once;
@@ -24,24 +23,28 @@ use crate::util;
 pub struct KeyCache {
     ttl: Duration,
     /// By the SHA-256 of the key; a hit needs no hex and no database.
-    entries: RwLock<HashMap<Digest256, (Option<AuthKey>, Instant)>>,
+    /// Shared with each request's `Caller`: a hit copies no field of the key.
+    entries: RwLock<FastMap<Digest256, Cached>>,
 }
 
 type Digest256 = [u8; 32];
 
+/// A key (or the knowledge that there is none) and when it was read.
+type Cached = (Option<Arc<AuthKey>>, Instant);
+
 impl KeyCache {
     pub fn new(ttl: Duration) -> Self {
-        Self { ttl, entries: RwLock::new(HashMap::new()) }
+        Self { ttl, entries: RwLock::new(FastMap::default()) }
     }
 
     /// `Some(entry)` when cached and fresh (the entry itself may be "no such key").
-    fn get(&self, digest: &Digest256) -> Option<Option<AuthKey>> {
+    fn get(&self, digest: &Digest256) -> Option<Option<Arc<AuthKey>>> {
         let entries = self.entries.read().ok()?;
         let (key, at) = entries.get(digest)?;
         (at.elapsed() < self.ttl).then(|| key.clone())
     }
 
-    fn put(&self, digest: Digest256, key: Option<AuthKey>) {
+    fn put(&self, digest: Digest256, key: Option<Arc<AuthKey>>) {
         if let Ok(mut entries) = self.entries.write() {
             if entries.len() > 100_000 {
                 entries.clear();
@@ -73,7 +76,7 @@ impl FromRequestParts<AppState> for Caller {
         let key = match state.keys.get(&digest) {
             Some(k) => k,
             None => {
-                let k = state.store.find_key(&util::hex(&digest)).await?;
+                let k = state.store.find_key(&util::hex(&digest)).await?.map(Arc::new);
                 state.keys.put(digest, k.clone());
                 k
             }
@@ -86,12 +89,7 @@ impl FromRequestParts<AppState> for Caller {
                     "This API key's account is disabled; ask the operator.",
                 ))
             }
-            Some(k) if !k.revoked() => Ok(Caller {
-                key_id: k.key_id,
-                account_id: k.account_id,
-                allowed_models: k.allowed_models,
-                user_group: k.user_group,
-            }),
+            Some(k) if !k.revoked() => Ok(Caller::new(k)),
             _ => Err(ApiError::unauthorized()),
         }
     }
@@ -181,7 +179,7 @@ impl FromRequestParts<AppState> for ClientAddr {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
-        let peer = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+        let peer = crate::server::peer().map(|p| p.ip());
         let forwarded: Vec<&str> =
             parts.headers.get_all("x-forwarded-for").iter().filter_map(|v| v.to_str().ok()).collect();
         Ok(ClientAddr(client_address(peer, &forwarded, &state.config.trusted_proxies)))

@@ -1,5 +1,5 @@
 //! The HTTP surface: one module per feature, each with `router()`; this root only
-//! merges them and adds the cross-cutting layers (body limit, metrics, fallbacks).
+//! merges them and adds the cross-cutting layer (`observe`: ids, metrics, body limit) and the fallbacks.
 
 pub mod account;
 pub mod admin;
@@ -22,7 +22,6 @@ pub mod usage;
 pub mod webhooks;
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
 use vidgate_api::error::ErrorCode;
 
 use crate::error::ApiError;
@@ -46,10 +45,10 @@ pub fn router(state: AppState) -> Router {
         .merge(console::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(DefaultBodyLimit::max(limit))
         // Around every route and the fallbacks (whose errors carry the request
-        // id too): ids, the request span, and metrics by route pattern.
-        .layer(observe::Observe::new(state.clone()))
+        // id too): ids, the request span, metrics by route pattern, and the
+        // body limit.
+        .layer(observe::Observe::new(state.clone(), limit))
         .with_state(state)
 }
 

@@ -86,7 +86,7 @@ pub async fn get_task(
     caller: Caller,
     Path(task_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    let body = tasks::get_json(&state, &caller, &task_id).await?;
+    let body = tasks::get_json(&state, &caller, task_id).await?;
     Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 

@@ -11,7 +11,6 @@
 //! just before a change could be cached just after it, and (as sole writer) be
 //! served forever.
 
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -19,6 +18,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::ids::{AccountId, TaskId};
+use crate::util::FastMap;
 
 const OPEN_TTL: Duration = Duration::from_millis(250);
 const MAX_ENTRIES: usize = 50_000;
@@ -46,7 +46,7 @@ pub struct Ticket {
 
 #[derive(Default)]
 struct Entries {
-    map: HashMap<TaskId, Entry>,
+    map: FastMap<TaskId, Entry>,
     /// Raised whenever the map is emptied: every ticket taken before is void,
     /// since the tombstones that would have voided it are gone.
     epoch: u64,

@@ -5,6 +5,7 @@ pub mod cache;
 mod view;
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -15,20 +16,31 @@ use vidgate_api::error::ErrorCode;
 use vidgate_api::task::{TaskList, TaskObject, TaskStatus};
 
 use crate::error::ApiError;
-use crate::ids::{AccountId, FileId, KeyId, TaskId};
+use crate::ids::{FileId, TaskId};
 use crate::job::{ImageRef, StoredRequest};
 use crate::state::AppState;
-use crate::store::{AllowedModels, CancelOutcome, CreateOutcome, FileKind, FileRow, Idempotency, NewTask};
+use crate::store::{AuthKey, CancelOutcome, CreateOutcome, FileKind, FileRow, Idempotency, NewTask};
 use crate::{files, media, util};
 pub use view::{callback_for, task_object};
 
-/// Who is asking: resolved from the API key by `http::auth`.
+/// Who is asking: the API key `http::auth` resolved, shared with its cache
+/// entry (a request reads the key's fields, such as `account_id`, through it
+/// and copies nothing).
 #[derive(Debug, Clone)]
-pub struct Caller {
-    pub key_id: KeyId,
-    pub account_id: AccountId,
-    pub allowed_models: AllowedModels,
-    pub user_group: String,
+pub struct Caller(Arc<AuthKey>);
+
+impl Caller {
+    pub fn new(key: Arc<AuthKey>) -> Self {
+        Self(key)
+    }
+}
+
+impl std::ops::Deref for Caller {
+    type Target = AuthKey;
+
+    fn deref(&self) -> &AuthKey {
+        &self.0
+    }
 }
 
 /// The answer to a create: either a fresh task or the stored first response of an
@@ -297,8 +309,8 @@ pub async fn owns(state: &AppState, caller: &Caller, id: &str) -> Result<TaskId,
 }
 
 /// The task object as JSON bytes, from the cache when fresh (the polling path).
-pub async fn get_json(state: &AppState, caller: &Caller, id: &str) -> Result<bytes::Bytes, ApiError> {
-    let id = check_task_id(id)?;
+pub async fn get_json(state: &AppState, caller: &Caller, id: String) -> Result<bytes::Bytes, ApiError> {
+    let id = TaskId::parse_owned(id).ok_or_else(malformed_task_id)?;
     let ticket = match state.task_cache.get(&caller.account_id, &id) {
         Ok(body) => return Ok(body),
         Err(ticket) => ticket,
@@ -400,6 +412,9 @@ pub async fn cancel(state: &AppState, caller: &Caller, id: &str) -> Result<TaskO
 }
 
 fn check_task_id(id: &str) -> Result<TaskId, ApiError> {
-    TaskId::parse(id)
-        .ok_or_else(|| ApiError::new(ErrorCode::InvalidTaskId, "The task id is malformed.").with_param("task_id"))
+    TaskId::parse(id).ok_or_else(malformed_task_id)
+}
+
+fn malformed_task_id() -> ApiError {
+    ApiError::new(ErrorCode::InvalidTaskId, "The task id is malformed.").with_param("task_id")
 }
