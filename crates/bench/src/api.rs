@@ -21,11 +21,21 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use sqlx::Connection;
 
-use crate::{ANSWERED, Args, Kill, drive, read_until, start_vidgate_in};
+use crate::{ANSWERED, Args, Kill, drive, drive_after, read_until, start_vidgate_in};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
 const CREATE_BODY: &[u8] = br#"{"model":"kling-v3-text-to-video","prompt":"bench","duration":3}"#;
+/// For the polling ratio, ceiling and polling phases run back to back this
+/// many times, each this long after its warm-up.
+const PAIRS: usize = 9;
+const PAIR_SECS: f64 = 1.5;
+const PAIR_WARM_UP: Duration = Duration::from_millis(500);
+
+fn ceiling_request(_: usize) -> Request<Full<Bytes>> {
+    Request::builder().uri("/").header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap_or_default()
+}
+
 /// The admin key of every bench server (fixed, so a restart keeps it).
 const ADMIN_KEY: &str = "vg-admin-bench-0123456789abcdef";
 
@@ -109,11 +119,8 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
         args.seconds,
         place.label()
     );
-    let ceiling = drive("ceiling (bare hyper)", ceiling_port, args.connections, args.seconds, false, |_| {
-        Request::builder().uri("/").header("host", "127.0.0.1").body(Full::new(Bytes::new())).unwrap_or_default()
-    })
-    .await?;
-    drop(ceiling_child);
+    let ceiling =
+        drive("ceiling (bare hyper)", ceiling_port, args.connections, args.seconds, false, ceiling_request).await?;
 
     let env = place.env();
     let (mut server, mut port, keys) = start_vidgate_in(args, &place.data, &[], &env)?;
@@ -155,13 +162,12 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
     if ids.is_empty() {
         return Err("no task was created".into());
     }
-    let poll = {
+    let poll_request = {
         let (auth, ids) = (keys[0].clone(), Arc::new(ids));
-        drive("poll    GET /v1/tasks/{id}", port, args.connections, args.seconds, false, move |i| {
-            get_request(&format!("/v1/tasks/{}", ids[i % ids.len()]), &auth)
-        })
-        .await?
+        move |i: usize| get_request(&format!("/v1/tasks/{}", ids[i % ids.len()]), &auth)
     };
+    let poll =
+        drive("poll    GET /v1/tasks/{id}", port, args.connections, args.seconds, false, poll_request.clone()).await?;
     let list = {
         let auth = keys[0].clone();
         drive("list    GET /v1/tasks?limit=20", port, args.connections, args.seconds, false, move |_| {
@@ -182,9 +188,28 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
             p.errors
         );
     }
-    let ratio = poll.rps() / ceiling.rps() * 100.0;
     let verdict = |ok: bool| if ok { "MET" } else { "MISSED" };
-    println!("polling = {ratio:.1}% of the ceiling (target >= 70%): {}", verdict(ratio >= 70.0));
+    // The ceiling itself moves by a third from one phase to the next on a
+    // shared machine, so one ceiling phase against one polling phase seconds
+    // later says more about the machine than about vidgate. The ratio is
+    // taken instead over pairs run back to back, alternating, and the median
+    // pair decides; every pair is printed.
+    let mut ratios = Vec::new();
+    for _ in 0..PAIRS {
+        let (warm_up, n) = (PAIR_WARM_UP, args.connections);
+        let c = drive_after(warm_up, "ceiling", ceiling_port, n, PAIR_SECS, false, ceiling_request).await?;
+        let p = drive_after(warm_up, "poll", port, n, PAIR_SECS, false, poll_request.clone()).await?;
+        ratios.push(p.rps() / c.rps() * 100.0);
+    }
+    drop(ceiling_child);
+    let pairs = ratios.iter().map(|r| format!("{r:.1}")).collect::<Vec<_>>().join(", ");
+    ratios.sort_by(f64::total_cmp);
+    let ratio = ratios[ratios.len() / 2];
+    println!(
+        "polling = {ratio:.1}% of the ceiling, the median of {PAIRS} back-to-back pairs ({pairs} %) \
+         (target >= 70%): {}",
+        verdict(ratio >= 70.0)
+    );
     let (floor, p99_max) = if place.pg.is_some() { (3000.0, f64::INFINITY) } else { (8000.0, 10.0) };
     let p99_text = if p99_max.is_finite() { format!(", p99 < {p99_max} ms") } else { String::new() };
     println!(

@@ -152,7 +152,20 @@ async fn drive(
     keep_bodies: bool,
     make: impl Fn(usize) -> Request<Full<Bytes>> + Send + Sync + Clone + 'static,
 ) -> Result<Phase, Box<dyn std::error::Error + Send + Sync>> {
-    let start = Instant::now() + Duration::from_secs(1);
+    drive_after(Duration::from_secs(1), name, port, connections, secs, keep_bodies, make).await
+}
+
+/// `drive` with a warm-up of `warm_up`.
+async fn drive_after(
+    warm_up: Duration,
+    name: &str,
+    port: u16,
+    connections: usize,
+    secs: f64,
+    keep_bodies: bool,
+    make: impl Fn(usize) -> Request<Full<Bytes>> + Send + Sync + Clone + 'static,
+) -> Result<Phase, Box<dyn std::error::Error + Send + Sync>> {
+    let start = Instant::now() + warm_up;
     let end = start + Duration::from_secs_f64(secs);
     let mut handles = Vec::new();
     for c in 0..connections {
