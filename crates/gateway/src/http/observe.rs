@@ -67,7 +67,7 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let started = Instant::now();
         let id = request_id::take_or_make(&req);
-        let span = tracing::info_span!("request", request_id = request_id::text(&id), method = %req.method());
+        let span = tracing::info_span!("request", request_id = %request_id::text(&id), method = %req.method());
         let method = req.method().clone();
         // Counted by route pattern, never by raw path (ids would explode the
         // label set); the not-found fallback matches no pattern and is not counted.
