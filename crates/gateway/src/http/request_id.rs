@@ -35,7 +35,7 @@ fn sane(value: &HeaderValue) -> bool {
 
 thread_local! {
     /// Ids need to be unique, not secret: a fast generator per thread, seeded
-    /// from the OS, is as unique as the thread RNG at a tenth of its cost.
+    /// from the OS, is as unique as the thread RNG and cheaper.
     static RNG: std::cell::RefCell<SmallRng> = std::cell::RefCell::new(SmallRng::from_entropy());
 }
 
