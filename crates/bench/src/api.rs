@@ -21,7 +21,7 @@ use hyper::{Method, Request};
 use hyper_util::rt::TokioIo;
 use sqlx::Connection;
 
-use crate::{ANSWERED, Args, Kill, drive, drive_after, read_until, start_vidgate_in};
+use crate::{ANSWERED, Args, Kill, WARM_UP, drive, read_until, start_vidgate_in};
 
 type Error = Box<dyn std::error::Error + Send + Sync>;
 
@@ -120,7 +120,8 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
         place.label()
     );
     let ceiling =
-        drive("ceiling (bare hyper)", ceiling_port, args.connections, args.seconds, false, ceiling_request).await?;
+        drive(WARM_UP, "ceiling (bare hyper)", ceiling_port, args.connections, args.seconds, false, ceiling_request)
+            .await?;
 
     let env = place.env();
     let (mut server, mut port, keys) = start_vidgate_in(args, &place.data, &[], &env)?;
@@ -144,7 +145,7 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
 
     let create = {
         let (keys, conns) = (keys.clone(), args.connections);
-        drive("create  POST /v1/videos/generations", port, conns, args.seconds, true, move |i| {
+        drive(WARM_UP, "create  POST /v1/videos/generations", port, conns, args.seconds, true, move |i| {
             create_request(&keys[i % conns % 2])
         })
         .await?
@@ -167,10 +168,11 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
         move |i: usize| get_request(&format!("/v1/tasks/{}", ids[i % ids.len()]), &auth)
     };
     let poll =
-        drive("poll    GET /v1/tasks/{id}", port, args.connections, args.seconds, false, poll_request.clone()).await?;
+        drive(WARM_UP, "poll    GET /v1/tasks/{id}", port, args.connections, args.seconds, false, poll_request.clone())
+            .await?;
     let list = {
         let auth = keys[0].clone();
-        drive("list    GET /v1/tasks?limit=20", port, args.connections, args.seconds, false, move |_| {
+        drive(WARM_UP, "list    GET /v1/tasks?limit=20", port, args.connections, args.seconds, false, move |_| {
             get_request("/v1/tasks?limit=20", &auth)
         })
         .await?
@@ -197,8 +199,8 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
     let mut ratios = Vec::new();
     for _ in 0..PAIRS {
         let (warm_up, n) = (PAIR_WARM_UP, args.connections);
-        let c = drive_after(warm_up, "ceiling", ceiling_port, n, PAIR_SECS, false, ceiling_request).await?;
-        let p = drive_after(warm_up, "poll", port, n, PAIR_SECS, false, poll_request.clone()).await?;
+        let c = drive(warm_up, "ceiling", ceiling_port, n, PAIR_SECS, false, ceiling_request).await?;
+        let p = drive(warm_up, "poll", port, n, PAIR_SECS, false, poll_request.clone()).await?;
         ratios.push(p.rps() / c.rps() * 100.0);
     }
     drop(ceiling_child);
@@ -266,9 +268,10 @@ async fn sustain(args: &Args, place: &Place, port: u16, auth: &str) -> Result<()
         })
     };
     let auth = auth.to_owned();
-    let run =
-        drive("sustained create", port, args.connections, args.sustain_secs, false, move |_| create_request(&auth))
-            .await;
+    let run = drive(WARM_UP, "sustained create", port, args.connections, args.sustain_secs, false, move |_| {
+        create_request(&auth)
+    })
+    .await;
     stop.store(true, Ordering::Relaxed);
     let max_wal = sampler.await?;
     let run = run?;

@@ -142,21 +142,12 @@ impl Phase {
     }
 }
 
-/// Drives `make(i)` requests over `connections` keep-alive connections for `secs`
-/// (after a 1 s warm-up that is not counted).
-async fn drive(
-    name: &str,
-    port: u16,
-    connections: usize,
-    secs: f64,
-    keep_bodies: bool,
-    make: impl Fn(usize) -> Request<Full<Bytes>> + Send + Sync + Clone + 'static,
-) -> Result<Phase, Box<dyn std::error::Error + Send + Sync>> {
-    drive_after(Duration::from_secs(1), name, port, connections, secs, keep_bodies, make).await
-}
+/// The warm-up of a phase: requests in it are made but not counted.
+const WARM_UP: Duration = Duration::from_secs(1);
 
-/// `drive` with a warm-up of `warm_up`.
-async fn drive_after(
+/// Drives `make(i)` requests over `connections` keep-alive connections for `secs`
+/// after a warm-up of `warm_up` that is not counted.
+async fn drive(
     warm_up: Duration,
     name: &str,
     port: u16,
