@@ -14,6 +14,7 @@ const SQLITE: &[(&str, &str)] = &[
     ("0020_attempt_retry", include_str!("../../migrations/sqlite/0020_attempt_retry.sql")),
     ("0030_key_open_tasks", include_str!("../../migrations/sqlite/0030_key_open_tasks.sql")),
     ("0031_drop_open_tasks_by_key", include_str!("../../migrations/sqlite/0031_drop_open_tasks_by_key.sql")),
+    ("0032_ascending_task_indexes", include_str!("../../migrations/sqlite/0032_ascending_task_indexes.sql")),
 ];
 const POSTGRES: &[(&str, &str)] = &[
     ("0001_init", include_str!("../../migrations/postgres/0001_init.sql")),
@@ -24,6 +25,7 @@ const POSTGRES: &[(&str, &str)] = &[
     ("0020_attempt_retry", include_str!("../../migrations/postgres/0020_attempt_retry.sql")),
     ("0030_key_open_tasks", include_str!("../../migrations/postgres/0030_key_open_tasks.sql")),
     ("0031_drop_open_tasks_by_key", include_str!("../../migrations/postgres/0031_drop_open_tasks_by_key.sql")),
+    ("0032_ascending_task_indexes", include_str!("../../migrations/postgres/0032_ascending_task_indexes.sql")),
 ];
 
 impl Store {

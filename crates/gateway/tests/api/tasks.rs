@@ -2,6 +2,7 @@
 //! signed link, listing, cancelling, and ids that never leak across accounts.
 
 use serde_json::{Value, json};
+use sqlx::Connection;
 
 use crate::both_backends;
 use crate::helpers::{TestApp, data_uri, png};
@@ -207,6 +208,38 @@ both_backends!(tasks_are_listed_newest_first_with_a_cursor, |backend| async move
     assert_eq!((s, b["error"]["param"].as_str()), (400, Some("cursor")));
     app.stop().await;
 });
+
+/// Tasks arrive in time order, so the indexes that list them newest first must
+/// grow at their right edge and stay dense: declared DESC, new entries went in
+/// at the left and split pages half empty (49% full, twice the pages, more of
+/// them written per commit). Listing still reads newest first (the test above).
+#[tokio::test]
+async fn the_time_ordered_indexes_stay_dense_under_creates() {
+    let Some(app) = TestApp::spawn_with(crate::helpers::Backend::Sqlite, |c| c.workers = 0).await else {
+        return;
+    };
+    let (_, key) = app.new_account(1_000_000.0).await;
+    let body = json!({"model": "kling-v3-text-to-video", "prompt": "x", "duration": 3});
+    for _ in 0..40 {
+        for (s, b, _) in app.burst(50, "/v1/videos/generations", &body, &key).await {
+            assert_eq!(s, 200, "{b}");
+        }
+    }
+    let path = app.data_dir.path().join("vidgate.db");
+    let mut db = sqlx::AnyConnection::connect(&format!("sqlite://{}?mode=ro", path.display())).await.unwrap();
+    for index in ["tasks_by_account", "tasks_by_time"] {
+        let (pages, fill): (i64, f64) = sqlx::query_as(
+            "SELECT COUNT(*), CAST(SUM(pgsize - unused) AS REAL) / SUM(pgsize) FROM dbstat WHERE name = $1",
+        )
+        .bind(index)
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+        assert!(pages > 10, "{index}: {pages} pages");
+        assert!(fill > 0.75, "{index}: pages {:.0}% full over {pages} pages", fill * 100.0);
+    }
+    app.stop().await;
+}
 
 both_backends!(the_catalog_lists_models_with_prices, |backend| async move {
     let Some(app) = TestApp::spawn(backend).await else {
