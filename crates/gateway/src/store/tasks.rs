@@ -515,7 +515,7 @@ pub(super) async fn create_steps(
 /// for a whole batch: SQLite's one writer runs one statement at a time, so rows
 /// per statement is what makes a busy create path fast.
 pub(super) async fn insert_created(tx: &mut AnyConnection, tasks: &[&NewTask]) -> Result<()> {
-    let positional = tx.backend_name() == "SQLite";
+    let positional = tx.backend_name() == <sqlx::Sqlite as sqlx::Database>::NAME;
     // 14 bound values a task, far within SQLite's 32766 per statement.
     for chunk in tasks.chunks(128) {
         let sql = format!(
