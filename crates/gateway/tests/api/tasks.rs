@@ -174,6 +174,54 @@ both_backends!(another_accounts_task_is_not_found_and_bad_ids_are_400, |backend|
     app.stop().await;
 });
 
+// On SQLite a page of tasks comes out of the database as one JSON array (see
+// `Store::newest_tasks`): each task listed, pending, failed or completed with
+// its results, is the very object its own read answers, whatever its text holds.
+both_backends!(a_listed_task_is_the_object_its_own_read_answers, |backend| async move {
+    let prompt = "a \"quote\", a back\\slash, a new\nline, a tab\t, ünïcødé 視頻 🎬, {\"json\": [1, 2.5]}";
+    for workers in [0, 1] {
+        let Some(app) = TestApp::spawn_with(backend, |c| c.workers = workers).await else {
+            return;
+        };
+        let mut ids = Vec::new();
+        for duration in [3, 5] {
+            let (s, t) =
+                app.create(&json!({"model": "kling-v3-text-to-video", "prompt": prompt, "duration": duration})).await;
+            assert_eq!(s, 200, "{t}");
+            ids.push(t["id"].as_str().unwrap().to_owned());
+        }
+        if workers == 0 {
+            let (s, t) = app.post(&format!("/v1/tasks/{}/cancel", ids[0]), &json!({})).await;
+            assert_eq!((s, t["status"].as_str()), (200, Some("failed")), "{t}");
+        } else {
+            for id in &ids {
+                let done = app.wait_task(id, 120, |t| t["status"] == "completed" || t["status"] == "failed").await;
+                assert_eq!(done["status"], "completed", "{done}");
+                assert!(done["results"][0].is_string(), "{done}");
+            }
+        }
+        let (s, page) = app.get("/v1/tasks?limit=100").await;
+        assert_eq!(s, 200, "{page}");
+        let listed = page["data"].as_array().unwrap();
+        assert_eq!(listed.len(), 2, "{page}");
+        for (task, id) in listed.iter().zip(ids.iter().rev()) {
+            let (s, alone) = app.get(&format!("/v1/tasks/{id}")).await;
+            assert_eq!(s, 200, "{alone}");
+            assert_eq!(task, &alone);
+        }
+        // The operator's list shows each task's prompt, read from its stored request.
+        let (s, page) = app.admin_get("/admin/tasks?limit=100").await;
+        assert_eq!(s, 200, "{page}");
+        let listed = page["data"].as_array().unwrap();
+        assert_eq!(listed.len(), 2, "{page}");
+        for task in listed {
+            assert_eq!(task["prompt"], prompt, "{task}");
+            assert_eq!(task["provider"].is_string(), workers > 0, "{task}");
+        }
+        app.stop().await;
+    }
+});
+
 both_backends!(tasks_are_listed_newest_first_with_a_cursor, |backend| async move {
     let Some(app) = TestApp::spawn_with(backend, |c| c.workers = 0).await else {
         return;
