@@ -212,11 +212,11 @@ async fn measure(args: &Args, place: &Place) -> Result<(), Error> {
     // replica may change the task, so an open task is read again once its
     // cached answer is 250 ms old, and every poll here is of an open task.
     let target = if place.pg.is_some() {
-        "no target on PostgreSQL: open tasks are read again after 250 ms)".to_owned()
+        "(no target on PostgreSQL: open tasks are read again after 250 ms)".to_owned()
     } else {
-        format!("target >= 70%): {}", verdict(ratio >= 70.0))
+        format!("(target >= 70%): {}", verdict(ratio >= 70.0))
     };
-    println!("polling = {ratio:.1}% of the ceiling, the median of {PAIRS} back-to-back pairs ({pairs} %) ({target}");
+    println!("polling = {ratio:.1}% of the ceiling, the median of {PAIRS} back-to-back pairs ({pairs} %) {target}");
     let (floor, p99_max) = if place.pg.is_some() { (3000.0, f64::INFINITY) } else { (8000.0, 10.0) };
     let p99_text = if p99_max.is_finite() { format!(", p99 < {p99_max} ms") } else { String::new() };
     println!(

@@ -10,7 +10,7 @@ use super::{Backend, Result, Store, StoreError};
 use crate::ids::{AccountId, DeliveryId, KeyId, LeaseOwner, TaskId};
 
 /// A task as stored. Decoded from a row, or (on SQLite, for a page of tasks)
-/// from a JSON array of `TASK_COLUMNS`' values in the fields' order.
+/// from a JSON object of its columns by name.
 #[derive(Debug, Clone, sqlx::FromRow, serde::Deserialize)]
 pub struct TaskRow {
     pub id: TaskId,
@@ -323,7 +323,7 @@ impl Store {
     /// The newest `limit` tasks that `page` admits, newest first.
     ///
     /// On SQLite the page comes back as one row holding a JSON array of the
-    /// rows: sqlx hands each row of a SQLite result from the connection's
+    /// tasks: sqlx hands each row of a SQLite result from the connection's
     /// thread to the caller's task on its own, a thread wake-up per row, which
     /// was most of a listing's cost (a page of 20 took four times as long as a
     /// page of one). PostgreSQL sends the rows together and reads them as rows.
@@ -337,7 +337,13 @@ impl Store {
         if self.backend == Backend::Postgres {
             return Ok(sqlx::query_as_with(&rows, page.args).fetch_all(&self.read).await?);
         }
-        let sql = format!("SELECT json_group_array(json_array({TASK_COLUMNS}) ORDER BY {NEWEST_FIRST}) FROM ({rows})");
+        // Each task an object keyed by its columns' names, so that serde
+        // matches the fields by name, not by position.
+        static OBJECT: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let pairs: Vec<String> = TASK_COLUMNS.split(',').map(|c| format!("'{0}', {0}", c.trim())).collect();
+            format!("json_object({})", pairs.join(", "))
+        });
+        let sql = format!("SELECT json_group_array({} ORDER BY {NEWEST_FIRST}) FROM ({rows})", *OBJECT);
         let json: String = sqlx::query_scalar_with(&sql, page.args).fetch_one(&self.read).await?;
         serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("a page of tasks: {e}")))
     }
