@@ -138,12 +138,11 @@ pub enum CancelOutcome {
 struct Page<'q> {
     filter: String,
     args: AnyArguments<'q>,
-    params: usize,
 }
 
 impl Default for Page<'_> {
     fn default() -> Self {
-        Self { filter: "1 = 1".to_owned(), args: AnyArguments::default(), params: 0 }
+        Self { filter: "1 = 1".to_owned(), args: AnyArguments::default() }
     }
 }
 
@@ -151,8 +150,7 @@ impl<'q> Page<'q> {
     /// Binds `value`; the number of its parameter.
     fn bind<T: 'q + sqlx::Encode<'q, Any> + sqlx::Type<Any>>(&mut self, value: T) -> Result<usize> {
         self.args.add(value).map_err(sqlx::Error::Encode)?;
-        self.params += 1;
-        Ok(self.params)
+        Ok(self.args.len())
     }
 
     /// Keeps the tasks where `test` (a column and an operator, `"status = "`)
